@@ -1,0 +1,1 @@
+"""Alembic migration scripts (installed as ``zulip_goals_bot.migrations``)."""

@@ -1,0 +1,189 @@
+"""The ``zulip-goals-bot`` command line.
+
+Only argparse and the standard library are imported at module level, so ``--help`` stays fast;
+each subcommand imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .config import Config
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _load(args: argparse.Namespace, *, must_exist: bool = True) -> Config:
+    from .config import config_path, load_config
+
+    return load_config(config_path(args.config), must_exist=must_exist)
+
+
+def _database(args: argparse.Namespace) -> tuple[Config, object]:
+    from .db import Database
+
+    config = _load(args)
+    db = Database(config.database_url)
+    db.upgrade()
+    return config, db
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import run_bot
+
+    config = _load(args)
+    return run_bot(config)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .db import Database
+
+    config = _load(args)
+    db = Database(config.database_url)
+    db.upgrade()
+    print(f"database at revision {db.current_revision()}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from .db import Database
+
+    config = _load(args)
+    db = Database(config.database_url)
+    print(db.current_revision() or "empty (no migrations applied; run `db upgrade`)")
+    return 0
+
+
+def cmd_goals_import(args: argparse.Namespace) -> int:
+    from .registry import import_command
+
+    return import_command(_load(args), args.paths, period=args.period, dry_run=args.dry_run)
+
+
+def cmd_goals_list(args: argparse.Namespace) -> int:
+    from .registry import list_command
+
+    return list_command(_load(args), show_all=args.all, as_json=args.json)
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from .app import prompt_command
+
+    return prompt_command(_load(args), dry_run=args.dry_run, goal=args.goal)
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from .app import digest_command
+
+    return digest_command(_load(args), dry_run=args.dry_run, since=args.since)
+
+
+def cmd_export_blog(args: argparse.Namespace) -> int:
+    from .blog import export_command
+
+    return export_command(_load(args), since=args.since, until=args.until, output=args.output)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import sandbox_command
+
+    return sandbox_command(
+        goals=args.goals, database=args.database, script=args.script, start=args.start
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zulip-goals-bot",
+        description="Ask goal owners for progress updates on Zulip, store their replies, "
+        "and send weekly digests.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="bot.conf to use (default: $ZULIP_GOALS_BOT_CONFIG, else ./bot.conf)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("run", help="connect to Zulip and run the bot until stopped")
+    p.set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    dbsub.required = True
+    dbsub.add_parser("upgrade", help="apply migrations up to the latest").set_defaults(
+        func=cmd_db_upgrade
+    )
+    dbsub.add_parser("current", help="show the database's migration revision").set_defaults(
+        func=cmd_db_current
+    )
+
+    goals = sub.add_parser("goals", help="import and list goals")
+    gsub = goals.add_subparsers(dest="goals_command", metavar="ACTION")
+    gsub.required = True
+    gi = gsub.add_parser("import", help="import goal Markdown files (a file or a folder)")
+    gi.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    gi.add_argument("--period", help="period name, e.g. 2025h1 (default: the folder name)")
+    gi.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    gi.set_defaults(func=cmd_goals_import)
+    gl = gsub.add_parser("list", help="list goals")
+    gl.add_argument("--all", action="store_true", help="include inactive and retired goals")
+    gl.add_argument("--json", action="store_true", help="machine-readable output")
+    gl.set_defaults(func=cmd_goals_list)
+
+    pr = sub.add_parser("prompt", help="send (or show) the prompts and reminders due now")
+    pr.add_argument("--dry-run", action="store_true", help="show, do not send")
+    pr.add_argument("--goal", metavar="SLUG", help="only this goal")
+    pr.set_defaults(func=cmd_prompt)
+
+    dg = sub.add_parser("digest", help="post (or print) the weekly digest now")
+    dg.add_argument("--dry-run", action="store_true", help="print, do not post")
+    dg.add_argument("--since", metavar="DATE", help="count updates from this date (YYYY-MM-DD)")
+    dg.set_defaults(func=cmd_digest)
+
+    ex = sub.add_parser("export", help="export updates")
+    exsub = ex.add_subparsers(dest="export_command", metavar="FORMAT")
+    exsub.required = True
+    eb = exsub.add_parser("blog", help="a monthly 'Project goals update' blog post in Markdown")
+    eb.add_argument("--since", required=True, metavar="DATE", help="first day (inclusive)")
+    eb.add_argument("--until", metavar="DATE", help="last day (exclusive; default: today)")
+    eb.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    eb.set_defaults(func=cmd_export_blog)
+
+    sb = sub.add_parser("sandbox", help="try the bot against an embedded Zulip, in the terminal")
+    sb.add_argument("--goals", type=Path, metavar="PATH", help="goal files (default: samples)")
+    sb.add_argument("--database", type=Path, metavar="FILE", help="SQLite file (default: temp)")
+    sb.add_argument(
+        "--script", metavar="FILE", help="read commands from FILE ('-' for stdin), print, exit"
+    )
+    sb.add_argument("--start", metavar="DATETIME", help="start the clock here (ISO 8601)")
+    sb.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import GoalsBotError
+
+    try:
+        result: int = args.func(args)
+        return result
+    except GoalsBotError as exc:
+        print(f"zulip-goals-bot: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Our own exceptions: each carries a message written for the person running the bot."""
+
+from __future__ import annotations
+
+
+class GoalsBotError(Exception):
+    """Base class; ``str(error)`` is shown to the operator as one line, without a traceback."""
+
+
+class ConfigError(GoalsBotError):
+    """bot.conf or zuliprc is wrong; the message names the file, the key and what was expected."""
+
+
+class ZulipError(GoalsBotError):
+    """The Zulip server refused a request or could not be reached."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class StorageError(GoalsBotError):
+    """The database could not store something (busy, read-only, full disk)."""
+
+
+class LeaseError(GoalsBotError):
+    """Another bot process already holds the sending lease on this database."""

@@ -1,0 +1,170 @@
+"""Zulip Markdown that the bot writes: mentions, links, dates, and text made safe to echo.
+
+Everything the bot repeats from stored text (titles, updates) goes through ``neutralize`` so it can
+never ping anyone, and every answer goes through ``split_blocks``/``shorten`` so it fits Zulip's
+10,000-character limit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+MAX_MESSAGE_LENGTH = 10_000
+# Room left under the limit for a "(continued)" line and similar framing.
+SAFE_LENGTH = MAX_MESSAGE_LENGTH - 200
+
+# @**name**, @_**name**, @*group*, @_*group*, with optional |id: every Zulip mention form.
+_MENTION = re.compile(r"@(_?)(\*\*?)")
+_ZWSP = "\u200b"
+
+
+def neutralize(text: str) -> str:
+    """Break every mention and wildcard in ``text`` so that echoing it pings nobody.
+
+    A zero-width space after the ``@`` keeps the text readable but stops Zulip's mention parser.
+    """
+    return _MENTION.sub(lambda m: "@" + _ZWSP + m.group(1) + m.group(2), text)
+
+
+def contains_unsafe_mention(text: str, allowed_ids: Iterable[int] = ()) -> bool:
+    """True when ``text`` would notify anyone other than ``allowed_ids`` (wildcards included)."""
+    allowed = {str(i) for i in allowed_ids}
+    for m in re.finditer(r"@(_?)\*\*([^*]+?)\*\*", text):
+        if m.group(1):  # silent mention: notifies nobody
+            continue
+        name = m.group(2)
+        ident = name.rsplit("|", 1)[1] if "|" in name else None
+        if ident is None or ident not in allowed:
+            return True
+    return bool(re.search(r"@\*[^*]+\*", text))  # user group mention
+
+
+@dataclass(frozen=True, slots=True)
+class ZulipUser:
+    """A Zulip account as the bot names it."""
+
+    user_id: int
+    full_name: str
+
+    def mention(self, *, silent: bool = False) -> str:
+        name = self.full_name.replace("*", "").replace("|", "") or "user"
+        return f"@{'_' if silent else ''}**{name}|{self.user_id}**"
+
+
+def topic_link(stream: str, topic: str) -> str:
+    return f"#**{stream}>{topic}**"
+
+
+def message_link(site: str, message_id: int) -> str:
+    return f"{site.rstrip('/')}/#narrow/id/{message_id}"
+
+
+def topic_url(site: str, stream: str, topic: str) -> str:
+    def enc(s: str) -> str:
+        return quote(s, safe="").replace("%", ".")
+
+    return f"{site.rstrip('/')}/#narrow/stream/{enc(stream)}/topic/{enc(topic)}"
+
+
+def time_tag(when: datetime) -> str:
+    """Zulip's global time syntax, shown in each reader's own timezone."""
+    return f"<time:{when.isoformat(timespec='seconds')}>"
+
+
+def days_ago(when: datetime, now: datetime) -> str:
+    days = (now - when).days
+    if days <= 0:
+        return "today"
+    if days == 1:
+        return "yesterday"
+    return f"{days} days ago"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _balanced(text: str) -> str:
+    """Drop a trailing construct that the cut left open (code fence, code span, bold, link)."""
+    if text.count("```") % 2:
+        text = text[: text.rfind("```")].rstrip()
+    lines = text.split("\n")
+    last = lines[-1]
+    if last.count("`") % 2:
+        last = last[: last.rfind("`")]
+    if last.count("**") % 2:
+        last = last[: last.rfind("**")]
+    opened = last.rfind("[")
+    if opened > last.rfind("]") or last.rfind("](") > last.rfind(")"):
+        last = last[: max(opened, 0)] if opened >= 0 else last
+    if last.count("<") > last.count(">"):
+        last = last[: last.rfind("<")]
+    lines[-1] = last.rstrip()
+    return "\n".join(lines).rstrip()
+
+
+def shorten(text: str, limit: int, *, max_lines: int | None = None) -> str:
+    """Cut ``text`` to at most ``limit`` characters at a clean boundary, ending with an ellipsis."""
+    text = text.strip()
+    lines = text.split("\n")
+    if max_lines is not None and len(lines) > max_lines:
+        text = "\n".join(lines[:max_lines])
+    elif len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)]
+    if len(text) > limit - 1:
+        for sep in ("\n\n", "\n", ". ", " "):
+            pos = cut.rfind(sep)
+            if pos > limit // 3:
+                cut = cut[:pos]
+                break
+    cut = _balanced(cut)
+    return (cut + " …").strip() if cut else "…"
+
+
+def quote_block(text: str) -> str:
+    """A Zulip quote block around text, with a fence that the text itself cannot close."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}quote\n{text}\n{fence}"
+
+
+def split_blocks(blocks: Iterable[str], limit: int = SAFE_LENGTH, sep: str = "\n") -> list[str]:
+    """Join blocks into messages of at most ``limit`` characters, never splitting a block.
+
+    A single block longer than the limit is shortened on its own.
+    """
+    messages: list[str] = []
+    current = ""
+    for block in blocks:
+        if len(block) > limit:
+            block = shorten(block, limit)
+        candidate = f"{current}{sep}{block}" if current else block
+        if len(candidate) > limit and current:
+            messages.append(current)
+            current = block
+        else:
+            current = candidate
+    if current:
+        messages.append(current)
+    return messages
+
+
+def limit_items(items: list[str], limit: int, sep: str = "\n") -> str:
+    """Join as many items as fit in ``limit``, then say "and N more"."""
+    out: list[str] = []
+    used = 0
+    for i, item in enumerate(items):
+        extra = len(item) + len(sep)
+        tail = len(f"{sep}… and {len(items) - i} more")
+        if used + extra + tail > limit:
+            out.append(f"… and {len(items) - i} more")
+            break
+        out.append(item)
+        used += extra
+    return sep.join(out)

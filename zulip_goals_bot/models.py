@@ -1,0 +1,281 @@
+"""The database schema, as SQLAlchemy 2.0 typed ORM classes.
+
+Every timestamp is stored as naive UTC and handed back timezone-aware (``UTCDateTime``), so that
+SQLite and PostgreSQL behave the same.  Uniqueness constraints carry the "exactly once" promises:
+one update per Zulip message, one delivery per (kind, target, period).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so that Alembic batch migrations on SQLite can find them again.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store aware datetimes as naive UTC; return them aware (UTC) on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class GoalState(enum.StrEnum):
+    """Lifecycle of a goal as the bot sees it; only ACTIVE goals are prompted."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    RETIRED = "retired"  # gone from the source files or retired by an admin; kept, never deleted
+
+
+class OwnerRole(enum.StrEnum):
+    POINT_OF_CONTACT = "poc"
+    OWNER = "owner"
+    TASK = "task"
+
+
+class UpdateKind(enum.StrEnum):
+    UPDATE = "update"  # an owner's progress update
+    COMMENT = "comment"  # someone else's message in the goal's topic
+    PENDING = "pending"  # a DM whose goal is not known yet; kept until the owner says which
+
+
+class UpdateSource(enum.StrEnum):
+    TOPIC = "topic"
+    DM = "dm"
+    IMPORT = "import"
+
+
+class DeliveryKind(enum.StrEnum):
+    PROMPT = "prompt"  # topic message asking for an update
+    REMINDER = "reminder"  # topic reminder to silent owners
+    DM_PROMPT = "dm_prompt"  # one DM per owner listing all their due goals
+    DM_REMINDER = "dm_reminder"
+    DIGEST = "digest"  # weekly digest to a stream topic or a subscriber
+
+
+class DeliveryState(enum.StrEnum):
+    CLAIMED = "claimed"  # recorded before sending: a crash leaves it here
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+class Goal(Base):
+    __tablename__ = "goals"
+    __table_args__ = (UniqueConstraint("period", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(40))
+    slug: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    short_title: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(40), default="Accepted")
+    flagship: Mapped[str | None] = mapped_column(String(200))
+    tracking_issue: Mapped[int | None] = mapped_column(Integer)
+    tracking_url: Mapped[str | None] = mapped_column(Text)
+    zulip_channel: Mapped[str | None] = mapped_column(Text)
+    zulip_topic: Mapped[str] = mapped_column(String(60), unique=True)
+    teams: Mapped[str] = mapped_column(Text, default="")  # comma-separated, lower case
+    state: Mapped[GoalState] = mapped_column(_enum(GoalState), default=GoalState.ACTIVE)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # imported with a prompted status
+    cadence_weeks: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    owners: Mapped[list[GoalOwner]] = relationship(
+        back_populates="goal", cascade="all, delete-orphan", order_by="GoalOwner.position"
+    )
+
+    @property
+    def team_list(self) -> list[str]:
+        return [t for t in self.teams.split(",") if t]
+
+    @property
+    def is_prompted(self) -> bool:
+        return self.active and self.state is GoalState.ACTIVE
+
+
+class Person(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    zulip_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    full_name: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    github: Mapped[str | None] = mapped_column(String(40), unique=True)  # lower case
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)  # realm admin/owner role
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    away_until: Mapped[date | None] = mapped_column(Date)
+    mapped_via: Mapped[str | None] = mapped_column(String(20))  # file / profile / claim / admin
+    claimed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class GoalOwner(Base):
+    __tablename__ = "goal_owners"
+
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[OwnerRole] = mapped_column(_enum(OwnerRole), default=OwnerRole.OWNER)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    goal: Mapped[Goal] = relationship(back_populates="owners")
+    person: Mapped[Person] = relationship(lazy="joined")
+
+
+class Update(Base):
+    """A message about a goal: an owner's update, a comment, or a DM waiting for its goal."""
+
+    __tablename__ = "updates"
+    __table_args__ = (Index("ix_updates_goal_sent", "goal_id", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    zulip_message_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    goal_id: Mapped[int | None] = mapped_column(ForeignKey("goals.id", ondelete="SET NULL"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    kind: Mapped[UpdateKind] = mapped_column(_enum(UpdateKind), default=UpdateKind.UPDATE)
+    source: Mapped[UpdateSource] = mapped_column(_enum(UpdateSource), default=UpdateSource.TOPIC)
+    content: Mapped[str] = mapped_column(Text)
+    tldr: Mapped[str | None] = mapped_column(Text)
+    help_wanted: Mapped[str | None] = mapped_column(Text)
+    stream: Mapped[str | None] = mapped_column(Text)
+    topic: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime]
+    edited_at: Mapped[datetime | None]
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    goal: Mapped[Goal | None] = relationship()
+    author: Mapped[Person | None] = relationship()
+
+
+class HandledMessage(Base):
+    """Every Zulip message the bot has dealt with, recorded in the transaction of its effect."""
+
+    __tablename__ = "handled_messages"
+
+    zulip_message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(40))
+    handled_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """A message the bot owes: claimed before it is sent, so nothing goes out twice."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("kind", "target", "period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[DeliveryKind] = mapped_column(_enum(DeliveryKind))
+    target: Mapped[str] = mapped_column(String(200))  # "goal:12", "person:5", "stream:s>t"
+    period: Mapped[str] = mapped_column(String(40))  # start date of the period, ISO
+    goal_id: Mapped[int | None] = mapped_column(ForeignKey("goals.id", ondelete="SET NULL"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState))
+    # Where it goes: a stream topic, or the DM recipients (comma-separated Zulip user ids).
+    stream: Mapped[str | None] = mapped_column(Text)
+    topic: Mapped[str | None] = mapped_column(Text)
+    recipients: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)  # parts separated by PART_SEPARATOR
+    zulip_message_ids: Mapped[str | None] = mapped_column(Text)  # comma-separated
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Skip(Base):
+    """An owner said "skip" for one period of one goal."""
+
+    __tablename__ = "skips"
+    __table_args__ = (UniqueConstraint("goal_id", "period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    goal_id: Mapped[int] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(40))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class DigestSubscription(Base):
+    __tablename__ = "digest_subscriptions"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime]
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+
+class BotState(Base):
+    """Small key/value facts that must survive restarts (the high-water message id, the lease)."""
+
+    __tablename__ = "bot_state"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+HIGH_WATER_KEY = "high_water_message_id"
+# Separates the messages of a delivery that had to be split under Zulip's size limit.
+PART_SEPARATOR = "\n\x1e\n"
