@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 09:13:21.153790
+Create Date: 2026-11-25 09:22:28.628305
 """
 
 from __future__ import annotations
@@ -120,7 +120,10 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column("content", sa.Text(), nullable=True),
+        sa.Column("stream", sa.Text(), nullable=True),
+        sa.Column("topic", sa.Text(), nullable=True),
+        sa.Column("recipients", sa.Text(), nullable=True),
+        sa.Column("content", sa.Text(), nullable=False),
         sa.Column("zulip_message_ids", sa.Text(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("claimed_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),

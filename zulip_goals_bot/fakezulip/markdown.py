@@ -1,0 +1,244 @@
+"""Just enough of Zulip's Markdown dialect: mentions (which drive message flags) and HTML.
+
+Mention detection must match the server's, because flags such as ``mentioned`` are what
+bots react to.  The HTML rendering only needs to be plausible: it fills
+``rendered_content`` and the ``apply_markdown=true`` variants of messages.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import emoji
+
+# What may precede an "@": start, whitespace, quotes, brackets, slash or "<".
+USER_MENTION_RE = re.compile(r"(?<![^\s'\"(\{\[/<])@(_?)\*\*([^*]+)\*\*")
+STREAM_LINK_RE = re.compile(r"#\*\*([^*>]+)(?:>([^*]+))?\*\*")
+FENCE_RE = re.compile(r"^\s*(```|~~~)")
+CODE_SPAN_RE = re.compile(r"`([^`\n]+)`")
+LINK_RE = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+|/[^)\s]*)\)")
+AUTOLINK_RE = re.compile(r"(?<![\w\"=/])(https?://[^\s<]+[^\s<.,:;\"')\]])")
+EMOJI_RE = re.compile(r"(?<![\w:]):([a-z0-9_+-]+):(?![\w:])")
+BOLD_RE = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+ITALIC_RE = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+STRIKE_RE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+PLACEHOLDER_RE = re.compile("\x00(\\d+)\x00")
+
+STREAM_WILDCARDS = frozenset({"all", "everyone", "stream"})
+TOPIC_WILDCARD = "topic"
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One ``@**...**`` in a message.  ``target`` is the text between the asterisks."""
+
+    silent: bool
+    target: str
+
+    @property
+    def name(self) -> str:
+        return self.target.split("|", 1)[0]
+
+    @property
+    def user_id(self) -> int | None:
+        if "|" in self.target:
+            tail = self.target.rsplit("|", 1)[1]
+            if tail.isdigit():
+                return int(tail)
+        return None
+
+
+def strip_code(content: str) -> str:
+    """Remove fenced blocks and code spans: mentions inside them are not mentions."""
+    out: list[str] = []
+    fence: str | None = None
+    for line in content.split("\n"):
+        m = FENCE_RE.match(line)
+        if fence is None and m:
+            fence = m.group(1)
+            continue
+        if fence is not None:
+            if line.strip().startswith(fence):
+                fence = None
+            continue
+        out.append(line)
+    return CODE_SPAN_RE.sub("", "\n".join(out))
+
+
+def find_mentions(content: str) -> list[Mention]:
+    """All user/wildcard mentions outside code, in order."""
+    if "@" not in content:
+        return []
+    text = strip_code(content)
+    return [Mention(silent=m.group(1) == "_", target=m.group(2)) for m in USER_MENTION_RE.finditer(text)]
+
+
+def hash_encode(text: str) -> str:
+    """Zulip's URL-fragment encoding (percent-encoding with "." as the escape)."""
+    return urllib.parse.quote(text, safe="").replace(".", "%2E").replace("%", ".")
+
+
+def stream_slug(stream_id: int, name: str) -> str:
+    return f"{stream_id}-{hash_encode(name.replace(' ', '-'))}"
+
+
+def topic_narrow_path(stream_id: int, stream_name: str, topic: str) -> str:
+    return f"#narrow/stream/{stream_slug(stream_id, stream_name)}/topic/{hash_encode(topic)}"
+
+
+UserResolver = Callable[[Mention], "tuple[int, str] | None"]
+StreamResolver = Callable[[str], "tuple[int, str] | None"]
+
+
+class Renderer:
+    """Render message Markdown to HTML, resolving users and streams through callbacks."""
+
+    def __init__(self, resolve_user: UserResolver, resolve_stream: StreamResolver) -> None:
+        self._resolve_user = resolve_user
+        self._resolve_stream = resolve_stream
+
+    def render(self, content: str) -> str:
+        blocks: list[str] = []
+        lines = content.split("\n")
+        i = 0
+        para: list[str] = []
+
+        def flush_para() -> None:
+            if para:
+                blocks.append("<p>" + "<br>\n".join(self.inline(p) for p in para) + "</p>")
+                para.clear()
+
+        while i < len(lines):
+            line = lines[i]
+            fence = FENCE_RE.match(line)
+            if fence:
+                flush_para()
+                marker = fence.group(1)
+                body: list[str] = []
+                i += 1
+                while i < len(lines) and not lines[i].strip().startswith(marker):
+                    body.append(lines[i])
+                    i += 1
+                i += 1
+                code = html.escape("\n".join(body), quote=False)
+                blocks.append(
+                    f'<div class="codehilite"><pre><span></span><code>{code}\n</code></pre></div>'
+                )
+                continue
+            stripped = line.strip()
+            if not stripped:
+                flush_para()
+                i += 1
+                continue
+            heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
+            if heading and not stripped.startswith("#**"):
+                flush_para()
+                level = len(heading.group(1))
+                blocks.append(f"<h{level}>{self.inline(heading.group(2))}</h{level}>")
+                i += 1
+                continue
+            if re.match(r"^[*+-]\s+", stripped) or re.match(r"^\d+[.)]\s+", stripped):
+                flush_para()
+                ordered = bool(re.match(r"^\d", stripped))
+                items: list[str] = []
+                pattern = r"^\d+[.)]\s+" if ordered else r"^[*+-]\s+"
+                while i < len(lines) and re.match(pattern, lines[i].strip()):
+                    items.append(re.sub(pattern, "", lines[i].strip(), count=1))
+                    i += 1
+                tag = "ol" if ordered else "ul"
+                inner = "\n".join(f"<li>{self.inline(item)}</li>" for item in items)
+                blocks.append(f"<{tag}>\n{inner}\n</{tag}>")
+                continue
+            if stripped.startswith(">"):
+                flush_para()
+                quoted: list[str] = []
+                while i < len(lines) and lines[i].strip().startswith(">"):
+                    quoted.append(lines[i].strip()[1:].lstrip())
+                    i += 1
+                blocks.append(f"<blockquote>\n{self.render(chr(10).join(quoted))}\n</blockquote>")
+                continue
+            para.append(line)
+            i += 1
+        flush_para()
+        return "\n".join(blocks)
+
+    def inline(self, text: str) -> str:
+        """Inline Markdown of one line; code spans and mentions are protected first."""
+        frags: list[str] = []
+
+        def keep(fragment: str) -> str:
+            frags.append(fragment)
+            return f"\x00{len(frags) - 1}\x00"
+
+        text = CODE_SPAN_RE.sub(lambda m: keep(f"<code>{html.escape(m.group(1), quote=False)}</code>"), text)
+        text = USER_MENTION_RE.sub(lambda m: self._mention(m, keep), text)
+        text = STREAM_LINK_RE.sub(lambda m: self._stream_link(m, keep), text)
+        text = LINK_RE.sub(
+            lambda m: keep(
+                f'<a href="{html.escape(m.group(2))}">{html.escape(m.group(1), quote=False)}</a>'
+            ),
+            text,
+        )
+        text = AUTOLINK_RE.sub(
+            lambda m: keep(f'<a href="{html.escape(m.group(1))}">{html.escape(m.group(1))}</a>'),
+            text,
+        )
+        text = EMOJI_RE.sub(lambda m: self._emoji(m, keep), text)
+        text = html.escape(text, quote=False)
+        text = BOLD_RE.sub(r"<strong>\1</strong>", text)
+        text = STRIKE_RE.sub(r"<del>\1</del>", text)
+        text = ITALIC_RE.sub(r"<em>\1</em>", text)
+        while "\x00" in text:
+            text = PLACEHOLDER_RE.sub(lambda m: frags[int(m.group(1))], text)
+        return text
+
+    def _mention(self, m: re.Match[str], keep: Callable[[str], str]) -> str:
+        mention = Mention(silent=m.group(1) == "_", target=m.group(2))
+        name = mention.name
+        if name in STREAM_WILDCARDS and mention.user_id is None:
+            return keep(f'<span class="user-mention" data-user-id="*">@{name}</span>')
+        if name == TOPIC_WILDCARD and mention.user_id is None:
+            return keep(f'<span class="topic-mention">@{name}</span>')
+        found = self._resolve_user(mention)
+        if found is None:
+            return m.group(0)
+        user_id, full_name = found
+        shown = html.escape(full_name, quote=False)
+        if mention.silent:
+            return keep(f'<span class="user-mention silent" data-user-id="{user_id}">{shown}</span>')
+        return keep(f'<span class="user-mention" data-user-id="{user_id}">@{shown}</span>')
+
+    def _stream_link(self, m: re.Match[str], keep: Callable[[str], str]) -> str:
+        found = self._resolve_stream(m.group(1))
+        if found is None:
+            return m.group(0)
+        stream_id, name = found
+        topic = m.group(2)
+        slug = stream_slug(stream_id, name)
+        if topic is None:
+            return keep(
+                f'<a class="stream" data-stream-id="{stream_id}" href="/#narrow/stream/{slug}">'
+                f"#{html.escape(name, quote=False)}</a>"
+            )
+        href = "/" + topic_narrow_path(stream_id, name, topic)
+        return keep(
+            f'<a class="stream-topic" data-stream-id="{stream_id}" href="{href}">'
+            f"#{html.escape(name, quote=False)} &gt; {html.escape(topic, quote=False)}</a>"
+        )
+
+    @staticmethod
+    def _emoji(m: re.Match[str], keep: Callable[[str], str]) -> str:
+        name = m.group(1)
+        found = emoji.lookup(name)
+        if found is None:
+            return m.group(0)
+        code, _kind = found
+        label = name.replace("_", " ")
+        return keep(
+            f'<span aria-label="{label}" class="emoji emoji-{code}" role="img" title="{label}">'
+            f":{name}:</span>"
+        )

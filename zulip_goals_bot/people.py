@@ -1,0 +1,87 @@
+"""People: Zulip accounts the bot knows, and the GitHub handles goal files name them by."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Person
+
+# Zulip role values (GET /users "role"): 100 owner, 200 administrator.
+ADMIN_ROLES = frozenset({100, 200})
+
+
+@dataclass(frozen=True, slots=True)
+class SenderInfo:
+    """Who sent a message, as the message event tells it."""
+
+    user_id: int
+    email: str
+    full_name: str
+    is_realm_admin: bool = False
+
+
+def ensure_people(
+    session: Session, senders: Iterable[SenderInfo], now: datetime
+) -> dict[int, Person]:
+    """Person rows for these Zulip users, created on first sight; one SELECT for all of them."""
+    wanted = {s.user_id: s for s in senders}
+    if not wanted:
+        return {}
+    found = {
+        p.zulip_user_id: p
+        for p in session.execute(
+            select(Person).where(Person.zulip_user_id.in_(list(wanted)))
+        ).scalars()
+        if p.zulip_user_id is not None
+    }
+    for uid, info in wanted.items():
+        person = found.get(uid)
+        if person is None:
+            person = Person(
+                zulip_user_id=uid,
+                email=info.email,
+                full_name=info.full_name,
+                is_admin=info.is_realm_admin,
+                created_at=now,
+            )
+            session.add(person)
+            found[uid] = person
+        elif info.full_name and person.full_name != info.full_name:
+            person.full_name = info.full_name
+    session.flush()
+    return found
+
+
+def sync_users(
+    session: Session,
+    members: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> dict[int, Person]:
+    """Refresh name, email, timezone, role and active flag of every Zulip user we already know,
+    and add the ones we do not; returns all of them by Zulip id."""
+    by_id = {int(m["user_id"]): m for m in members}
+    existing = {
+        p.zulip_user_id: p
+        for p in session.execute(select(Person).where(Person.zulip_user_id.is_not(None))).scalars()
+        if p.zulip_user_id is not None
+    }
+    for uid, m in by_id.items():
+        person = existing.get(uid)
+        if person is None:
+            person = Person(zulip_user_id=uid, created_at=now)
+            session.add(person)
+            existing[uid] = person
+        person.email = str(m.get("email") or person.email or "")
+        person.full_name = str(m.get("full_name") or person.full_name or "")
+        person.timezone = str(m.get("timezone") or "") or None
+        person.is_active = bool(m.get("is_active", True))
+        person.is_bot = bool(m.get("is_bot", False))
+        person.is_admin = int(m.get("role", 400)) in ADMIN_ROLES
+    session.flush()
+    return {uid: p for uid, p in existing.items() if uid in by_id}

@@ -1,0 +1,331 @@
+"""Set-based reads that turn the database into plain, immutable views.
+
+Commands, prompts, the digest and the blog export all work on these views (the functional core),
+and each loader issues a fixed number of SQL statements however many goals there are.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from .markdown import ZulipUser
+from .models import (
+    Goal,
+    GoalOwner,
+    GoalState,
+    OwnerRole,
+    Person,
+    Skip,
+    Update,
+    UpdateKind,
+)
+from .schedule import GoalFacts
+
+
+class OwnerContact(enum.StrEnum):
+    """Whether the bot can reach an owner, and if not, why (the digest lists the others)."""
+
+    REACHABLE = "reachable"
+    MISSING_ZULIP_ID = "no Zulip account mapped"
+    AWAY = "away"
+    DEACTIVATED = "deactivated"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonView:
+    person_id: int
+    zulip_user_id: int | None
+    full_name: str | None
+    email: str | None
+    github: str | None
+    timezone: str | None
+    away_until: date | None
+    is_active: bool
+
+    @property
+    def user(self) -> ZulipUser | None:
+        if self.zulip_user_id is None:
+            return None
+        return ZulipUser(self.zulip_user_id, self.full_name or self.email or "user")
+
+    @property
+    def display(self) -> str:
+        """A name to print without pinging: full name, else @github handle."""
+        if self.full_name:
+            return self.full_name
+        if self.github:
+            return f"@{self.github}"
+        return self.email or f"person {self.person_id}"
+
+    def silent(self) -> str:
+        """A silent mention when we know the Zulip account, else the plain display name."""
+        user = self.user
+        return user.mention(silent=True) if user is not None else self.display
+
+    def contact(self, today: date) -> OwnerContact:
+        if self.zulip_user_id is None:
+            return OwnerContact.MISSING_ZULIP_ID
+        if not self.is_active:
+            return OwnerContact.DEACTIVATED
+        if self.away_until is not None and self.away_until >= today:
+            return OwnerContact.AWAY
+        return OwnerContact.REACHABLE
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerView:
+    person: PersonView
+    role: OwnerRole
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateView:
+    id: int
+    zulip_message_id: int
+    goal_id: int | None
+    author: PersonView | None
+    kind: UpdateKind
+    content: str
+    tldr: str | None
+    help_wanted: str | None
+    sent_at: datetime
+    edited_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class GoalView:
+    id: int
+    period: str
+    slug: str
+    title: str
+    short_title: str | None
+    status: str
+    flagship: str | None
+    tracking_issue: int | None
+    tracking_url: str | None
+    zulip_topic: str
+    teams: tuple[str, ...]
+    state: GoalState
+    active: bool
+    cadence_weeks: int | None
+    created_at: datetime
+    owners: tuple[OwnerView, ...] = ()
+    last_update: UpdateView | None = None
+    skipped_periods: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+    @property
+    def is_flagship(self) -> bool:
+        return self.flagship is not None
+
+    @property
+    def poc(self) -> tuple[PersonView, ...]:
+        """Points of contact; when the file named none, every owner."""
+        main = tuple(o.person for o in self.owners if o.role is not OwnerRole.TASK)
+        return main or tuple(o.person for o in self.owners)
+
+    def prompted_owners(self) -> tuple[PersonView, ...]:
+        """Who is asked for updates: points of contact (task owners only if there are none)."""
+        return self.poc
+
+    def facts(self, default_cadence: int, today: date) -> GoalFacts:
+        asked = self.prompted_owners()
+        return GoalFacts(
+            goal_id=self.id,
+            state=self.state.value,
+            active=self.active,
+            created_at=self.created_at,
+            cadence_weeks=self.cadence_weeks or default_cadence,
+            last_update_at=self.last_update.sent_at if self.last_update else None,
+            owners_total=len(asked),
+            owners_reachable=sum(1 for p in asked if p.contact(today) is OwnerContact.REACHABLE),
+            skipped_periods=self.skipped_periods,
+        )
+
+
+def person_view(p: Person) -> PersonView:
+    return PersonView(
+        person_id=p.id,
+        zulip_user_id=p.zulip_user_id,
+        full_name=p.full_name,
+        email=p.email,
+        github=p.github,
+        timezone=p.timezone,
+        away_until=p.away_until,
+        is_active=p.is_active,
+    )
+
+
+def update_view(u: Update, author: Person | None) -> UpdateView:
+    return UpdateView(
+        id=u.id,
+        zulip_message_id=u.zulip_message_id,
+        goal_id=u.goal_id,
+        author=person_view(author) if author is not None else None,
+        kind=u.kind,
+        content=u.content,
+        tldr=u.tldr,
+        help_wanted=u.help_wanted,
+        sent_at=u.sent_at,
+        edited_at=u.edited_at,
+    )
+
+
+def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
+               skips: frozenset[str]) -> GoalView:  # fmt: skip
+    return GoalView(
+        id=g.id,
+        period=g.period,
+        slug=g.slug,
+        title=g.title,
+        short_title=g.short_title,
+        status=g.status,
+        flagship=g.flagship,
+        tracking_issue=g.tracking_issue,
+        tracking_url=g.tracking_url,
+        zulip_topic=g.zulip_topic,
+        teams=tuple(t for t in g.teams.split(",") if t),
+        state=g.state,
+        active=g.active,
+        cadence_weeks=g.cadence_weeks,
+        created_at=g.created_at,
+        owners=tuple(owners),
+        last_update=last,
+        skipped_periods=skips,
+    )
+
+
+def latest_updates(
+    session: Session, goal_ids: Iterable[int] | None = None
+) -> dict[int, UpdateView]:
+    """The newest owner update of each goal, in one statement."""
+    newest = (
+        select(Update.goal_id, func.max(Update.sent_at).label("sent_at"))
+        .where(Update.kind == UpdateKind.UPDATE, Update.deleted.is_(False))
+        .group_by(Update.goal_id)
+    )
+    if goal_ids is not None:
+        newest = newest.where(Update.goal_id.in_(list(goal_ids)))
+    sub = newest.subquery()
+    rows = session.execute(
+        select(Update, Person)
+        .join(sub, and_(Update.goal_id == sub.c.goal_id, Update.sent_at == sub.c.sent_at))
+        .outerjoin(Person, Person.id == Update.author_id)
+        .where(Update.kind == UpdateKind.UPDATE, Update.deleted.is_(False))
+        .order_by(Update.id)
+    ).all()
+    out: dict[int, UpdateView] = {}
+    for u, author in rows:
+        assert u.goal_id is not None
+        out[u.goal_id] = update_view(u, author)  # ties: the highest id wins
+    return out
+
+
+def load_goals(
+    session: Session,
+    *,
+    goal_ids: Sequence[int] | None = None,
+    include_inactive: bool = False,
+) -> list[GoalView]:
+    """Goals with owners, latest update and skips: four statements whatever the number of goals."""
+    query = select(Goal).order_by(Goal.period.desc(), Goal.slug)
+    if goal_ids is not None:
+        query = query.where(Goal.id.in_(list(goal_ids)))
+    if not include_inactive:
+        query = query.where(Goal.active.is_(True), Goal.state != GoalState.RETIRED)
+    goals = list(session.execute(query).scalars())
+    if not goals:
+        return []
+    ids = [g.id for g in goals]
+    owners: dict[int, list[OwnerView]] = defaultdict(list)
+    for goal_id, role, _pos, person in session.execute(
+        select(GoalOwner.goal_id, GoalOwner.role, GoalOwner.position, Person)
+        .join(Person, Person.id == GoalOwner.person_id)
+        .where(GoalOwner.goal_id.in_(ids))
+        .order_by(GoalOwner.goal_id, GoalOwner.position)
+    ).tuples():
+        owners[goal_id].append(OwnerView(person_view(person), role))
+    latest = latest_updates(session, ids if goal_ids is not None else None)
+    skips: dict[int, set[str]] = defaultdict(set)
+    for goal_id, period in session.execute(
+        select(Skip.goal_id, Skip.period).where(Skip.goal_id.in_(ids))
+    ).tuples():
+        skips[goal_id].add(period)
+    return [
+        _goal_view(g, owners.get(g.id, []), latest.get(g.id), frozenset(skips.get(g.id, ())))
+        for g in goals
+    ]
+
+
+def updates_for_goal(
+    session: Session, goal_id: int, limit: int, *, include_comments: bool = True
+) -> list[UpdateView]:
+    """The newest ``limit`` messages stored for a goal, newest first."""
+    kinds = [UpdateKind.UPDATE, UpdateKind.COMMENT] if include_comments else [UpdateKind.UPDATE]
+    rows = session.execute(
+        select(Update, Person)
+        .outerjoin(Person, Person.id == Update.author_id)
+        .where(Update.goal_id == goal_id, Update.deleted.is_(False), Update.kind.in_(kinds))
+        .order_by(Update.sent_at.desc(), Update.id.desc())
+        .limit(limit)
+    ).all()
+    return [update_view(u, p) for u, p in rows]
+
+
+def updates_between(session: Session, since: datetime, until: datetime) -> list[UpdateView]:
+    """Every owner update in [since, until), oldest first, in one statement."""
+    rows = session.execute(
+        select(Update, Person)
+        .outerjoin(Person, Person.id == Update.author_id)
+        .where(
+            Update.kind == UpdateKind.UPDATE,
+            Update.deleted.is_(False),
+            Update.goal_id.is_not(None),
+            Update.sent_at >= since,
+            Update.sent_at < until,
+        )
+        .order_by(Update.sent_at, Update.id)
+    ).all()
+    return [update_view(u, p) for u, p in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class GoalName:
+    """The few columns needed to match what a user typed to a goal."""
+
+    id: int
+    slug: str
+    title: str
+    short_title: str | None
+    tracking_issue: int | None
+    zulip_topic: str
+    active: bool
+
+
+def goal_names(session: Session, *, include_inactive: bool = False) -> list[GoalName]:
+    query = select(
+        Goal.id,
+        Goal.slug,
+        Goal.title,
+        Goal.short_title,
+        Goal.tracking_issue,
+        Goal.zulip_topic,
+        Goal.active,
+        Goal.state,
+    )
+    if not include_inactive:
+        query = query.where(Goal.active.is_(True), Goal.state != GoalState.RETIRED)
+    return [
+        GoalName(r.id, r.slug, r.title, r.short_title, r.tracking_issue, r.zulip_topic, r.active)
+        for r in session.execute(query.order_by(Goal.id))
+    ]

@@ -1,0 +1,569 @@
+"""Owner replies become updates: routing messages, storing them, following edits and deletes.
+
+``route`` is a pure decision over plain data; ``store_messages`` applies a whole batch of
+messages in one transaction (the caller's), recording each message id in ``handled_messages``
+so that a re-delivered event or a backfill after a restart is a no-op.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from .markdown import limit_items, neutralize
+from .models import (
+    Goal,
+    GoalOwner,
+    GoalState,
+    HandledMessage,
+    Person,
+    Update,
+    UpdateKind,
+    UpdateSource,
+)
+from .people import SenderInfo, ensure_people
+
+log = logging.getLogger(__name__)
+
+# Zulip marks a resolved topic by prefixing it with this; the goal stays the same.
+RESOLVED_PREFIX = "✔ "
+# How much of a pending DM the "which goal?" question quotes back.
+PENDING_QUOTE_CHARS = 120
+
+_TLDR = re.compile(r"^\s*(?:[*_]{1,2})?TL;?DR(?:[*_]{1,2})?\s*:?\s*(?:[*_]{1,2})?\s*:?\s*", re.I)
+_HELP = re.compile(
+    r"^\s*(?:[-*+]\s+)?(?:[*_]{1,2})?help\s+wanted\s*:?(?:[*_]{1,2})?\s*:?\s*(?P<text>.*)$",
+    re.I,
+)
+_UPDATE_PREFIX = re.compile(r"^\s*update\s+(?P<goal>[^:\n]+?)\s*:\s*(?P<body>.+)\Z", re.I | re.S)
+
+
+class MalformedMessage(ValueError):
+    """An event without the fields a message must have; logged and skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """The parts of a Zulip message event the bot uses."""
+
+    id: int
+    sender_id: int
+    sender_email: str
+    sender_name: str
+    is_stream: bool
+    stream: str | None
+    topic: str | None
+    content: str
+    sent_at: datetime
+    recipient_ids: tuple[int, ...] = ()
+    mentioned: bool = False
+
+    @property
+    def sender(self) -> SenderInfo:
+        return SenderInfo(self.sender_id, self.sender_email, self.sender_name)
+
+    @classmethod
+    def from_api(cls, message: Mapping[str, Any], flags: Sequence[str] = ()) -> IncomingMessage:
+        """From a message event's ``message`` or a GET /messages entry; raises MalformedMessage."""
+        try:
+            kind = str(message["type"])
+            is_stream = kind in ("stream", "channel")
+            recipients = message.get("display_recipient")
+            stream = str(recipients) if is_stream else None
+            ids: tuple[int, ...] = ()
+            if not is_stream and isinstance(recipients, list):
+                ids = tuple(int(r["id"]) for r in recipients)
+            return cls(
+                id=int(message["id"]),
+                sender_id=int(message["sender_id"]),
+                sender_email=str(message.get("sender_email", "")),
+                sender_name=str(message.get("sender_full_name", "")),
+                is_stream=is_stream,
+                stream=stream,
+                topic=str(message.get("subject", message.get("topic", ""))) if is_stream else None,
+                content=str(message["content"]),
+                sent_at=datetime.fromtimestamp(int(message["timestamp"]), tz=UTC),
+                recipient_ids=ids,
+                mentioned="mentioned" in flags,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"message event without {exc}") from exc
+
+
+def goal_topic_name(topic: str) -> str:
+    """The goal topic a message belongs to, ignoring the resolved-topic prefix."""
+    while topic.startswith(RESOLVED_PREFIX):
+        topic = topic[len(RESOLVED_PREFIX) :]
+    return topic.strip()
+
+
+def extract_tldr(content: str) -> str | None:
+    """The paragraph that starts with ``TL;DR:`` (bold or not), without the prefix."""
+    for paragraph in re.split(r"\n\s*\n", content):
+        m = _TLDR.match(paragraph)
+        if m and paragraph[m.end() :].strip():
+            return paragraph[m.end() :].strip()
+    return None
+
+
+def extract_help_wanted(content: str) -> str | None:
+    """Lines that start with ``Help wanted:`` (also bold, also as a list item), joined."""
+    found = []
+    in_fence = False
+    for line in content.splitlines():
+        if line.strip().startswith("```"):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        m = _HELP.match(line)
+        if m and m.group("text").strip():
+            found.append(m.group("text").strip().strip("*_ ").strip())
+    return "\n".join(found) or None
+
+
+def strip_bot_mention(text: str, bot_name: str) -> str:
+    pattern = r"^\s*@_?\*\*" + re.escape(bot_name) + r"(\|\d+)?\*\*\s*"
+    return re.sub(pattern, "", text, flags=re.I)
+
+
+def mentions_bot(msg: IncomingMessage, bot_name: str, bot_id: int) -> bool:
+    if msg.mentioned:
+        return True
+    pattern = r"@_?\*\*" + re.escape(bot_name) + r"(\|" + str(bot_id) + r")?\*\*"
+    return re.search(pattern, msg.content, flags=re.I) is not None
+
+
+class Route(enum.StrEnum):
+    UPDATE = "update"  # an owner's update for goal_id
+    COMMENT = "comment"  # someone else's message in a goal topic
+    COMMAND = "command"  # a request for the command handler
+    ASK_GOAL = "ask goal"  # a DM update from an owner of several goals: keep it, ask which
+    ANSWER_PENDING = "answer pending"  # the owner says which goal a kept DM is for
+    NOT_AN_OWNER = "not an owner"  # `update <goal>: ...` from someone who does not own it
+    UNKNOWN_GOAL = "unknown goal"  # `update <goal>: ...` that matches no goal
+    IGNORE = "ignore"  # other streams' chatter, the bot's own messages
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    route: Route
+    goal_id: int | None = None
+    body: str | None = None  # the text to store when it differs from the message
+    candidates: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingFacts:
+    """What routing needs to know beyond the message, all plain data."""
+
+    bot_user_id: int
+    bot_name: str
+    goals_stream: str
+    topic_goal_id: int | None  # the goal whose topic the message is in
+    owned_goal_ids: tuple[int, ...]  # active goals the sender owns
+    waiting_goal_ids: tuple[int, ...]  # of those, the ones that are due or overdue
+    has_pending: bool  # the sender has a DM waiting for "which goal?"
+    is_command: Callable[[str], bool]
+    match_goal: Callable[[str], int | None]  # the goal a typed name denotes, or None
+
+
+def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
+    if msg.sender_id == facts.bot_user_id:
+        return Decision(Route.IGNORE)
+    if msg.is_stream:
+        addressed = mentions_bot(msg, facts.bot_name, facts.bot_user_id)
+        text = strip_bot_mention(msg.content, facts.bot_name)
+        if addressed and facts.is_command(text):
+            return Decision(Route.COMMAND)
+        in_goals_stream = (msg.stream or "").lower() == facts.goals_stream.lower()
+        if in_goals_stream and facts.topic_goal_id is not None:
+            if facts.topic_goal_id in facts.owned_goal_ids:
+                return Decision(Route.UPDATE, facts.topic_goal_id)
+            return Decision(Route.COMMENT, facts.topic_goal_id)
+        return Decision(Route.COMMAND) if addressed else Decision(Route.IGNORE)
+    # A direct message.
+    text = strip_bot_mention(msg.content, facts.bot_name)
+    prefixed = _UPDATE_PREFIX.match(text)
+    if prefixed:
+        goal_id = facts.match_goal(prefixed.group("goal"))
+        if goal_id is None:
+            return Decision(Route.UNKNOWN_GOAL, body=prefixed.group("goal"))
+        if goal_id not in facts.owned_goal_ids:
+            return Decision(Route.NOT_AN_OWNER, goal_id)
+        return Decision(Route.UPDATE, goal_id, body=prefixed.group("body").strip())
+    if facts.has_pending:
+        choice = _pending_choice(text, facts)
+        if choice is not None:
+            return Decision(Route.ANSWER_PENDING, choice)
+    if facts.is_command(text):
+        return Decision(Route.COMMAND)
+    if len(facts.owned_goal_ids) == 1:
+        return Decision(Route.UPDATE, facts.owned_goal_ids[0])
+    if len(facts.owned_goal_ids) > 1:
+        if len(facts.waiting_goal_ids) == 1:
+            return Decision(Route.UPDATE, facts.waiting_goal_ids[0])
+        return Decision(Route.ASK_GOAL, candidates=facts.owned_goal_ids)
+    return Decision(Route.COMMAND)  # not an owner: treat as a (probably unknown) command
+
+
+def _pending_choice(text: str, facts: RoutingFacts) -> int | None:
+    """A short answer naming one of the sender's goals, by number in the question or by name."""
+    answer = text.strip().rstrip(".!").strip()
+    if not answer or len(answer) > 80 or "\n" in answer:
+        return None
+    if answer.isdigit():
+        n = int(answer)
+        return facts.owned_goal_ids[n - 1] if 1 <= n <= len(facts.owned_goal_ids) else None
+    goal_id = facts.match_goal(answer)
+    return goal_id if goal_id in facts.owned_goal_ids else None
+
+
+def ask_goal_text(goals: Sequence[tuple[int, str]], content: str) -> str:
+    """The one question sent when a DM could be about several goals."""
+    quoted = neutralize(content.strip().splitlines()[0] if content.strip() else "")
+    if len(quoted) > PENDING_QUOTE_CHARS:
+        quoted = quoted[: PENDING_QUOTE_CHARS - 1] + "…"
+    items = [f"{i}. {neutralize(name)}" for i, (_gid, name) in enumerate(goals, 1)]
+    return (
+        f"Thanks! You own several goals, so I kept your message (“{quoted}”) and need to know "
+        "which goal it is for. Reply with the number or the name:\n"
+        + limit_items(items, 8000)
+        + "\n\nNext time you can write `update <goal>: your text`."
+    )
+
+
+# --- the imperative shell -------------------------------------------------------------------
+
+
+@dataclass
+class BatchEffects:
+    """What to do after the batch's transaction has committed."""
+
+    acknowledge: list[int] = field(default_factory=list)  # message ids to react to
+    commands: list[IncomingMessage] = field(default_factory=list)
+    direct_replies: list[tuple[int, str]] = field(default_factory=list)  # (user id, text)
+    stream_replies: list[tuple[str, str, str]] = field(default_factory=list)
+    stored: int = 0
+    duplicates: int = 0
+
+
+def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> set[int]:
+    """Insert handled-message rows; returns the ids that were new (the others were handled)."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = pg_insert(HandledMessage).on_conflict_do_nothing()
+    else:
+        stmt = sqlite_insert(HandledMessage).on_conflict_do_nothing()
+    ids = [r["zulip_message_id"] for r in rows]
+    before = set(
+        session.execute(
+            select(HandledMessage.zulip_message_id).where(HandledMessage.zulip_message_id.in_(ids))
+        ).scalars()
+    )
+    fresh = [r for r in rows if r["zulip_message_id"] not in before]
+    if fresh:
+        session.execute(stmt, fresh)
+    return {r["zulip_message_id"] for r in fresh}
+
+
+def load_topic_goals(session: Session) -> dict[str, int]:
+    """Goal id by topic name (case-insensitive, as Zulip treats topics)."""
+    return {
+        topic.lower(): gid
+        for gid, topic in session.execute(select(Goal.id, Goal.zulip_topic)).tuples()
+    }
+
+
+def owned_active_goals(session: Session, person_ids: Iterable[int]) -> dict[int, list[int]]:
+    """Active goal ids owned by each person, in one statement."""
+    out: dict[int, list[int]] = defaultdict(list)
+    rows = session.execute(
+        select(GoalOwner.person_id, Goal.id)
+        .join(Goal, Goal.id == GoalOwner.goal_id)
+        .where(
+            GoalOwner.person_id.in_(list(person_ids)),
+            Goal.active.is_(True),
+            Goal.state.in_([GoalState.ACTIVE, GoalState.PAUSED]),
+        )
+        .order_by(Goal.id)
+    ).tuples()
+    for pid, gid in rows:
+        out[pid].append(gid)
+    return out
+
+
+def owners_of(session: Session, goal_ids: Iterable[int]) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = defaultdict(set)
+    for gid, pid in session.execute(
+        select(GoalOwner.goal_id, GoalOwner.person_id).where(GoalOwner.goal_id.in_(list(goal_ids)))
+    ).tuples():
+        out[gid].add(pid)
+    return out
+
+
+def make_update(
+    msg: IncomingMessage,
+    goal_id: int | None,
+    author: Person,
+    kind: UpdateKind,
+    body: str | None = None,
+) -> Update:
+    content = body if body is not None else msg.content
+    return Update(
+        zulip_message_id=msg.id,
+        goal_id=goal_id,
+        author_id=author.id,
+        kind=kind,
+        source=UpdateSource.TOPIC if msg.is_stream else UpdateSource.DM,
+        content=content,
+        tldr=extract_tldr(content) if kind is UpdateKind.UPDATE else None,
+        help_wanted=extract_help_wanted(content) if kind is UpdateKind.UPDATE else None,
+        stream=msg.stream,
+        topic=msg.topic,
+        sent_at=msg.sent_at,
+    )
+
+
+def set_content(row: Update, content: str, edited_at: datetime | None) -> None:
+    row.content = content
+    is_update = row.kind is UpdateKind.UPDATE
+    row.tldr = extract_tldr(content) if is_update else None
+    row.help_wanted = extract_help_wanted(content) if is_update else None
+    if edited_at is not None:
+        row.edited_at = edited_at
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """Everything ``store_messages`` needs besides the session: the bot's identity and helpers."""
+
+    bot_user_id: int
+    bot_name: str
+    goals_stream: str
+    is_command: Callable[[str], bool]
+    # (query, candidate names) -> goal id; injected so this module does not own fuzzy matching.
+    match_goal: Callable[[Session, str], int | None]
+    # goal ids -> the ones currently due or overdue (for DMs answering a DM prompt).
+    waiting_goals: Callable[[Session, Sequence[int]], set[int]]
+
+
+def store_messages(
+    session: Session, router: Router, messages: Sequence[IncomingMessage], now: datetime
+) -> BatchEffects:
+    """Store a batch of new messages in the caller's transaction; already handled ones are skipped.
+
+    A fixed number of statements prepares the batch (handled ids, people, topics, ownership), so
+    a backfill of thousands of messages costs a handful of round trips plus the inserts.
+    """
+    effects = BatchEffects()
+    if not messages:
+        return effects
+    handled_rows = [
+        {"zulip_message_id": m.id, "outcome": "pending", "handled_at": now} for m in messages
+    ]
+    fresh_ids = _insert_ignore(session, handled_rows)
+    effects.duplicates = len(messages) - len(fresh_ids)
+    todo = [m for m in messages if m.id in fresh_ids and m.sender_id != router.bot_user_id]
+    outcomes: dict[int, str] = {m.id: "own" for m in messages if m.sender_id == router.bot_user_id}
+    if not todo:
+        _record_outcomes(session, outcomes)
+        return effects
+    people = ensure_people(session, [m.sender for m in todo], now)
+    topics = load_topic_goals(session)
+    owned = owned_active_goals(session, [p.id for p in people.values()])
+    topic_owners = owners_of(
+        session,
+        {
+            topics[goal_topic_name(m.topic or "").lower()]
+            for m in todo
+            if m.is_stream and goal_topic_name(m.topic or "").lower() in topics
+        },
+    )
+    dm_senders = {people[m.sender_id].id for m in todo if not m.is_stream}
+    pending: dict[int, list[Update]] = defaultdict(list)
+    if dm_senders:
+        for row in session.execute(
+            select(Update)
+            .where(Update.kind == UpdateKind.PENDING, Update.author_id.in_(dm_senders))
+            .order_by(Update.id)
+        ).scalars():
+            assert row.author_id is not None
+            pending[row.author_id].append(row)
+    for m in todo:
+        author = people[m.sender_id]
+        topic_goal = None
+        if m.is_stream and (m.stream or "").lower() == router.goals_stream.lower():
+            topic_goal = topics.get(goal_topic_name(m.topic or "").lower())
+        own = owned.get(author.id, [])
+        if topic_goal is not None:
+            # In a goal topic, "owner" means an owner of that goal, whatever its state.
+            own = [*own, topic_goal] if author.id in topic_owners.get(topic_goal, set()) else own
+        waiting: tuple[int, ...] = ()
+        if not m.is_stream and len(own) > 1:
+            waiting = tuple(sorted(router.waiting_goals(session, own)))
+        facts = RoutingFacts(
+            bot_user_id=router.bot_user_id,
+            bot_name=router.bot_name,
+            goals_stream=router.goals_stream,
+            topic_goal_id=topic_goal,
+            owned_goal_ids=tuple(dict.fromkeys(own)),
+            waiting_goal_ids=waiting,
+            has_pending=bool(pending.get(author.id)),
+            is_command=router.is_command,
+            match_goal=lambda q: router.match_goal(session, q),
+        )
+        decision = route(m, facts)
+        outcomes[m.id] = decision.route.value
+        if decision.route is Route.UPDATE:
+            session.add(make_update(m, decision.goal_id, author, UpdateKind.UPDATE, decision.body))
+            effects.acknowledge.append(m.id)
+            effects.stored += 1
+        elif decision.route is Route.COMMENT:
+            session.add(make_update(m, decision.goal_id, author, UpdateKind.COMMENT))
+            effects.stored += 1
+        elif decision.route is Route.COMMAND:
+            effects.commands.append(m)
+        elif decision.route is Route.ASK_GOAL:
+            kept = make_update(m, None, author, UpdateKind.PENDING)
+            session.add(kept)
+            effects.stored += 1
+            if not pending.get(author.id):  # ask once, however many messages wait
+                names = _goal_names(session, own)
+                effects.direct_replies.append(
+                    (m.sender_id, ask_goal_text([(g, names[g]) for g in own], m.content))
+                )
+            pending[author.id].append(kept)
+        elif decision.route is Route.ANSWER_PENDING:
+            for row in pending.get(author.id, []):
+                row.goal_id = decision.goal_id
+                row.kind = UpdateKind.UPDATE
+                set_content(row, row.content, None)
+                effects.acknowledge.append(row.zulip_message_id)
+            pending[author.id] = []
+            effects.acknowledge.append(m.id)
+        elif decision.route is Route.NOT_AN_OWNER:
+            effects.direct_replies.append(
+                (
+                    m.sender_id,
+                    "I did not store this as an update: only the goal's owners can post updates "
+                    "for it. Ask an admin if you should be an owner.",
+                )
+            )
+        elif decision.route is Route.UNKNOWN_GOAL:
+            effects.direct_replies.append(
+                (
+                    m.sender_id,
+                    f"I could not find a goal called “{neutralize(decision.body or '')}”, so I "
+                    "did not store this update. Send `list` to see the goals.",
+                )
+            )
+    _record_outcomes(session, outcomes)
+    return effects
+
+
+def _goal_names(session: Session, goal_ids: Sequence[int]) -> dict[int, str]:
+    return {
+        gid: short or title
+        for gid, short, title in session.execute(
+            select(Goal.id, Goal.short_title, Goal.title).where(Goal.id.in_(list(goal_ids)))
+        ).tuples()
+    }
+
+
+def _record_outcomes(session: Session, outcomes: Mapping[int, str]) -> None:
+    by_outcome: dict[str, list[int]] = defaultdict(list)
+    for mid, outcome in outcomes.items():
+        by_outcome[outcome].append(mid)
+    for outcome, ids in by_outcome.items():
+        session.execute(
+            update(HandledMessage)
+            .where(HandledMessage.zulip_message_id.in_(ids))
+            .values(outcome=outcome)
+        )
+
+
+def apply_edit(
+    session: Session, router: Router, event: Mapping[str, Any], stream_names: Mapping[int, str]
+) -> list[int]:
+    """Follow an ``update_message`` event; returns the ids of updates it changed.
+
+    Content edits change the stored text; topic or stream moves re-assign the messages to the
+    goal of the new topic, or detach them when the new topic is no goal's.
+    """
+    if event.get("rendering_only"):
+        return []
+    ids = [int(i) for i in event.get("message_ids", [event.get("message_id")]) if i is not None]
+    if not ids:
+        raise MalformedMessage("update_message event without message ids")
+    rows = list(session.execute(select(Update).where(Update.zulip_message_id.in_(ids))).scalars())
+    if not rows:
+        return []
+    edited_at = None
+    if event.get("edit_timestamp") is not None:
+        edited_at = datetime.fromtimestamp(int(event["edit_timestamp"]), tz=UTC)
+    changed: list[int] = []
+    main_id = event.get("message_id")
+    if "content" in event and main_id is not None:
+        for row in rows:
+            if row.zulip_message_id == int(main_id):
+                set_content(row, str(event["content"]), edited_at)
+                changed.append(row.id)
+    new_topic = event.get("subject", event.get("topic"))
+    new_stream_id = event.get("new_stream_id")
+    if new_topic is None and new_stream_id is None:
+        return changed
+    stream_id = new_stream_id if new_stream_id is not None else event.get("stream_id")
+    stream = stream_names.get(int(stream_id)) if stream_id is not None else None
+    topic = str(new_topic) if new_topic is not None else None
+    topics = load_topic_goals(session)
+    goal_id: int | None = None
+    if stream is not None and stream.lower() == router.goals_stream.lower():
+        target_topic = topic if topic is not None else (rows[0].topic or "")
+        goal_id = topics.get(goal_topic_name(target_topic).lower())
+    owners = owners_of(session, [goal_id]) if goal_id is not None else {}
+    for row in rows:
+        if row.kind is UpdateKind.PENDING:
+            continue
+        if stream is not None:
+            row.stream = stream
+        if topic is not None:
+            row.topic = topic
+        if goal_id is None:
+            row.goal_id = None
+        else:
+            row.goal_id = goal_id
+            is_owner = row.author_id in owners.get(goal_id, set())
+            row.kind = UpdateKind.UPDATE if is_owner else UpdateKind.COMMENT
+            set_content(row, row.content, None)
+        changed.append(row.id)
+    return changed
+
+
+def apply_delete(session: Session, event: Mapping[str, Any]) -> int:
+    """Mark deleted messages' updates deleted; returns how many rows changed."""
+    ids = event.get("message_ids")
+    if ids is None:
+        if event.get("message_id") is None:
+            raise MalformedMessage("delete_message event without message_id")
+        ids = [event["message_id"]]
+    result = session.execute(
+        update(Update)
+        .where(Update.zulip_message_id.in_([int(i) for i in ids]))
+        .values(deleted=True)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
