@@ -75,3 +75,10 @@ def test_bad_values_name_file_section_key_and_expectation(
         load_config(conf)
     assert str(conf) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_readme_lists_every_key() -> None:
+    from zulip_goals_bot.config import render_config_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert render_config_table() in readme

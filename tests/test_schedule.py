@@ -87,9 +87,7 @@ def test_due_states() -> None:
     last_week = datetime(2026, 11, 15, tzinfo=UTC)
     assert due_state(facts(last_update_at=last_week), now, THURSDAY_14_UTC, 7) is DueState.DUE
     fresh = datetime(2026, 11, 20, tzinfo=UTC)
-    assert (
-        due_state(facts(last_update_at=fresh), now, THURSDAY_14_UTC, 7) is DueState.UP_TO_DATE
-    )
+    assert due_state(facts(last_update_at=fresh), now, THURSDAY_14_UTC, 7) is DueState.UP_TO_DATE
     new_goal = facts(created_at=now - timedelta(days=2))
     assert due_state(new_goal, now, THURSDAY_14_UTC, 7) is DueState.GRACE
     assert due_state(facts(state="paused"), now, THURSDAY_14_UTC, 7) is DueState.PAUSED

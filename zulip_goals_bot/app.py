@@ -15,6 +15,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +52,8 @@ TICK_SECONDS = 30.0
 TICK_ENV = "ZULIP_GOALS_BOT_TICK_SECONDS"
 # A batch that cannot be stored (database busy, disk full) is retried after this pause.
 STORE_RETRY_SECONDS = 1.0
+# Subscriptions change rarely; re-reading them every tick would spend the rate limit.
+SUBSCRIBERS_TTL_SECONDS = 600.0
 # How long shutdown waits for the sender to flush acknowledgements already queued.
 SHUTDOWN_FLUSH_SECONDS = 2.0
 
@@ -128,6 +131,8 @@ class GoalsBot:
         self._outgoing: queue.Queue[_Outgoing | None] = queue.Queue()
         self._processing = threading.Lock()
         self._stream_names: dict[int, str] = {}
+        self._subscribers: frozenset[int] | None = None
+        self._subscribers_at = 0.0
         me = listener.whoami()
         self.bot_user_id = int(me["user_id"])
         self.bot_name = str(me.get("full_name", ""))
@@ -184,6 +189,14 @@ class GoalsBot:
                 "subscribe it in Zulip",
                 self.config.stream,
             )
+
+    def subscribers(self) -> frozenset[int]:
+        """Who is subscribed to the goals stream, re-read at most every few minutes."""
+        now = time.monotonic()
+        if self._subscribers is None or now - self._subscribers_at > SUBSCRIBERS_TTL_SECONDS:
+            self._subscribers = frozenset(self.sender.stream_subscribers(self.config.stream))
+            self._subscribers_at = now
+        return self._subscribers
 
     def recover_deliveries(self) -> None:
         from .outbox import Destination, recover
@@ -247,9 +260,8 @@ class GoalsBot:
             for event in events:
                 kind = event.get("type")
                 try:
-                    if kind == "message" or (kind is None and "sender_id" in event):
-                        message = event.get("message", event)
-                        msg = IncomingMessage.from_api(message, event.get("flags", ()))
+                    if kind == "message":
+                        msg = IncomingMessage.from_api(event["message"], event.get("flags", ()))
                         top = max(top, msg.id)
                         chunk.append(msg)
                     elif kind == "update_message":
@@ -333,7 +345,9 @@ class GoalsBot:
         """Store every message newer than the high-water mark, oldest first."""
         count = 0
         for page in self.listener.messages_after(self.high_water()):
-            self.process_events(page)
+            self.process_events(
+                [{"type": "message", "message": m, "flags": m.get("flags", [])} for m in page]
+            )
             count += len(page)
             if self.stop.is_set():
                 break
@@ -376,8 +390,7 @@ class GoalsBot:
             if self.config.schedule.enabled:
                 from .prompts import send_due
 
-                subscribers = frozenset(self.sender.stream_subscribers(self.config.stream))
-                send_due(self.ctx, self.sender, subscribers)
+                send_due(self.ctx, self.sender, self.subscribers())
             if self.config.digest.enabled:
                 from .digest import digest_due, send_digest
 
@@ -453,6 +466,7 @@ def setup_logging(level: str) -> None:
     # The zulip client and urllib3 log request details we do not need (and URLs with params).
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def open_database(config: Config) -> Database:

@@ -281,3 +281,12 @@ def render_example() -> str:
         lines.append(f"; {key.help}")
         lines.append(f"{key.name} = {key.default}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def render_config_table() -> str:
+    """The README's table of keys, generated from KEYS (a test keeps the README equal to it)."""
+    rows = ["| section | key | default | meaning |", "| --- | --- | --- | --- |"]
+    for key in KEYS:
+        default = f"`{key.default}`" if key.default else "(empty)"
+        rows.append(f"| `[{key.section}]` | `{key.name}` | {default} | {key.help} |")
+    return "\n".join(rows)

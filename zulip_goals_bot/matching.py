@@ -25,6 +25,9 @@ CONFIDENT_SCORE = 85.0
 CLEAR_MARGIN = 8.0
 # Below this a fuzzy score is noise: not offered as "did you mean".
 CANDIDATE_SCORE = 65.0
+# A lower score is also taken when no other goal comes anywhere near (a typo in a short name).
+LONE_SCORE = 75.0
+LONE_MARGIN = 25.0
 # Candidates within this distance of the best score are offered together.
 CANDIDATE_WINDOW = 12.0
 # How many goals a "did you mean" or "closest" answer lists.
@@ -108,7 +111,8 @@ def normalize(text: str) -> str:
 
 def _keys(goal: GoalName) -> tuple[str, ...]:
     """Every name a goal answers to, normalized."""
-    names = [goal.slug, goal.title, goal.short_title or "", _ISSUE_SUFFIX.sub("", goal.zulip_topic)]
+    topic = goal.zulip_topic
+    names = [goal.slug, goal.title, goal.short_title or "", topic, _ISSUE_SUFFIX.sub("", topic)]
     return tuple(dict.fromkeys(k for k in (normalize(n) for n in names) if k))
 
 
@@ -123,8 +127,7 @@ def _word_hit(query_word: str, words: set[str]) -> bool:
     if len(query_word) < MIN_PREFIX:
         return False
     return any(
-        w.startswith(query_word)
-        or (len(w) > MIN_PREFIX and query_word.startswith(w) and len(query_word) - len(w) <= 2)
+        w.startswith(query_word) or (len(w) >= MIN_PREFIX and query_word in (w + "s", w + "es"))
         for w in words
     )
 
@@ -191,16 +194,16 @@ def match_goal(query: str, names: Sequence[GoalName]) -> MatchResult:
         ranked = sorted(containing, key=lambda g: order.get(g.id, len(order)))
         return MatchResult(MatchKind.AMBIGUOUS, query, None, tuple(ranked))
 
-    # 4. Typos: fuzzy scores, taken only when one goal is clearly ahead.
-    if not scored:
+    # 4. Typos: fuzzy scores, taken only when one goal is clearly ahead (numbers are not typos).
+    if not scored or wanted.isdigit():
         return MatchResult(MatchKind.NONE, query)
     top_goal, top = scored[0]
     runner_up = scored[1][1] if len(scored) > 1 else 0.0
-    if top >= CONFIDENT_SCORE and top - runner_up >= CLEAR_MARGIN:
+    if (top >= CONFIDENT_SCORE and top - runner_up >= CLEAR_MARGIN) or (
+        top >= LONE_SCORE and top - runner_up >= LONE_MARGIN
+    ):
         return MatchResult(MatchKind.FOUND, query, top_goal)
-    close = tuple(
-        g for g, s in scored if s >= CANDIDATE_SCORE and s >= top - CANDIDATE_WINDOW
-    )
+    close = tuple(g for g, s in scored if s >= CANDIDATE_SCORE and s >= top - CANDIDATE_WINDOW)
     if close:
         return MatchResult(MatchKind.AMBIGUOUS, query, None, close)
     closest = tuple(g for g, s in scored[:MAX_CLOSEST] if s > 0)

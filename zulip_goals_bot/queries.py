@@ -253,13 +253,13 @@ def load_goals(
         .join(Person, Person.id == GoalOwner.person_id)
         .where(GoalOwner.goal_id.in_(ids))
         .order_by(GoalOwner.goal_id, GoalOwner.position)
-    ).tuples():
+    ):
         owners[goal_id].append(OwnerView(person_view(person), role))
     latest = latest_updates(session, ids if goal_ids is not None else None)
     skips: dict[int, set[str]] = defaultdict(set)
     for goal_id, period in session.execute(
         select(Skip.goal_id, Skip.period).where(Skip.goal_id.in_(ids))
-    ).tuples():
+    ):
         skips[goal_id].add(period)
     return [
         _goal_view(g, owners.get(g.id, []), latest.get(g.id), frozenset(skips.get(g.id, ())))

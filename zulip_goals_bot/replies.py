@@ -283,10 +283,7 @@ def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> set[int]:
 
 def load_topic_goals(session: Session) -> dict[str, int]:
     """Goal id by topic name (case-insensitive, as Zulip treats topics)."""
-    return {
-        topic.lower(): gid
-        for gid, topic in session.execute(select(Goal.id, Goal.zulip_topic)).tuples()
-    }
+    return {topic.lower(): gid for gid, topic in session.execute(select(Goal.id, Goal.zulip_topic))}
 
 
 def owned_active_goals(session: Session, person_ids: Iterable[int]) -> dict[int, list[int]]:
@@ -301,7 +298,7 @@ def owned_active_goals(session: Session, person_ids: Iterable[int]) -> dict[int,
             Goal.state.in_([GoalState.ACTIVE, GoalState.PAUSED]),
         )
         .order_by(Goal.id)
-    ).tuples()
+    )
     for pid, gid in rows:
         out[pid].append(gid)
     return out
@@ -311,7 +308,7 @@ def owners_of(session: Session, goal_ids: Iterable[int]) -> dict[int, set[int]]:
     out: dict[int, set[int]] = defaultdict(set)
     for gid, pid in session.execute(
         select(GoalOwner.goal_id, GoalOwner.person_id).where(GoalOwner.goal_id.in_(list(goal_ids)))
-    ).tuples():
+    ):
         out[gid].add(pid)
     return out
 
@@ -481,7 +478,7 @@ def _goal_names(session: Session, goal_ids: Sequence[int]) -> dict[int, str]:
         gid: short or title
         for gid, short, title in session.execute(
             select(Goal.id, Goal.short_title, Goal.title).where(Goal.id.in_(list(goal_ids)))
-        ).tuples()
+        )
     }
 
 

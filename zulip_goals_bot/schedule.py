@@ -46,6 +46,11 @@ def _local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
     return local.astimezone(UTC)
 
 
+def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a local date and time (DST-safe, as the period boundaries)."""
+    return _local_instant(day, at, tz)
+
+
 def period_at(when: datetime, weeks: int, slot: Slot) -> Period:
     """The period of ``weeks`` weeks that contains ``when``."""
     if weeks < 1:
@@ -133,7 +138,9 @@ def due_state(facts: GoalFacts, now: datetime, slot: Slot, grace_days: int) -> D
     if period.key in facts.skipped_periods:
         return DueState.SKIPPED
     grace_end = facts.created_at + timedelta(days=grace_days)
-    if now < grace_end:
+    # A new goal is first due in the first period that starts after its grace: becoming due
+    # mid-period would ask its owners now and again at the next period start, days later.
+    if period.start < grace_end:
         return DueState.GRACE
     if facts.owners_total == 0:
         return DueState.NO_OWNERS
@@ -141,7 +148,7 @@ def due_state(facts: GoalFacts, now: datetime, slot: Slot, grace_days: int) -> D
         return DueState.AWAY
     previous = period.previous(facts.cadence_weeks, slot)
     if (
-        grace_end <= period.start
+        grace_end <= previous.start
         and (last is None or last < previous.start)
         and previous.key not in facts.skipped_periods
     ):

@@ -111,13 +111,16 @@ class ZulipIO:
                 retry_on_errors=False,
                 client=client_name,
             )
+        except zulip.UnrecoverableNetworkError as exc:
+            raise ZulipError(f"cannot reach the Zulip server: {exc}", retryable=True) from exc
         except zulip.ZulipError as exc:
             raise ConfigError(f"{zuliprc}: {exc}") from exc
         except requests.RequestException as exc:
             raise ZulipError(f"cannot reach the Zulip server: {exc}", retryable=True) from exc
         except (configparser.Error, AssertionError) as exc:
             raise ConfigError(f"{zuliprc}: not a valid zuliprc ({exc})") from exc
-        self.site = self.client.base_url
+        # The server's URL for links; zulip.Client's base_url ends with "/api/".
+        self.site: str = self.client.base_url.rstrip("/").removesuffix("/api")
         self.email: str = self.client.email
         self.user_id: int | None = None
         self.full_name: str = ""

@@ -74,7 +74,9 @@ def find_mentions(content: str) -> list[Mention]:
     if "@" not in content:
         return []
     text = strip_code(content)
-    return [Mention(silent=m.group(1) == "_", target=m.group(2)) for m in USER_MENTION_RE.finditer(text)]
+    return [
+        Mention(silent=m.group(1) == "_", target=m.group(2)) for m in USER_MENTION_RE.finditer(text)
+    ]
 
 
 def hash_encode(text: str) -> str:
@@ -174,7 +176,9 @@ class Renderer:
             frags.append(fragment)
             return f"\x00{len(frags) - 1}\x00"
 
-        text = CODE_SPAN_RE.sub(lambda m: keep(f"<code>{html.escape(m.group(1), quote=False)}</code>"), text)
+        text = CODE_SPAN_RE.sub(
+            lambda m: keep(f"<code>{html.escape(m.group(1), quote=False)}</code>"), text
+        )
         text = USER_MENTION_RE.sub(lambda m: self._mention(m, keep), text)
         text = STREAM_LINK_RE.sub(lambda m: self._stream_link(m, keep), text)
         text = LINK_RE.sub(
@@ -209,7 +213,9 @@ class Renderer:
         user_id, full_name = found
         shown = html.escape(full_name, quote=False)
         if mention.silent:
-            return keep(f'<span class="user-mention silent" data-user-id="{user_id}">{shown}</span>')
+            return keep(
+                f'<span class="user-mention silent" data-user-id="{user_id}">{shown}</span>'
+            )
         return keep(f'<span class="user-mention" data-user-id="{user_id}">@{shown}</span>')
 
     def _stream_link(self, m: re.Match[str], keep: Callable[[str], str]) -> str:

@@ -50,12 +50,21 @@ _SYSTEM_GROUPS = (
     ("role:internet", "Everyone on the internet", None),
     ("role:everyone", "Everyone including guests", ROLE_GUEST),
     ("role:members", "Everyone except guests", ROLE_MEMBER),
-    ("role:fullmembers", "Members of this organization, not including new accounts and guests",
-     ROLE_MEMBER),
-    ("role:moderators", "Moderators of this organization, including administrators",
-     ROLE_MODERATOR),
-    ("role:administrators", "Administrators of this organization, including owners",
-     ROLE_ADMINISTRATOR),
+    (
+        "role:fullmembers",
+        "Members of this organization, not including new accounts and guests",
+        ROLE_MEMBER,
+    ),
+    (
+        "role:moderators",
+        "Moderators of this organization, including administrators",
+        ROLE_MODERATOR,
+    ),
+    (
+        "role:administrators",
+        "Administrators of this organization, including owners",
+        ROLE_ADMINISTRATOR,
+    ),
     ("role:owners", "Owners of this organization", ROLE_OWNER),
     ("role:nobody", "Nobody", 0),
 )
@@ -441,9 +450,7 @@ class Realm:
             if group.min_role is None:
                 return []
             return sorted(
-                u.user_id
-                for u in self.users.values()
-                if u.is_active and u.role <= group.min_role
+                u.user_id for u in self.users.values() if u.is_active and u.role <= group.min_role
             )
 
     def group_id(self, name: str) -> int:

@@ -1,0 +1,190 @@
+"""Helpers for end-to-end tests: the bot as a real subprocess against the emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from zulip_goals_bot.db import Database
+from zulip_goals_bot.fakezulip import FakeZulip
+from zulip_goals_bot.models import Goal, GoalOwner, GoalState, OwnerRole, Person
+from zulip_goals_bot.topics import goal_topic
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def write_conf(
+    tmp_path: Path,
+    server: FakeZulip,
+    bot_user: Any,
+    *,
+    extra: str = "",
+    database: Path | None = None,
+) -> Path:
+    """A bot.conf and zuliprc in ``tmp_path`` for the emulator's bot user."""
+    zuliprc = tmp_path / "zuliprc"
+    server.write_zuliprc(zuliprc, bot_user)
+    zuliprc.chmod(0o600)
+    db = database or tmp_path / "goals.sqlite3"
+    conf = tmp_path / "bot.conf"
+    conf.write_text(
+        "[goals]\n"
+        "zuliprc = zuliprc\n"
+        "stream = project-goals\n"
+        f"database = sqlite:///{db}\n"
+        "admins = ada@example.com\n" + extra,
+        encoding="utf-8",
+    )
+    return conf
+
+
+def database_for(conf: Path) -> Database:
+    from zulip_goals_bot.config import load_config
+
+    db = Database(load_config(conf).database_url)
+    db.upgrade()
+    return db
+
+
+def add_goal(
+    db: Database,
+    slug: str,
+    title: str,
+    owners: Iterable[tuple[int, str, str]] = (),
+    *,
+    issue: int | None = None,
+    flagship: str | None = None,
+    created: datetime | None = None,
+    github: Iterable[str] = (),
+) -> Goal:
+    """A goal with owners given as (zulip id, email, name) and unmapped GitHub handles."""
+    now = created or datetime(2026, 1, 1, tzinfo=UTC)
+    with db.write() as session:
+        taken = set(session.execute(select(Goal.zulip_topic)).scalars())
+        goal = Goal(
+            period="2026h2",
+            slug=slug,
+            title=title,
+            status="Accepted",
+            flagship=flagship,
+            tracking_issue=issue,
+            zulip_topic=goal_topic(title, None, issue, taken),
+            state=GoalState.ACTIVE,
+            active=True,
+            teams="",
+            extra={},
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(goal)
+        session.flush()
+        position = 0
+        for uid, email, name in owners:
+            person = session.execute(
+                select(Person).where(Person.zulip_user_id == uid)
+            ).scalar_one_or_none()
+            if person is None:
+                person = Person(zulip_user_id=uid, email=email, full_name=name, created_at=now)
+                session.add(person)
+                session.flush()
+            session.add(
+                GoalOwner(
+                    goal_id=goal.id,
+                    person_id=person.id,
+                    role=OwnerRole.POINT_OF_CONTACT,
+                    position=position,
+                )
+            )
+            position += 1
+        for handle in github:
+            person = Person(github=handle.lower(), created_at=now)
+            session.add(person)
+            session.flush()
+            session.add(
+                GoalOwner(goal_id=goal.id, person_id=person.id, role=OwnerRole.POINT_OF_CONTACT,
+                          position=position)
+            )  # fmt: skip
+            position += 1
+    return goal
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class BotProcess:
+    """``zulip-goals-bot run`` as a subprocess, with its log in a file."""
+
+    def __init__(self, conf: Path, *, env: dict[str, str] | None = None) -> None:
+        self.conf = conf
+        self.log_path = conf.parent / f"bot-{time.monotonic_ns()}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.env.setdefault("ZULIP_GOALS_BOT_TICK_SECONDS", "0.2")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, wait_ready: bool = True) -> BotProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zulip_goals_bot.cli", "--config", str(self.conf), "run"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        if wait_ready:
+            assert wait_until(lambda: "ready: listening" in self.log() or not self.alive()), (
+                self.log()
+            )
+            assert self.alive(), self.log()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout: float = 5.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def __enter__(self) -> BotProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.alive():
+            self.kill()
+
+
+def run_cli(conf: Path | None, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    cmd = [sys.executable, "-m", "zulip_goals_bot.cli"]
+    if conf is not None:
+        cmd += ["--config", str(conf)]
+    return subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
