@@ -48,7 +48,7 @@ def test_the_example_loads_with_its_defaults(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="bot.conf: configuration file not found"):
+    with pytest.raises(ConfigError, match=r"bot\.conf: configuration file not found"):
         load_config(tmp_path / "bot.conf")
 
 

@@ -268,21 +268,23 @@ def header_names(headers: Any) -> set[str]:
 MAIN_SEQUENCE = [n for n in range(1, 29) if n != 25]  # 25 needs a rate limit: own test
 
 
+Exchanges = dict[int, list[tuple[dict[str, Any], requests.Response]]]
+
+
 @functools.cache
-def main_replay() -> dict[int, list[tuple[dict[str, Any], requests.Response]]]:
+def main_replay() -> tuple[Replay, Exchanges]:
     """Run transcripts 01-28 (except 25) in order on one server, as they were recorded."""
     server = FakeZulip(golden_realm(), heartbeat_seconds=0.3).start()
     try:
         replay = Replay(server)
-        results: dict[int, list[tuple[dict[str, Any], requests.Response]]] = {}
+        results: Exchanges = {}
         for number in MAIN_SEQUENCE:
             results[number] = []
             for exchange in transcript(number)["exchanges"]:
                 response = replay.request(exchange)
                 replay.learn(exchange["response"]["json"], response.json())
                 results[number].append((exchange, response))
-        results[0] = [({"replay": replay}, requests.Response())]
-        return results
+        return replay, results
     finally:
         server.stop()
 
@@ -290,8 +292,7 @@ def main_replay() -> dict[int, list[tuple[dict[str, Any], requests.Response]]]:
 @needs_transcripts
 @pytest.mark.parametrize("number", MAIN_SEQUENCE)
 def test_transcript_replay(number: int) -> None:
-    results = main_replay()
-    replay = results[0][0][0]["replay"]
+    replay, results = main_replay()
     problems: list[str] = []
     for i, (exchange, response) in enumerate(results[number]):
         recorded = exchange["response"]

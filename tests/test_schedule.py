@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -77,7 +78,7 @@ def test_dst_weeks_keep_local_time_and_one_period_per_week(tz: str, week_start: 
         hour += timedelta(hours=1)
     days = sorted(datetime.fromisoformat(k).date() for k in keys)
     # One period per week: consecutive keys exactly a week apart, none missing, none doubled.
-    assert all(b - a == timedelta(days=7) for a, b in zip(days, days[1:], strict=False))
+    assert all(b - a == timedelta(days=7) for a, b in pairwise(days))
     assert len(days) == 4  # the week before, then the three Thursdays in the 15 days
 
 

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -374,6 +375,14 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
             return
+        except Exception:
+            # A bug in the emulator: answer like the real server's crash path, and say so.
+            traceback.print_exc()
+            response = _Response(
+                500,
+                dumps({"result": "error", "msg": "Internal server error"}) + b"\n",
+                [("Content-Type", "application/json")],
+            )
         head = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}"]
         head.append("Server: fakezulip")
         head.append("Date: " + email.utils.formatdate(usegmt=True))
