@@ -1,0 +1,237 @@
+"""Owner replies become updates, end to end: the bot as a subprocess against the emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from zulip_goals_bot.db import Database
+from zulip_goals_bot.fakezulip import FakeZulip, Realm
+from zulip_goals_bot.models import Goal
+
+from .support import BotProcess, add_goal, database_for, wait_until, write_conf
+
+STREAM = "project-goals"
+# Prompts and digests would add the bot's own messages; these tests look at replies only.
+QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n"
+
+
+@dataclass
+class World:
+    server: FakeZulip
+    db: Database
+    bot: BotProcess
+    users: dict[str, Any]
+    goals: dict[str, Goal]
+
+    def rows(self, where: str = "1=1", **params: Any) -> list[dict[str, Any]]:
+        with self.db.engine.connect() as conn:
+            result = conn.execute(
+                text(
+                    "SELECT zulip_message_id, goal_id, kind, source, content, tldr, help_wanted, "
+                    f"edited_at, deleted, author_id FROM updates WHERE {where} "
+                    "ORDER BY zulip_message_id"
+                ),
+                params,
+            )
+            return [dict(r._mapping) for r in result]
+
+    def row(self, message_id: int) -> dict[str, Any]:
+        found = self.rows("zulip_message_id = :m", m=message_id)
+        assert len(found) == 1, found
+        return found[0]
+
+    def wait_row(self, message_id: int, **expected: Any) -> dict[str, Any]:
+        def ok() -> bool:
+            found = self.rows("zulip_message_id = :m", m=message_id)
+            return bool(found) and all(found[0][k] == v for k, v in expected.items())
+
+        assert wait_until(ok), (self.rows(), self.bot.log()[-3000:])
+        return self.row(message_id)
+
+    def reacted(self, message_id: int) -> bool:
+        return bool(self.server.message(message_id)["reactions"])
+
+    def dms_to(self, name: str) -> list[str]:
+        bot_id = self.users["bot"].user_id
+        return [
+            m["content"]
+            for m in self.server.direct_messages_to(self.users[name])
+            if m["sender_id"] == bot_id
+        ]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    realm = Realm.demo()
+    with FakeZulip(realm, heartbeat_seconds=2.0) as server:
+        users = {
+            "bot": realm.user_by_email("goals-bot@example.com"),
+            "ben": realm.user_by_name("Ben Owner"),
+            "chloe": realm.user_by_name("Chloé Owner"),
+            "eve": realm.user_by_name("Eve Lead"),
+        }
+        conf = write_conf(tmp_path, server, users["bot"], extra=QUIET)
+        db = database_for(conf)
+
+        def owner(key: str) -> tuple[int, str, str]:
+            u = users[key]
+            return (u.user_id, u.email, u.full_name)
+
+        goals = {
+            "polonius": add_goal(db, "polonius", "Scale Polonius", [owner("ben")], issue=118),
+            "async": add_goal(db, "async", "Async closures", [owner("chloe")], issue=105),
+            "docs": add_goal(db, "docs", "Better docs", [owner("chloe")], issue=120),
+        }
+        with BotProcess(conf) as bot:
+            yield World(server, db, bot, users, goals)
+
+
+def post(w: World, who: str, goal: str, content: str) -> int:
+    return w.server.send_stream_message(w.users[who], STREAM, w.goals[goal].zulip_topic, content)
+
+
+def dm(w: World, who: str, content: str) -> int:
+    return w.server.send_direct_message(w.users[who], [w.users["bot"]], content)
+
+
+def test_topic_reply_is_an_update_with_tldr_and_help_wanted(world: World) -> None:
+    mid = post(
+        world,
+        "ben",
+        "polonius",
+        "Good progress this month.\n\nTL;DR: the new solver passes the test suite.\n\n"
+        "**Help wanted:** reviewers for the liveness PR\n- Help wanted: a perf run",
+    )
+    row = world.wait_row(mid)
+    assert row["goal_id"] == world.goals["polonius"].id
+    assert row["kind"] == "update" and row["source"] == "topic"
+    assert row["tldr"] == "the new solver passes the test suite."
+    assert row["help_wanted"] == "reviewers for the liveness PR\na perf run"
+    assert wait_until(lambda: world.reacted(mid))
+    reaction = world.server.message(mid)["reactions"][0]
+    assert reaction["emoji_name"] == "check"
+    assert reaction["user_id"] == world.users["bot"].user_id
+
+
+def test_message_by_someone_else_is_a_comment_not_acknowledged(world: World) -> None:
+    mid = post(world, "eve", "polonius", "Great news! Can I help?")
+    row = world.wait_row(mid)
+    assert row["kind"] == "comment" and row["goal_id"] == world.goals["polonius"].id
+    later = post(world, "ben", "polonius", "update after the comment")
+    world.wait_row(later, kind="update")
+    assert wait_until(lambda: world.reacted(later))
+    assert not world.reacted(mid)
+
+
+def test_resolved_topic_still_belongs_to_its_goal(world: World) -> None:
+    topic = "✔ " + world.goals["polonius"].zulip_topic
+    mid = world.server.send_stream_message(world.users["ben"], STREAM, topic, "wrapped up")
+    row = world.wait_row(mid)
+    assert (row["goal_id"], row["kind"]) == (world.goals["polonius"].id, "update")
+
+
+def test_dm_from_owner_of_one_goal_is_an_update(world: World) -> None:
+    mid = dm(world, "ben", "TL;DR: on track\n\nLanded the location-insensitive pass.")
+    row = world.wait_row(mid)
+    assert (row["goal_id"], row["kind"], row["source"]) == (
+        world.goals["polonius"].id,
+        "update",
+        "dm",
+    )
+    assert row["tldr"] == "on track"
+    assert wait_until(lambda: world.reacted(mid))
+
+
+def test_dm_from_owner_of_several_goals_asks_once_and_keeps_the_text(world: World) -> None:
+    first = dm(world, "chloe", "Wrote the RFC draft and got feedback.")
+    second = dm(world, "chloe", "Also fixed two ICEs.")
+    world.wait_row(first, kind="pending", goal_id=None)
+    world.wait_row(second, kind="pending", goal_id=None)
+    assert wait_until(lambda: len(world.dms_to("chloe")) == 1)
+    question = world.dms_to("chloe")[0]
+    assert "which goal" in question
+    assert "1. Async closures" in question and "2. Better docs" in question
+    assert not world.reacted(first)
+
+    answer = dm(world, "chloe", "2")
+    world.wait_row(first, kind="update", goal_id=world.goals["docs"].id)
+    world.wait_row(second, kind="update", goal_id=world.goals["docs"].id)
+    assert wait_until(lambda: world.reacted(first) and world.reacted(second))
+    assert world.rows("zulip_message_id = :m", m=answer) == []  # the answer is not an update
+
+
+def test_dm_update_prefix_names_the_goal(world: World) -> None:
+    mid = dm(world, "chloe", "update async: TL;DR: closures are in nightly")
+    row = world.wait_row(mid)
+    assert row["goal_id"] == world.goals["async"].id
+    assert row["content"] == "TL;DR: closures are in nightly"
+    assert row["tldr"] == "closures are in nightly"
+
+
+def test_dm_update_for_a_goal_one_does_not_own_is_refused(world: World) -> None:
+    mid = dm(world, "ben", "update async: I did it all")
+    assert wait_until(lambda: len(world.dms_to("ben")) == 1), world.bot.log()
+    assert "only the goal's owners" in world.dms_to("ben")[0]
+    assert world.rows("zulip_message_id = :m", m=mid) == []
+
+
+def test_dm_command_is_answered_not_stored(world: World) -> None:
+    mid = dm(world, "ben", "status polonius")
+    assert wait_until(lambda: len(world.dms_to("ben")) == 1), world.bot.log()
+    assert "Scale Polonius" in world.dms_to("ben")[0]
+    assert world.rows("zulip_message_id = :m", m=mid) == []
+
+
+def test_edits_moves_and_deletes_are_followed(world: World) -> None:
+    w = world
+    edited = post(w, "ben", "polonius", "first draft")
+    w.wait_row(edited)
+    w.server.edit_message(w.users["ben"], edited, content="TL;DR: final words")
+    row = w.wait_row(edited, content="TL;DR: final words")
+    assert row["tldr"] == "final words" and row["edited_at"] is not None
+
+    # Move one message to another goal's topic: it follows; a non-owner there makes it a comment.
+    moved = post(w, "ben", "polonius", "posted in the wrong topic")
+    w.wait_row(moved)
+    w.server.edit_message(w.users["ben"], moved, topic=w.goals["async"].zulip_topic)
+    w.wait_row(moved, goal_id=w.goals["async"].id, kind="comment")
+
+    # Move a whole topic elsewhere: its updates are detached from the goal.
+    a = post(w, "chloe", "docs", "docs one")
+    b = post(w, "chloe", "docs", "docs two")
+    w.wait_row(b)
+    w.server.edit_message(w.users["chloe"], a, topic="random chatter", propagate_mode="change_all")
+    w.wait_row(a, goal_id=None)
+    w.wait_row(b, goal_id=None)
+
+    gone = post(w, "ben", "polonius", "oops, wrong text")
+    w.wait_row(gone)
+    w.server.delete_message(gone)
+    w.wait_row(gone, deleted=True)
+
+
+def test_killed_with_sigkill_while_messages_arrive_stores_everything_once(world: World) -> None:
+    w = world
+    sent: list[int] = []
+    for i in range(150):
+        sent.append(post(w, "ben", "polonius", f"update {i}"))
+        if i == 60:
+            w.bot.kill()
+    for i in range(20):
+        sent.append(dm(w, "ben", f"dm update {i}"))
+    restarted = BotProcess(w.bot.conf).start()
+    try:
+        assert wait_until(lambda: len(w.rows()) == len(sent), timeout=30), restarted.log()[-2000:]
+        stored = [r["zulip_message_id"] for r in w.rows()]
+        assert stored == sorted(sent)  # every message exactly once, compared id by id
+        with w.db.engine.connect() as conn:
+            handled = conn.execute(text("SELECT COUNT(*) FROM handled_messages")).scalar()
+        assert handled == len(sent)
+    finally:
+        restarted.kill()
