@@ -561,9 +561,7 @@ class Sandbox:
         self.me: int = lead.user_id if lead is not None else self.people()[0].user_id
         self.place = Place()
         self.watcher = Watcher(server, console, self.config.ack_emoji)
-        self._thread = threading.Thread(
-            target=self._run_bot, name="sandbox-bot", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run_bot, name="sandbox-bot", daemon=True)
         self.crashed: BaseException | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -729,7 +727,9 @@ class Sandbox:
         from .queries import goal_names
 
         if not arg:
-            self.console.note("Usage: /topic GOAL (a name, slug or #issue) or /topic STREAM > TOPIC")
+            self.console.note(
+                "Usage: /topic GOAL (a name, slug or #issue) or /topic STREAM > TOPIC"
+            )
             return Outcome.REFUSED
         if ">" in arg:
             stream_name, _, topic = (part.strip() for part in arg.partition(">"))
@@ -1027,7 +1027,9 @@ def sandbox_command(
         realm = build_realm(owner_handles(source) if goals is not None else ())
         server = FakeZulip(realm, clock=clock.timestamp).start()
         with server.state.cond:  # ids already in a kept database must not be handed out again
-            server.state.next_message_id = max(server.state.next_message_id, _max_message_id(db) + 1)
+            server.state.next_message_id = max(
+                server.state.next_message_id, _max_message_id(db) + 1
+            )
         bot_user = realm.user_by_email("goals-bot@example.com")
         lead = realm.user_by_name(LEAD_NAME)
         assert bot_user is not None and lead is not None
