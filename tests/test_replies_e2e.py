@@ -235,3 +235,14 @@ def test_killed_with_sigkill_while_messages_arrive_stores_everything_once(world:
         assert handled == len(sent)
     finally:
         restarted.kill()
+
+
+def test_follow_up_within_the_window_keeps_the_summary(world: World) -> None:
+    first = post(world, "ben", "polonius", "TL;DR: borrowck is 2x faster\n\nHelp wanted: benchmarks")
+    second = post(world, "ben", "polonius", "Forgot to say: thanks to everyone who reviewed.")
+    row = world.wait_row(second)
+    assert row["tldr"] == "borrowck is 2x faster"
+    assert row["help_wanted"] == "benchmarks"
+    assert world.row(first)["tldr"] == "borrowck is 2x faster"
+    other = dm(world, "chloe", "update async: no summary here")
+    assert world.wait_row(other)["tldr"] is None  # another goal and author: nothing carried

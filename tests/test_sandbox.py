@@ -15,7 +15,7 @@ import pytest
 from zulip_goals_bot.errors import GoalsBotError
 from zulip_goals_bot.sandbox import (
     Line,
-    Person,
+    Member,
     format_delta,
     hour_steps,
     match_person,
@@ -96,10 +96,10 @@ def test_start_is_utc_unless_it_says_otherwise() -> None:
 
 
 PEOPLE = [
-    Person(1, "Goals Bot", "goals-bot@example.com", "", is_bot=True),
-    Person(2, "Ben Owner", "ben@example.com", "Europe/Berlin", github="ben-owner"),
-    Person(3, "Chloé Owner", "chloe@example.com", "America/New_York"),
-    Person(4, "Eve Lead", "eve@example.com", "UTC"),
+    Member(1, "Goals Bot", "goals-bot@example.com", "", is_bot=True),
+    Member(2, "Ben Owner", "ben@example.com", "Europe/Berlin", github="ben-owner"),
+    Member(3, "Chloé Owner", "chloe@example.com", "America/New_York"),
+    Member(4, "Eve Lead", "eve@example.com", "UTC"),
 ]
 
 

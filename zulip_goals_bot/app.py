@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -151,6 +151,7 @@ class GoalsBot:
             is_command=self._is_command,
             match_goal=_match_goal,
             waiting_goals=self._waiting_goals,
+            update_window=timedelta(minutes=config.update_window_minutes),
         )
 
     # -- routing helpers ---------------------------------------------------------------------

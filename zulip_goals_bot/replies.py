@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -357,6 +357,9 @@ class Router:
     match_goal: Callable[[Session, str], int | None]
     # goal ids -> the ones currently due or overdue (for DMs answering a DM prompt).
     waiting_goals: Callable[[Session, Sequence[int]], set[int]]
+    # Owner messages this close together form one update: a follow-up keeps the TL;DR and
+    # help-wanted lines of the message before it (status and the digest show the latest row).
+    update_window: timedelta = timedelta(minutes=10)
 
 
 def store_messages(
@@ -401,6 +404,7 @@ def store_messages(
         ).scalars():
             assert row.author_id is not None
             pending[row.author_id].append(row)
+    new_updates: list[Update] = []
     for m in todo:
         author = people[m.sender_id]
         topic_goal = None
@@ -427,7 +431,9 @@ def store_messages(
         decision = route(m, facts)
         outcomes[m.id] = decision.route.value
         if decision.route is Route.UPDATE:
-            session.add(make_update(m, decision.goal_id, author, UpdateKind.UPDATE, decision.body))
+            row = make_update(m, decision.goal_id, author, UpdateKind.UPDATE, decision.body)
+            session.add(row)
+            new_updates.append(row)
             effects.acknowledge.append(m.id)
             effects.stored += 1
         elif decision.route is Route.COMMENT:
@@ -469,8 +475,40 @@ def store_messages(
                     "did not store this update. Send `list` to see the goals.",
                 )
             )
+    carry_summaries(session, new_updates, router.update_window)
     _record_outcomes(session, outcomes)
     return effects
+
+
+def carry_summaries(session: Session, rows: Sequence[Update], window: timedelta) -> None:
+    """Give a follow-up message the TL;DR and help wanted of the same owner's message just before.
+
+    One statement for the whole batch: the recent updates of the goals and authors involved.
+    """
+    if not rows or window <= timedelta(0):
+        return
+    goal_ids = {r.goal_id for r in rows}
+    earliest = min(r.sent_at for r in rows) - window
+    previous: dict[tuple[int | None, int | None], Update] = {}
+    for old in session.execute(
+        select(Update)
+        .where(
+            Update.goal_id.in_(goal_ids),
+            Update.kind == UpdateKind.UPDATE,
+            Update.deleted.is_(False),
+            Update.sent_at >= earliest,
+        )
+        .order_by(Update.sent_at, Update.id)
+    ).scalars():
+        if old not in rows:
+            previous[(old.goal_id, old.author_id)] = old
+    for row in sorted(rows, key=lambda r: (r.sent_at, r.zulip_message_id)):
+        key = (row.goal_id, row.author_id)
+        before = previous.get(key)
+        if before is not None and row.sent_at - before.sent_at <= window:
+            row.tldr = row.tldr or before.tldr
+            row.help_wanted = row.help_wanted or before.help_wanted
+        previous[key] = row
 
 
 def _goal_names(session: Session, goal_ids: Sequence[int]) -> dict[int, str]:

@@ -164,7 +164,7 @@ def fold(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Person:
+class Member:
     """A realm user as the sandbox lists and matches them."""
 
     user_id: int
@@ -182,10 +182,10 @@ class UserMatch:
     """The people a typed name could mean: one is an answer, several or none a question."""
 
     query: str
-    found: tuple[Person, ...]
+    found: tuple[Member, ...]
 
     @property
-    def person(self) -> Person | None:
+    def person(self) -> Member | None:
         return self.found[0] if len(self.found) == 1 else None
 
     def problem(self) -> str:
@@ -195,7 +195,7 @@ class UserMatch:
         return f"{self.query!r} could be {names}; type more of the name."
 
 
-def match_person(query: str, people: Sequence[Person]) -> UserMatch:
+def match_person(query: str, people: Sequence[Member]) -> UserMatch:
     """Exact name, email or GitHub handle first; then a prefix of the name or of one of its words.
 
     Bots are never matched: the sandbox is for acting as people.
@@ -303,7 +303,7 @@ def render_reaction(reactor: str, emoji: str, author: str, ack_emoji: str) -> st
     return f"  {mark} {reactor} reacted :{emoji}: to {author}'s message"
 
 
-def render_people(people: Sequence[Person], me: int, stream: str) -> str:
+def render_people(people: Sequence[Member], me: int, stream: str) -> str:
     """``/who``: one line per person, you marked with ``*``."""
     width = max((len(p.full_name) for p in people), default=0)
     email_width = max((len(p.email) for p in people), default=0)
@@ -558,7 +558,8 @@ class Sandbox:
         self.console = console
         self.config = bot.config
         lead = server.realm.user_by_name(LEAD_NAME)
-        self.me: int = lead.user_id if lead is not None else self.people()[0].user_id
+        assert lead is not None  # Realm.demo() has the lead
+        self.me: int = lead.user_id
         self.place = Place()
         self.watcher = Watcher(server, console, self.config.ack_emoji)
         self._thread = threading.Thread(target=self._run_bot, name="sandbox-bot", daemon=True)
@@ -587,7 +588,7 @@ class Sandbox:
 
     # -- who and where ---------------------------------------------------------------------------
 
-    def people(self) -> list[Person]:
+    def people(self) -> list[Member]:
         realm = self.server.realm
         stream = realm.stream_by_name(self.config.stream)
         members = stream.subscribers if stream is not None else set()
@@ -595,7 +596,7 @@ class Sandbox:
             (f.field_id for f in realm.profile_fields.values() if f.name == GITHUB_FIELD), None
         )
         return [
-            Person(
+            Member(
                 user_id=u.user_id,
                 full_name=u.full_name,
                 email=u.email,
@@ -771,7 +772,9 @@ class Sandbox:
                 g.slug,
                 g.zulip_topic,
                 ", ".join(p.display for p in g.poc) or "-",
-                due_state(g.facts(sched.cadence_weeks, today), now, self.bot.ctx.slot, 0).value,
+                due_state(
+                    g.facts(sched.cadence_weeks, today), now, self.bot.ctx.slot, sched.grace_days
+                ).value,
             )
             for g in sorted(goals, key=lambda g: g.slug)
         ]
@@ -828,9 +831,13 @@ class Sandbox:
         subscribers = frozenset(self.bot.sender.stream_subscribers(self.config.stream))
         report = send_due(self.bot.ctx, self.bot.sender, subscribers)
         self.show()
-        self.console.note(report.render())
-        if not report.planned:
-            self.console.note(f"The next prompts are due {format_time(self._next_prompt())}.")
+        if report.planned:
+            self.console.note(report.render())
+        else:
+            self.console.note(
+                f"Nothing is due now. The next prompt time is {format_time(self._next_prompt())}"
+                " (/advance prompt goes there)."
+            )
         return Outcome.DONE
 
     def cmd_digest(self, arg: str) -> Outcome:
@@ -977,8 +984,9 @@ def _banner(sandbox: Sandbox, summary: str) -> str:
             f"{sandbox.server.base_url}.",
             f"Clock: {format_time(sandbox.clock.now())}; it moves only with /advance.",
             f"Schedule: prompts every {WEEKDAYS[sched.weekday].capitalize()} at "
-            f"{sched.at:%H:%M} UTC, a reminder {sched.reminder_days} days later, the digest "
-            f"every {WEEKDAYS[digest.weekday].capitalize()} at {digest.at:%H:%M} UTC.",
+            f"{sched.at:%H:%M} {sandbox.config.timezone.key}, a reminder {sched.reminder_days} "
+            f"days later, the digest every {WEEKDAYS[digest.weekday].capitalize()} at "
+            f"{digest.at:%H:%M} {digest.timezone.key}.",
             summary,
             f"You are {sandbox._user(sandbox.me).full_name}, in {sandbox._where()}. "
             "/help lists the commands.",
