@@ -42,9 +42,7 @@ class Chat:
     def _answers(self, user: Any) -> list[str]:
         bot_id = self.users["bot"].user_id
         return [
-            m["content"]
-            for m in self.server.direct_messages_to(user)
-            if m["sender_id"] == bot_id
+            m["content"] for m in self.server.direct_messages_to(user) if m["sender_id"] == bot_id
         ]
 
     def ask_in(self, who: str, stream: str, topic: str, content: str) -> list[dict[str, Any]]:
@@ -145,9 +143,7 @@ def test_subscribe_and_admin_only_commands(chat: Chat) -> None:
     refused = chat.ask_dm("eve", "retire polonius")
     assert "admin" in refused.lower()
     with chat.db.engine.connect() as conn:
-        state = conn.execute(
-            text("SELECT state FROM goals WHERE slug = 'polonius'")
-        ).scalar()
+        state = conn.execute(text("SELECT state FROM goals WHERE slug = 'polonius'")).scalar()
     assert state == "active"
     assert "Eve Lead" in chat.ask_dm("ada", "subscribers")
 

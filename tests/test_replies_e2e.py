@@ -238,7 +238,9 @@ def test_killed_with_sigkill_while_messages_arrive_stores_everything_once(world:
 
 
 def test_follow_up_within_the_window_keeps_the_summary(world: World) -> None:
-    first = post(world, "ben", "polonius", "TL;DR: borrowck is 2x faster\n\nHelp wanted: benchmarks")
+    first = post(
+        world, "ben", "polonius", "TL;DR: borrowck is 2x faster\n\nHelp wanted: benchmarks"
+    )
     second = post(world, "ben", "polonius", "Forgot to say: thanks to everyone who reviewed.")
     row = world.wait_row(second)
     assert row["tldr"] == "borrowck is 2x faster"
