@@ -29,8 +29,8 @@ from .context import Context
 from .db import Database
 from .errors import GoalsBotError, StorageError, ZulipError
 from .lease import Lease
-from .models import HIGH_WATER_KEY, BotState, HandledMessage
-from .people import SenderInfo, sync_users
+from .models import HIGH_WATER_KEY, BotState, Delivery, DeliveryKind, HandledMessage
+from .people import SenderInfo, map_people, sync_users
 from .replies import (
     BatchEffects,
     IncomingMessage,
@@ -52,6 +52,9 @@ TICK_SECONDS = 30.0
 TICK_ENV = "ZULIP_GOALS_BOT_TICK_SECONDS"
 # A batch that cannot be stored (database busy, disk full) is retried after this pause.
 STORE_RETRY_SECONDS = 1.0
+# Deliveries interrupted by a crash are finished on start-up unless they are older than this.
+STALE_PROMPT = timedelta(days=2)
+STALE_DIGEST = timedelta(days=6)
 # Subscriptions change rarely; re-reading them every tick would spend the rate limit.
 SUBSCRIBERS_TTL_SECONDS = 600.0
 # How long shutdown waits for the sender to flush acknowledgements already queued.
@@ -178,8 +181,24 @@ class GoalsBot:
     def refresh_realm(self) -> None:
         """Users (names, timezones, roles) and stream ids, once at start-up."""
         members = self.listener.users()
+        try:
+            fields = self.listener.profile_fields()
+        except ZulipError as exc:
+            log.warning("could not read the realm's profile fields: %s", exc)
+            fields = []
         with self.db.write() as session:
-            sync_users(session, members, self.clock.now())
+            now = self.clock.now()
+            sync_users(session, members, now)
+            report = map_people(
+                session,
+                members=members,
+                profile_fields=fields,
+                people_file=self.config.people_file,
+                now=now,
+                profile_field_name=self.config.github_profile_field,
+            )
+        for outcome in report.linked:
+            log.info("mapped %s", outcome.render(dict(report.names)))
         result = self.listener.call("users/me/subscriptions")
         self._stream_names = {
             int(s["stream_id"]): str(s["name"]) for s in result.get("subscriptions", [])
@@ -205,7 +224,13 @@ class GoalsBot:
         def find(dest: Destination, content: str) -> int | None:
             return self.sender.find_own(dest.stream, dest.topic, dest.user_ids, content)
 
-        done = recover(self.db, self.sender, find, self.clock.now)
+        def still_wanted(d: Delivery) -> bool:
+            # A prompt or digest interrupted long ago would arrive stale; it is dropped instead.
+            age = self.clock.now() - d.claimed_at
+            limit = STALE_DIGEST if d.kind is DeliveryKind.DIGEST else STALE_PROMPT
+            return age <= limit
+
+        done = recover(self.db, self.sender, find, self.clock.now, still_wanted)
         if done:
             log.info("finished %d deliveries interrupted by the last shutdown", done)
 
