@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from sqlalchemy import select
+
 from . import __version__
 from .clock import Clock, default_clock
 from .config import Config
@@ -234,6 +236,29 @@ class GoalsBot:
         if done:
             log.info("finished %d deliveries interrupted by the last shutdown", done)
 
+    def recover_commands(self) -> None:
+        """Answer commands that were stored but not answered when the last run stopped."""
+        since = self.clock.now() - STALE_PROMPT
+        with self.db.read() as session:
+            ids = list(
+                session.execute(
+                    select(HandledMessage.zulip_message_id).where(
+                        HandledMessage.outcome == "command", HandledMessage.handled_at >= since
+                    )
+                ).scalars()
+            )
+        for message_id in ids:
+            try:
+                found = self.listener.call(
+                    f"messages/{message_id}", request={"apply_markdown": False}
+                )
+                msg = IncomingMessage.from_api(found["message"])
+            except (ZulipError, MalformedMessage, KeyError) as exc:
+                log.warning("could not re-read command message %s: %s", message_id, exc)
+                continue
+            log.info("answering command %s left unanswered by the last run", message_id)
+            self._run_command(msg)
+
     # -- storing events ----------------------------------------------------------------------
 
     def high_water(self) -> int:
@@ -434,6 +459,7 @@ class GoalsBot:
         self.stats.started = self.clock.now()
         self.refresh_realm()
         self.recover_deliveries()
+        self.recover_commands()
         sender = threading.Thread(target=self.sender_loop, name="sender", daemon=True)
         sender.start()
         listener = threading.Thread(target=self.event_loop, name="events", daemon=True)
