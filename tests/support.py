@@ -19,6 +19,8 @@ from zulip_goals_bot.fakezulip import FakeZulip
 from zulip_goals_bot.models import Goal, GoalOwner, GoalState, OwnerRole, Person
 from zulip_goals_bot.topics import goal_topic
 
+from .dbs import new_database_url
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -29,19 +31,22 @@ def write_conf(
     bot_user: Any,
     *,
     extra: str = "",
-    database: Path | None = None,
+    database: str | None = None,
 ) -> Path:
-    """A bot.conf and zuliprc in ``tmp_path`` for the emulator's bot user."""
+    """A bot.conf and zuliprc in ``tmp_path`` for the emulator's bot user.
+
+    ``database`` is a URL; by default a new database of the backend under test (tests/dbs.py).
+    """
     zuliprc = tmp_path / "zuliprc"
     server.write_zuliprc(zuliprc, bot_user)
     zuliprc.chmod(0o600)
-    db = database or tmp_path / "goals.sqlite3"
+    url = database or new_database_url(tmp_path)
     conf = tmp_path / "bot.conf"
     conf.write_text(
         "[goals]\n"
         "zuliprc = zuliprc\n"
         "stream = project-goals\n"
-        f"database = sqlite:///{db}\n"
+        f"database = {url}\n"
         "admins = ada@example.com\n" + extra,
         encoding="utf-8",
     )

@@ -23,6 +23,7 @@ from zulip_goals_bot.blog import (
 from zulip_goals_bot.cli import main
 from zulip_goals_bot.models import Goal, GoalOwner, OwnerRole, Person, Update
 
+from .dbs import new_database_url
 from .test_digest import (
     CREATED,
     ZWSP,
@@ -199,7 +200,7 @@ def test_cli_reports_a_bad_date_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conf = tmp_path / "bot.conf"
-    conf.write_text(f"[goals]\ndatabase = sqlite:///{tmp_path / 'g.sqlite3'}\n", encoding="utf-8")
+    conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
     rc = main(["--config", str(conf), "export", "blog", "--since", "2025-3-1x"])
     assert rc == 2
     err = capsys.readouterr().err
@@ -210,9 +211,8 @@ def test_cli_reports_a_bad_date_in_one_line(
 
 
 def test_cli_prints_the_post(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db_path = tmp_path / "g.sqlite3"
     conf = tmp_path / "bot.conf"
-    conf.write_text(f"[goals]\ndatabase = sqlite:///{db_path}\n", encoding="utf-8")
+    conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
     rc = main(["--config", str(conf), "export", "blog", "--since", "2025-03-01", "--until",
                "2025-04-01"])  # fmt: skip
     assert rc == 0

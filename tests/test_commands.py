@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, inspect, select, text
 from zulip_bots.test_lib import StubBotHandler
 
 from zulip_goals_bot import __version__
@@ -48,6 +47,8 @@ from zulip_goals_bot.people import SenderInfo
 from zulip_goals_bot.queries import GoalName
 from zulip_goals_bot.topics import goal_topic
 
+from .dbs import new_database
+
 GOALS_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rust-project-goals"
 needs_goal_files = pytest.mark.skipif(
     not (GOALS_DATA / "2025h1").is_dir(), reason=f"shared goal files not found at {GOALS_DATA}"
@@ -70,16 +71,7 @@ RITA = SenderInfo(16, "rita@example.com", "Rita Realm", is_realm_admin=True)
 
 
 # --------------------------------------------------------------------------------------------
-# Fixtures: a migrated SQLite template copied per test (migrating once keeps the file fast).
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "goals.sqlite3"
-    db = Database(f"sqlite:///{path}")
-    db.upgrade()
-    db.dispose()
-    return path
+# Fixtures: a migrated database per test (tests/dbs.py: SQLite, or PostgreSQL on request).
 
 
 @dataclass
@@ -204,13 +196,8 @@ class World:
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table: to show that a refused command changed nothing."""
+        tables = sorted(inspect(self.db.engine).get_table_names())
         with self.db.engine.connect() as conn:
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    text("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
-                )
-            ]
             return {
                 t: [tuple(r) for r in conn.execute(text(f'SELECT * FROM "{t}" ORDER BY 1'))]
                 for t in tables
@@ -223,19 +210,19 @@ class World:
             return STREAM, goal.zulip_topic
 
 
-def make_world(path: Path, *, admins: frozenset[str] = frozenset({"ada@example.com"})) -> World:
-    db = Database(f"sqlite:///{path}")
+def make_world(
+    tmp_path: Path, name: str = "goals", *, admins: frozenset[str] = frozenset({"ada@example.com"})
+) -> World:
+    db = new_database(tmp_path, name)
     clock = FrozenClock(NOW)
-    config = Config(path=None, zuliprc=path.parent / "zuliprc", stream=STREAM, admins=admins)
+    config = Config(path=None, zuliprc=tmp_path / "zuliprc", stream=STREAM, admins=admins)
     ctx = Context(config, db, clock, SITE, bot_user_id=99, bot_name="Goals Bot")
     return World(ctx, clock, db)
 
 
 @pytest.fixture
-def world(template_db: Path, tmp_path: Path) -> Iterator[World]:
-    path = tmp_path / "goals.sqlite3"
-    shutil.copy(template_db, path)
-    w = make_world(path)
+def world(tmp_path: Path) -> Iterator[World]:
+    w = make_world(tmp_path)
     yield w
     w.db.dispose()
 
@@ -623,9 +610,9 @@ def _bulk_goals(world: World, n: int) -> int:
         return goals[0].id
 
 
-def _status_statements(path: Path, goals: int) -> list[int]:
+def _status_statements(tmp_path: Path, goals: int) -> list[int]:
     """SQL statements issued by `status` (by slug, then by issue) with ``goals`` goals."""
-    world = make_world(path)
+    world = make_world(tmp_path, f"goals{goals}")
     _bulk_goals(world, goals)
     world.person(zulip=EVE)
     seen: list[str] = []
@@ -646,13 +633,9 @@ def _status_statements(path: Path, goals: int) -> list[int]:
     return counts
 
 
-def test_status_uses_the_same_number_of_statements_for_10_or_500_goals(
-    template_db: Path, tmp_path: Path
-) -> None:
-    for name in ("small", "large"):
-        shutil.copy(template_db, tmp_path / f"{name}.sqlite3")
-    small = _status_statements(tmp_path / "small.sqlite3", 10)
-    large = _status_statements(tmp_path / "large.sqlite3", 500)
+def test_status_uses_the_same_number_of_statements_for_10_or_500_goals(tmp_path: Path) -> None:
+    small = _status_statements(tmp_path, 10)
+    large = _status_statements(tmp_path, 500)
     assert small == large
     assert max(small) <= 10
 
@@ -792,12 +775,8 @@ def test_about(world: World, cast: Cast) -> None:
     assert "Bot admins: @_**Ada Admin|1**." in text
 
 
-def test_about_names_realm_admins_without_configured_ones(
-    template_db: Path, tmp_path: Path
-) -> None:
-    path = tmp_path / "goals.sqlite3"
-    shutil.copy(template_db, path)
-    world = make_world(path, admins=frozenset())
+def test_about_names_realm_admins_without_configured_ones(tmp_path: Path) -> None:
+    world = make_world(tmp_path, admins=frozenset())
     world.person(zulip=RITA, is_admin=True)
     assert "Bot admins: @_**Rita Realm|16**." in world.ask("about", sender=EVE)
     world.db.dispose()

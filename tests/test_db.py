@@ -1,4 +1,7 @@
-"""Migrations and the SQLite engine: upgrade, no drift, round trip, aware times, real locking."""
+"""Migrations and the engine: upgrade, no drift, round trip, aware times, real locking.
+
+They run on SQLite, and on PostgreSQL with GOALS_TEST_DB=postgresql (tests/dbs.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
@@ -13,11 +17,11 @@ from sqlalchemy import inspect, select, text
 from zulip_goals_bot.db import Database, downgrade, upgrade
 from zulip_goals_bot.models import Base, BotState
 
+from .dbs import new_database
+
 
 def make_db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'goals.sqlite3'}")
-    db.upgrade()
-    return db
+    return new_database(tmp_path)
 
 
 def test_upgrade_creates_every_table_and_models_do_not_drift(tmp_path: Path) -> None:
@@ -38,6 +42,7 @@ def test_downgrade_to_base_and_up_again(tmp_path: Path) -> None:
     assert set(Base.metadata.tables) <= set(inspect(db.engine).get_table_names())
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_pragmas(tmp_path: Path) -> None:
     db = make_db(tmp_path)
     with db.engine.connect() as conn:
@@ -60,7 +65,7 @@ def test_times_come_back_aware_utc(tmp_path: Path) -> None:
 
 
 def test_concurrent_read_modify_write_loses_no_increment(tmp_path: Path) -> None:
-    """Two writers each add 1, 50 times: with BEGIN IMMEDIATE the total is exactly 100."""
+    """Two writers each add 1, 50 times: writers serialize, so the total is exactly 100."""
     db = make_db(tmp_path)
     now = datetime.now(UTC)
     with db.write() as session:

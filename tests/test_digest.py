@@ -53,6 +53,8 @@ from zulip_goals_bot.queries import GoalView, OwnerView, PersonView, UpdateView
 from zulip_goals_bot.schedule import Slot
 from zulip_goals_bot.topics import goal_topic
 
+from .dbs import new_database
+
 GOALS_2025H1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rust-project-goals"
 GOALS_2025H1 = GOALS_2025H1 / "2025h1"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -277,9 +279,7 @@ def program_config(db_url: str, *, digest_topic: str = "weekly digest") -> Confi
 
 
 def make_db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'goals.sqlite3'}")
-    db.upgrade()
-    return db
+    return new_database(tmp_path)
 
 
 def make_ctx(db: Database, clock: FrozenClock, **kwargs: Any) -> Context:

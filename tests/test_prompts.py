@@ -46,6 +46,8 @@ from zulip_goals_bot.prompts import (
 from zulip_goals_bot.queries import load_goals
 from zulip_goals_bot.zulip_io import Sender, ZulipIO
 
+from .dbs import new_database
+
 STREAM = "project-goals"
 LONG_AGO = datetime(2024, 6, 1, tzinfo=UTC)
 # A Thursday that starts a period of every cadence (1, 2 and 4 weeks counted from 2024-01-04).
@@ -221,8 +223,7 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
-    db = Database(f"sqlite:///{tmp_path / 't.sqlite3'}")
-    db.upgrade()
+    db = new_database(tmp_path)
     clock = FrozenClock(utc(2025, 5, 1))
     return World(db, clock, make_config(), Recorder(clock))
 

@@ -52,6 +52,8 @@ from zulip_goals_bot.registry import (
     plan_import,
 )
 
+from .dbs import new_database, new_database_url
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "rust-project-goals"
 HALVES = ("2024h2", "2025h1")
@@ -65,9 +67,7 @@ LATER = datetime(2025, 4, 3, 12, 0, tzinfo=UTC)
 
 
 def make_db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 't.sqlite3'}")
-    db.upgrade()
-    return db
+    return new_database(tmp_path)
 
 
 def run_import(db: Database, paths: Sequence[Path], **kw: Any) -> ImportReport:
@@ -76,7 +76,7 @@ def run_import(db: Database, paths: Sequence[Path], **kw: Any) -> ImportReport:
 
 
 def dump(db: Database, *tables: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of the tables, raw from SQLite, for byte-for-byte comparisons."""
+    """Every row of the tables, raw from the database, for byte-for-byte comparisons."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     with db.engine.connect() as conn:
         for table in tables or ("goals", "goal_owners", "people", "updates"):
@@ -704,7 +704,7 @@ def test_import_maps_owners_by_zulip_profile_field_end_to_end(
         server.write_zuliprc(tmp_path / "zuliprc", bot)
         conf = tmp_path / "bot.conf"
         conf.write_text(
-            f"[goals]\nzuliprc = zuliprc\ndatabase = sqlite:///{tmp_path / 'e2e.sqlite3'}\n"
+            f"[goals]\nzuliprc = zuliprc\ndatabase = {new_database_url(tmp_path, 'e2e')}\n"
             "github_profile_field = github\n",
             encoding="utf-8",
         )
@@ -739,7 +739,10 @@ def test_unreachable_zulip_is_one_line_and_the_people_file_still_maps(
     (tmp_path / "zuliprc").chmod(0o600)
     (tmp_path / "people.csv").write_text("github,zulip\nalice,41\n", encoding="utf-8")
     conf = tmp_path / "bot.conf"
-    conf.write_text(f"[goals]\ndata_dir = {tmp_path}\npeople_file = people.csv\n", encoding="utf-8")
+    conf.write_text(
+        f"[goals]\ndatabase = {new_database_url(tmp_path)}\npeople_file = people.csv\n",
+        encoding="utf-8",
+    )
     config = load_config(conf)
     assert import_command(config, [small_folder(tmp_path)], period=None, dry_run=False) == 0
     out = capsys.readouterr().out
@@ -769,7 +772,7 @@ def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @needs_data
 def test_cli_imports_a_real_folder_and_lists_goals_as_json(tmp_path: Path) -> None:
     conf = tmp_path / "bot.conf"
-    conf.write_text("[goals]\ndata_dir = data\n", encoding="utf-8")
+    conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
     done = _cli(conf, "goals", "import", str(DATA / "2025h1"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Goals import into 2025h1\n")
@@ -794,7 +797,7 @@ def test_cli_imports_a_real_folder_and_lists_goals_as_json(tmp_path: Path) -> No
 
 def test_list_command_table_and_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     conf = tmp_path / "bot.conf"
-    conf.write_text(f"[goals]\ndata_dir = {tmp_path}\n", encoding="utf-8")
+    conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
     config = load_config(conf)
     assert list_command(config, show_all=False, as_json=False) == 0
     assert "No active goals. Import some with" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from zulip_goals_bot.fakezulip import FakeZulip, Realm
 
+from .dbs import new_database_url
 from .support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
 
 
@@ -83,9 +84,10 @@ def test_run_stores_replies_survives_queue_loss_stops_and_restarts(
     assert all(m["reactions"] for m in in_topic)
 
 
+@pytest.mark.sqlite_only
 def test_second_run_on_the_same_sqlite_file_refuses(tmp_path: Path, server: FakeZulip) -> None:
     bot = server.realm.user_by_email("goals-bot@example.com")
-    conf = write_conf(tmp_path, server, bot)
+    conf = write_conf(tmp_path, server, bot, database=f"sqlite:///{tmp_path / 'goals.sqlite3'}")
     with BotProcess(conf):
         result = run_cli(conf, "run", timeout=30)
     assert result.returncode == 2
@@ -151,7 +153,7 @@ def test_help_and_version() -> None:
 
 def test_db_commands(tmp_path: Path) -> None:
     conf = tmp_path / "bot.conf"
-    conf.write_text(f"[goals]\ndatabase = sqlite:///{tmp_path / 'x.sqlite3'}\n", encoding="utf-8")
+    conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
     assert "empty" in run_cli(conf, "db", "current").stdout
     up = run_cli(conf, "db", "upgrade")
     assert up.returncode == 0 and "revision 0001" in up.stdout

@@ -163,6 +163,7 @@ def test_lines_commands_and_comments() -> None:
 
 
 # --- whole sessions ---------------------------------------------------------------------------
+# The sandbox keeps its state in a SQLite file whatever GOALS_TEST_DB says.
 
 
 def sandbox(
@@ -199,6 +200,7 @@ def bot_messages(block: str) -> list[str]:
     return [line for line in block.splitlines() if line.startswith("[") and "] Goals Bot" in line]
 
 
+@pytest.mark.sqlite_only
 def test_a_scripted_week_shows_prompts_replies_reminder_and_digest(tmp_path: Path) -> None:
     script = tmp_path / "week.txt"
     script.write_text(WEEK, encoding="utf-8")
@@ -274,6 +276,7 @@ def test_a_scripted_week_shows_prompts_replies_reminder_and_digest(tmp_path: Pat
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+@pytest.mark.sqlite_only
 def test_stdin_script_stops_at_quit_quickly(tmp_path: Path) -> None:
     started = time.monotonic()
     result = sandbox(tmp_path, "--script", "-", "--start", START, stdin="/time\n/quit\n/who\n")
@@ -287,6 +290,7 @@ def test_stdin_script_stops_at_quit_quickly(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+@pytest.mark.sqlite_only
 def test_mistakes_are_explained_change_nothing_and_fail_the_script(tmp_path: Path) -> None:
     lines = "/as nobody\n/advance soon\n/advance 20w\n/topic\n/frobnicate\n/time\n"
     result = sandbox(tmp_path, "--script", "-", "--start", START, stdin=lines)
@@ -300,6 +304,7 @@ def test_mistakes_are_explained_change_nothing_and_fail_the_script(tmp_path: Pat
     assert "It is Mon 2025-03-03 10:00 UTC." in b["/time"]  # the clock did not move
 
 
+@pytest.mark.sqlite_only
 def test_the_shipped_demo_runs(tmp_path: Path) -> None:
     result = sandbox(tmp_path, "--script", "demo")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -307,6 +312,7 @@ def test_the_shipped_demo_runs(tmp_path: Path) -> None:
     assert "[#project-goals > weekly digest] Goals Bot:" in result.stdout
 
 
+@pytest.mark.sqlite_only
 def test_kept_database_resumes_the_clock(tmp_path: Path) -> None:
     db = tmp_path / "kept.sqlite3"
     first = sandbox(
@@ -320,6 +326,7 @@ def test_kept_database_resumes_the_clock(tmp_path: Path) -> None:
     assert "Imported the sample goals: 4 unchanged." in second.stdout
 
 
+@pytest.mark.sqlite_only
 def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
     missing = sandbox(tmp_path, "--script", "nowhere.txt")
     assert missing.returncode == 2
@@ -330,6 +337,7 @@ def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
     assert "--start 'soon' is not a date-time" in bad_start.stderr
 
 
+@pytest.mark.sqlite_only
 def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()

@@ -3,6 +3,8 @@
 SQLite is set up for a long-running bot: WAL so readers never block the writer, a busy timeout, and
 write transactions that start with ``BEGIN IMMEDIATE`` so two writers serialize instead of losing
 an update (pysqlite's default deferred BEGIN lets both read, then one fails or overwrites).
+PostgreSQL gets the same promise from a transaction-level advisory lock taken first thing in every
+write transaction (READ COMMITTED alone would let two read-modify-writes lose one of them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # How long a writer waits for another writer's lock before SQLite says "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+# PostgreSQL advisory lock that serializes writers, like SQLite's single write lock ("GOAW").
+PG_WRITE_LOCK_KEY = 0x474F4157
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -65,6 +69,7 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.is_postgres = self.engine.dialect.name == "postgresql"
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(
             self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
@@ -76,6 +81,8 @@ class Database:
         with self._writer() as session:
             try:
                 with session.begin():
+                    if self.is_postgres:
+                        _serialize_writers(session)
                     yield session
             except OperationalError as exc:
                 raise StorageError(_describe(exc)) from exc
@@ -87,7 +94,12 @@ class Database:
             yield session
 
     def upgrade(self) -> None:
-        upgrade(self.engine)
+        """Apply migrations; the first connection, so an unusable database is one clear error."""
+        try:
+            upgrade(self.engine)
+        except OperationalError as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise StorageError(f"cannot use the database {where}: {_describe(exc)}") from exc
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -99,6 +111,11 @@ class Database:
         self.engine.dispose()
 
 
+def _serialize_writers(conn: Session | Connection) -> None:
+    """Wait for other writers on PostgreSQL; the lock goes with the transaction."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK_KEY})
+
+
 def _describe(exc: OperationalError) -> str:
     msg = str(exc.orig) if exc.orig is not None else str(exc)
     lowered = msg.lower()
@@ -108,6 +125,11 @@ def _describe(exc: OperationalError) -> str:
         return f"the database is read-only: {msg}"
     if "disk" in lowered and "full" in lowered:
         return f"the disk is full: {msg}"
+    if "unable to open" in lowered:
+        return (
+            "the database file cannot be opened or created (is its folder writable and the "
+            f"file system not read-only?): {msg}"
+        )
     return f"database error: {msg}"
 
 
@@ -138,6 +160,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     cfg = alembic_config(engine)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes starting at once on a new database must not both create the tables.
+            _serialize_writers(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -3,7 +3,9 @@
 SQLite: an exclusive ``flock`` on a file next to the database; the kernel frees it when the
 process dies, even by SIGKILL, so a crash never leaves a stale lock behind.
 PostgreSQL: a session-level advisory lock held on a dedicated connection; a second process waits
-as a standby and takes over when the leader's connection goes away.
+as a standby and takes over when the leader's connection goes away.  The leader watches that
+connection and stops when it is gone (a restarted server, a terminated session): the standby may
+already be sending by then.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # An arbitrary constant naming our advisory lock in PostgreSQL's shared lock space ("GOAL").
 ADVISORY_LOCK_KEY = 0x474F414C
-# How often a standby asks whether the leader has gone.
+# How often a standby asks whether the leader has gone, and the leader whether it still leads.
 STANDBY_POLL_SECONDS = 2.0
 
 
@@ -34,6 +36,7 @@ class Lease:
         self.engine = engine
         self._file: IO[str] | None = None
         self._conn: Any = None
+        self._backend_pid: int | None = None
 
     def acquire(self, stop: threading.Event | None = None, *, wait: bool = False) -> bool:
         """Take the lease; SQLite refuses at once, PostgreSQL waits when ``wait`` is set."""
@@ -74,6 +77,7 @@ class Lease:
             conn.commit()
             if got:
                 self._conn = conn
+                self._backend_pid = self._session_pid()
                 if announced:
                     log.info("the leader is gone: this process now sends")
                 return True
@@ -89,16 +93,44 @@ class Lease:
             if stop is None:
                 threading.Event().wait(STANDBY_POLL_SECONDS)
 
+    def _session_pid(self) -> int:
+        pid = int(self._conn.execute(text("SELECT pg_backend_pid()")).scalar())
+        self._conn.commit()
+        return pid
+
     def still_held(self) -> bool:
-        """False when the PostgreSQL session holding the advisory lock is gone."""
+        """False when the PostgreSQL session holding the advisory lock is gone.
+
+        The lock lives as long as its server session; a connection that silently reconnected
+        is a new session without it, hence the comparison of the server process ids.
+        """
         if self._conn is None:
             return True
         try:
-            self._conn.execute(text("SELECT 1"))
-            self._conn.commit()
-            return True
+            return self._session_pid() == self._backend_pid
         except Exception:
+            with contextlib.suppress(Exception):
+                self._conn.rollback()
             return False
+
+    def watch(self, stop: threading.Event) -> threading.Event:
+        """Check the lease in the background; on loss, set the returned event and ``stop``."""
+        lost = threading.Event()
+
+        def check() -> None:
+            while not stop.wait(STANDBY_POLL_SECONDS):
+                if not self.still_held():
+                    log.error(
+                        "lost the lease: the database session holding it is gone; stopping, "
+                        "since another bot may be sending now"
+                    )
+                    lost.set()
+                    stop.set()
+                    return
+
+        if self._conn is not None:
+            threading.Thread(target=check, name="lease", daemon=True).start()
+        return lost
 
     def release(self) -> None:
         if self._file is not None:
