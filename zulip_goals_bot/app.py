@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from . import __version__
 from .clock import Clock, default_clock
@@ -61,6 +61,13 @@ STALE_DIGEST = timedelta(days=6)
 SUBSCRIBERS_TTL_SECONDS = 600.0
 # How long shutdown waits for the sender to flush acknowledgements already queued.
 SHUTDOWN_FLUSH_SECONDS = 2.0
+# Outcomes of a message whose acknowledgement is owed (set in its batch's transaction) and done
+# (set once the reaction is on Zulip); start-up reacts to the owed ones, so a crash between the
+# commit and the reaction loses no acknowledgement (reacting twice is harmless).
+ACK_OWED = "ack owed"
+ACK_DONE = "acknowledged"
+# Acknowledgements are marked done in batches of at most this many, or when the queue runs dry.
+ACK_MARK_BATCH = 100
 
 
 class LockedSender:
@@ -326,6 +333,13 @@ class GoalsBot:
             flush()
             if top:
                 self._set_high_water(session, top)
+            if total.acknowledge:
+                session.execute(
+                    update(HandledMessage)
+                    .where(HandledMessage.zulip_message_id.in_(total.acknowledge))
+                    .values(outcome=ACK_OWED)
+                    .execution_options(synchronize_session=False)
+                )
         return total
 
     def _after_commit(self, effects: BatchEffects) -> None:
@@ -371,14 +385,53 @@ class GoalsBot:
 
     # -- the threads ---------------------------------------------------------------------------
 
+    def recover_acks(self) -> None:
+        """Queue the acknowledgements owed by the last run (it stopped before reacting)."""
+        since = self.clock.now() - STALE_PROMPT
+        with self.db.read() as session:
+            ids = list(
+                session.execute(
+                    select(HandledMessage.zulip_message_id)
+                    .where(HandledMessage.outcome == ACK_OWED, HandledMessage.handled_at >= since)
+                    .order_by(HandledMessage.zulip_message_id)
+                ).scalars()
+            )
+        if ids:
+            log.info("acknowledging %d updates left unacknowledged by the last run", len(ids))
+        for mid in ids:
+            self._outgoing.put(_Outgoing("react", (mid, self.config.ack_emoji)))
+
+    def _mark_acked(self, message_ids: list[int]) -> None:
+        if not message_ids:
+            return
+        try:
+            with self.db.write() as session:
+                session.execute(
+                    update(HandledMessage)
+                    .where(
+                        HandledMessage.zulip_message_id.in_(message_ids),
+                        HandledMessage.outcome == ACK_OWED,
+                    )
+                    .values(outcome=ACK_DONE)
+                    .execution_options(synchronize_session=False)
+                )
+        except GoalsBotError as exc:  # they are reacted to again after a restart: harmless
+            log.error("could not record %d acknowledgements: %s", len(message_ids), exc)
+        message_ids.clear()
+
     def sender_loop(self) -> None:
+        acked: list[int] = []
         while True:
+            if acked and (len(acked) >= ACK_MARK_BATCH or self._outgoing.empty()):
+                self._mark_acked(acked)
             item = self._outgoing.get()
             if item is None:
+                self._mark_acked(acked)
                 return
             try:
                 if item.kind == "react":
                     self.sender.add_reaction(*item.args)
+                    acked.append(int(item.args[0]))
                 elif item.kind == "stream":
                     self.sender.send_stream(*item.args)
                 elif item.kind == "dm":
@@ -460,6 +513,7 @@ class GoalsBot:
         self.refresh_realm()
         self.recover_deliveries()
         self.recover_commands()
+        self.recover_acks()
         sender = threading.Thread(target=self.sender_loop, name="sender", daemon=True)
         sender.start()
         listener = threading.Thread(target=self.event_loop, name="events", daemon=True)
@@ -546,6 +600,7 @@ def run_bot(config: Config, *, clock: Clock | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     if not lease.acquire(stop, wait=not db.is_sqlite):
         return 0
+    lost = lease.watch(stop)
     try:
         bot = GoalsBot(config, db, listener, sender_io, clock)
         bot.stop = stop
@@ -557,7 +612,8 @@ def run_bot(config: Config, *, clock: Clock | None = None) -> int:
             listener.site,
             config.stream,
         )
-        return bot.run()
+        code = bot.run()
+        return 1 if lost.is_set() else code
     finally:
         lease.release()
         db.dispose()

@@ -10,6 +10,7 @@ says when it cannot pick one goal, so callers never act on a guess.  It is pure:
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ MAX_CLOSEST = 3
 MIN_PREFIX = 3
 # The longest query echoed back in an answer.
 ECHO_CHARS = 80
+# Goals whose normalized names are remembered between calls: every command matches against all
+# goals, and normalizing a thousand of them each time costs more than the rest of `status`.
+KEYS_CACHE_SIZE = 4096
 
 _ISSUE_REF = re.compile(
     r"""^(?:
@@ -109,6 +113,7 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[\W_]+", " ", text.lower()).split())
 
 
+@functools.lru_cache(maxsize=KEYS_CACHE_SIZE)
 def _keys(goal: GoalName) -> tuple[str, ...]:
     """Every name a goal answers to, normalized."""
     topic = goal.zulip_topic

@@ -136,10 +136,16 @@ def _send_parts(
             )
         return Outcome.FAILED
     with db.write() as session:
+        # The ids again: one that ``recover`` found in Zulip was not recorded by the loop above.
         session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id)
-            .values(state=DeliveryState.SENT, sent_at=now(), error=None)
+            .values(
+                state=DeliveryState.SENT,
+                sent_at=now(),
+                error=None,
+                zulip_message_ids=",".join(map(str, ids)),
+            )
         )
     log.info("delivery %s sent to %s as %s", delivery_id, destination.describe(), ids)
     return Outcome.SENT
@@ -153,6 +159,19 @@ def deliver(db: Database, sender: Sender, req: Request, now: Callable[[], dateti
 
 
 FindSent = Callable[[Destination, str], int | None]
+
+
+def _recorded_ids(db: Database, targets: set[str]) -> set[int]:
+    """Zulip message ids already recorded by the deliveries to these targets."""
+    if not targets:
+        return set()
+    with db.read() as session:
+        rows = session.execute(
+            select(Delivery.zulip_message_ids).where(
+                Delivery.target.in_(targets), Delivery.zulip_message_ids.is_not(None)
+            )
+        ).scalars()
+        return {int(i) for row in rows for i in (row or "").split(",") if i}
 
 
 def recover(
@@ -169,6 +188,7 @@ def recover(
             .scalars()
             .all()
         )
+    recorded = _recorded_ids(db, {d.target for d in pending})
     done = 0
     for d in pending:
         dest = Destination(
@@ -181,7 +201,9 @@ def recover(
         # The part after the last recorded one may have reached Zulip before the crash.
         if len(ids) < len(parts):
             found = find_sent(dest, parts[len(ids)])
-            if found is not None:
+            # An earlier delivery's message with the same text (last period's "no update yet"
+            # prompt) is no proof that this one went out.
+            if found is not None and found not in recorded:
                 ids.append(found)
         if len(ids) < len(parts) and not still_wanted(d):
             log.info("delivery %s is no longer wanted; marking it failed", d.id)

@@ -313,6 +313,8 @@ class GoalName:
 
 
 def goal_names(session: Session, *, include_inactive: bool = False) -> list[GoalName]:
+    # Exactly GoalName's fields in its order: every command reads all goals, so rows are
+    # unpacked positionally (named access on 1,000 rows costs as much as the query).
     query = select(
         Goal.id,
         Goal.slug,
@@ -321,11 +323,7 @@ def goal_names(session: Session, *, include_inactive: bool = False) -> list[Goal
         Goal.tracking_issue,
         Goal.zulip_topic,
         Goal.active,
-        Goal.state,
     )
     if not include_inactive:
         query = query.where(Goal.active.is_(True), Goal.state != GoalState.RETIRED)
-    return [
-        GoalName(r.id, r.slug, r.title, r.short_title, r.tracking_issue, r.zulip_topic, r.active)
-        for r in session.execute(query.order_by(Goal.id))
-    ]
+    return [GoalName(*row) for row in session.execute(query.order_by(Goal.id))]

@@ -15,6 +15,7 @@ import os
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ BACKOFF_CAP_S = 30.0
 BACKFILL_PAGE = 1000
 # Zulip's message size limit.
 MAX_MESSAGE_LENGTH = 10_000
+# How many ids of messages this process sent are remembered, so that the "was it delivered
+# before the error?" lookup never takes an earlier message with the same text for the one in doubt.
+KNOWN_SENT_IDS = 1_000
 
 
 class QueueLost(Exception):
@@ -105,6 +109,11 @@ class ZulipIO:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._budgets: dict[str, _Budget] = {}
+        # The HTTP status of the calling thread's last response: zulip.Client returns a JSON
+        # error body without it, and a JSON 500 must be retried like an HTML 502.
+        self._last = threading.local()
+        self._sent_order: deque[int] = deque(maxlen=KNOWN_SENT_IDS)
+        self._sent: set[int] = set()
         try:
             self.client = zulip.Client(
                 config_file=str(zuliprc) if zuliprc is not None else None,
@@ -134,6 +143,7 @@ class ZulipIO:
         return "events" if url.startswith("events") else "api"
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last.status = response.status_code
         headers = {k.lower(): v for k, v in response.headers.items()}
         remaining = headers.get("x-ratelimit-remaining")
         reset = headers.get("x-ratelimit-reset")
@@ -178,6 +188,7 @@ class ZulipIO:
         last = "no attempt made"
         for _attempt in range(attempts):
             self._wait_for_budget(self._bucket(url))
+            self._last.status = None
             try:
                 result: dict[str, Any] = self.client.call_endpoint(
                     url=url,
@@ -204,7 +215,7 @@ class ZulipIO:
                 log.warning("rate limited on %s %s; waiting %.2f s", method, url, wait)
                 self._sleep(wait + random.uniform(0, 0.1))
                 continue
-            status = result.get("status_code")
+            status = result.get("status_code", getattr(self._last, "status", None))
             if result.get("result") == "http-error" or (isinstance(status, int) and status >= 500):
                 last = f"server error {status}"
                 log.warning("%s %s: %s; retrying in %.2f s", method, url, last, backoff)
@@ -317,11 +328,24 @@ class ZulipIO:
         )
         return list(result.get("messages", []))
 
+    def _remember(self, message_id: int) -> int:
+        with self._lock:
+            if len(self._sent_order) == self._sent_order.maxlen:
+                self._sent.discard(self._sent_order[0])
+            self._sent_order.append(message_id)
+            self._sent.add(message_id)
+        return message_id
+
+    def _ours_before(self, message: dict[str, Any]) -> bool:
+        """A message this process already sent (and got the id of): not the one in doubt."""
+        with self._lock:
+            return int(message["id"]) in self._sent
+
     def _send(self, request: dict[str, Any], narrow: list[dict[str, Any]]) -> int:
         """Send once; if the first try may have reached the server, look before sending again."""
         try:
             result = self.call("messages", method="POST", request=request, attempts=1)
-            return int(result["id"])
+            return self._remember(int(result["id"]))
         except ZulipError as exc:
             if not exc.retryable and exc.code != "RATE_LIMIT_HIT":
                 raise
@@ -332,11 +356,13 @@ class ZulipIO:
             backoff = min(backoff * 2, BACKOFF_CAP_S)
             try:
                 for message in reversed(self._recent_own(narrow)):
+                    if self._ours_before(message):
+                        continue
                     if str(message.get("content", "")).rstrip() == content:
                         log.info("message %s was delivered before the error", message["id"])
-                        return int(message["id"])
+                        return self._remember(int(message["id"]))
                 result = self.call("messages", method="POST", request=request, attempts=1)
-                return int(result["id"])
+                return self._remember(int(result["id"]))
             except ZulipError as exc:
                 if not exc.retryable:
                     raise

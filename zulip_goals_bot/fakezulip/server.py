@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .engine import (
     ApiError,
@@ -416,6 +416,10 @@ class _Request:
 class FakeZulip:
     """A running emulated server plus the hooks tests use to act, inspect and break it."""
 
+    # Called with every new server; lets a test suite inspect all servers its tests created
+    # (e.g. sweep every message bots sent) without each test passing its server along.
+    creation_hooks: ClassVar[list[Callable[[FakeZulip], None]]] = []
+
     def __init__(
         self,
         realm: Realm,
@@ -442,6 +446,8 @@ class FakeZulip:
         self._thread: threading.Thread | None = None
         self._down_until = 0.0
         self._routes = self._build_routes()
+        for hook in list(FakeZulip.creation_hooks):
+            hook(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -508,6 +514,22 @@ class FakeZulip:
             queue = self.state.queues.get(queue_id)
             if queue is not None:
                 self.state.drop_queue(queue)
+
+    def inject_event(self, user: User | int, event: dict[str, Any]) -> int:
+        """Queue a raw event, as given, in every event queue of ``user`` (malformed ones too).
+
+        Returns how many queues received it; the queue assigns the event id.
+        """
+        if not event:
+            raise ValueError("an event needs at least one field besides its id")
+        uid = self._user(user).user_id
+        prefix = dumps(event)[:-1]
+        with self.state.cond:
+            queues = list(self.state.user_queues.get(uid, ()))
+            for queue in queues:
+                queue.push(prefix)
+            self.state.notify()
+        return len(queues)
 
     def expire_all_queues(self) -> None:
         with self.state.cond:
