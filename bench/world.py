@@ -127,7 +127,10 @@ def world(
     with FakeZulip(
         realm, rate_limit_per_minute=rate_limit, rate_limit_window_seconds=rate_window
     ) as server:
-        conf = write_conf(tmp, server, bot_user, extra=conf_extra)
+        # SQLite, the embedded default, whatever backend the test suite is set to.
+        conf = write_conf(
+            tmp, server, bot_user, extra=conf_extra, database=f"sqlite:///{tmp / 'goals.sqlite3'}"
+        )
         db = Database(load_config(conf).database_url)
         db.upgrade()
         program = build_program(

@@ -50,8 +50,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(autouse=True)
 def _sweep_bot_messages() -> Iterator[None]:
-    """Fail a test if a bot sent a wildcard mention or pinged someone it did not address
-    (every emulated server is checked; see tests/test_security.py)."""
+    """Fail a test if a bot sent a wildcard mention or pinged someone it did not address (every
+    emulated server is checked), or if an API key shows in a bot log or command output (see
+    tests/test_security.py)."""
     from .test_security import BotMessageSweep
 
     sweep = BotMessageSweep.install()
@@ -59,3 +60,6 @@ def _sweep_bot_messages() -> Iterator[None]:
     problems = sweep.check()
     if problems:
         pytest.fail("unsafe mentions in bot messages:\n" + "\n".join(problems), pytrace=False)
+    leaks = sweep.leaked_secrets()
+    if leaks:
+        pytest.fail("secrets in logs or output:\n" + "\n".join(leaks), pytrace=False)

@@ -23,6 +23,9 @@ from .dbs import new_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+# Every bot log and command output of the running test: after each test the suite greps them
+# all for API keys (tests/test_security.py, tests/conftest.py).
+OUTPUTS: list[Callable[[], str]] = []
 
 
 def write_conf(
@@ -141,6 +144,7 @@ class BotProcess:
         self.env = {**os.environ, **(env or {})}
         self.env.setdefault("ZULIP_GOALS_BOT_TICK_SECONDS", "0.2")
         self.proc: subprocess.Popen[bytes] | None = None
+        OUTPUTS.append(self.log)
 
     def start(self, *, wait_ready: bool = True) -> BotProcess:
         log = self.log_path.open("ab")
@@ -158,7 +162,10 @@ class BotProcess:
         return self
 
     def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -186,10 +193,12 @@ def run_cli(conf: Path | None, *args: str, env: dict[str, str] | None = None,
     cmd = [sys.executable, "-m", "zulip_goals_bot.cli"]
     if conf is not None:
         cmd += ["--config", str(conf)]
-    return subprocess.run(
+    done = subprocess.run(
         [*cmd, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+    OUTPUTS.append(lambda: done.stdout + done.stderr)
+    return done

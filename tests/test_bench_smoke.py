@@ -13,6 +13,9 @@ from bench.core import Figure, at_least, at_most, below, exactly, fmt, percentil
 from bench.profiling import summarize
 from bench.report import ROWS
 
+# The benchmarks measure the embedded default, SQLite, whatever backend the suite runs on.
+pytestmark = pytest.mark.sqlite_only
+
 ROOT = Path(__file__).resolve().parents[1]
 # The smoke run must stay well inside CI's patience (it takes about 6 s on 2 cores).
 SMOKE_TIMEOUT = 30.0

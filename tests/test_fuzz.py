@@ -29,6 +29,7 @@ from zulip_goals_bot.app import GoalsBot, _Outgoing
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db import Database
+from zulip_goals_bot.fakezulip import FakeZulip, Realm
 from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH
 from zulip_goals_bot.models import (
     Goal,
@@ -43,7 +44,8 @@ from zulip_goals_bot.models import (
 from zulip_goals_bot.topics import goal_topic
 
 from .dbs import new_database
-from .test_security import unsafe_in
+from .support import BotProcess, add_goal, database_for, wait_until, write_conf
+from .test_security import QUIET, unsafe_in
 
 STREAM = "project-goals"
 BOT_ID = 2
@@ -388,3 +390,74 @@ def test_ten_thousand_generated_messages(
     before = h.bot.stats.commands
     h.bot.process_events(events)
     assert h.drain() == [] and h.bot.stats.commands == before
+
+
+# ============================================================================ malformed events
+
+
+def test_malformed_events_are_logged_and_skipped_by_the_running_bot(tmp_path: Path) -> None:
+    realm = Realm.demo()
+    with FakeZulip(realm, heartbeat_seconds=2.0) as server:
+        bot_user = realm.user_by_email("goals-bot@example.com")
+        ben, chloe = realm.user_by_name("Ben Owner"), realm.user_by_name("Chloé Owner")
+        conf = write_conf(tmp_path, server, bot_user, extra=QUIET)
+        db = database_for(conf)
+        goal = add_goal(
+            db,
+            "polonius",
+            "Scale Polonius",
+            [(u.user_id, u.email, u.full_name) for u in (ben, chloe)],
+        )
+        stamp = int(datetime.now(UTC).timestamp())
+
+        def message(mid: int, sender_id: int, content: str) -> dict[str, Any]:
+            return {
+                "id": mid,
+                "type": "stream",
+                "sender_id": sender_id,
+                "sender_email": f"user{sender_id}@example.com",
+                "sender_full_name": f"User {sender_id}",
+                "display_recipient": STREAM,
+                "subject": goal.zulip_topic,
+                "content": content,
+                "timestamp": stamp,
+            }
+
+        malformed: list[dict[str, Any]] = [
+            {"type": "message"},
+            {"type": "message", "message": "not an object"},
+            {"type": "message", "message": {"id": 900001, "type": "stream"}},
+            {"type": "message", "message": {**message(900002, ben.user_id, "x"), "id": "x"}},
+            {"type": "update_message"},
+            {"type": "update_message", "message_id": "twelve", "content": "edited"},
+            {"type": "update_message", "message_ids": [None, {}], "content": "edited"},
+            {"type": "delete_message"},
+            {"type": "delete_message", "message_ids": "not a list"},
+            {"type": "frobnicate", "data": [1, 2, 3]},
+            {"no type": True},
+        ]
+        # Well-formed but odd: a user the realm never had, and an owner deactivated since.
+        realm.users[chloe.user_id].is_active = False
+        odd = [
+            {"type": "message", "message": message(900010, 4242, "TL;DR: who am I?")},
+            {"type": "message", "message": message(900011, chloe.user_id, "TL;DR: left")},
+        ]
+        with BotProcess(conf) as bot:
+            for event in malformed + odd:
+                assert server.inject_event(bot_user, event) == 1
+            after = server.send_stream_message(ben, STREAM, goal.zulip_topic, "TL;DR: still here")
+            assert wait_until(lambda: bool(server.message(after)["reactions"])), bot.log()[-3000:]
+            assert bot.alive()
+            log = bot.log()
+        assert "Traceback" not in log and "crashed" not in log, log[-3000:]
+        assert log.count("skipping a malformed") + log.count("of unknown type") == len(malformed)
+        with db.read() as s:
+            stored = dict(s.execute(select(Update.zulip_message_id, Update.kind)).all())
+        # The real update is stored, the odd ones kept (the deactivated owner's is an update;
+        # the stranger's a comment), and nothing of the malformed ones.
+        assert stored == {
+            after: UpdateKind.UPDATE,
+            900011: UpdateKind.UPDATE,
+            900010: UpdateKind.COMMENT,
+        }
+        db.dispose()

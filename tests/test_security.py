@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+from sqlalchemy import text
 
-from zulip_goals_bot.fakezulip import FakeZulip
+from zulip_goals_bot.db import Database
+from zulip_goals_bot.fakezulip import FakeZulip, Realm
 from zulip_goals_bot.fakezulip.markdown import find_mentions
+
+from .support import OUTPUTS, BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
 
 # Every wildcard Zulip knows (``channel`` is the newer name of ``stream``), silent or not.
 WILDCARD = re.compile(r"@_?\*\*(?:all|everyone|stream|channel|topic)\*\*", re.IGNORECASE)
@@ -28,6 +34,7 @@ MENTION_ID = re.compile(r"\|(\d+)\*\*")
 # The Zulip client name every ZulipIO sends with: it tells this bot's messages from those of
 # other bots (the emulator's own tests replay recorded traffic in which a bot writes @**all**).
 OUR_CLIENT = "zulip-goals-bot"
+QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n"
 
 
 def unsafe_in(content: str, recipients: frozenset[int] = frozenset()) -> list[str]:
@@ -81,6 +88,8 @@ class BotMessageSweep:
 
     servers: list[FakeZulip] = field(default_factory=list)
     checked: dict[int, int] = field(default_factory=dict)  # id(server) -> last checked id
+    # The API keys of every user of every server seen: none may appear in any output.
+    secrets: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     instance: ClassVar[BotMessageSweep | None] = None
 
@@ -101,6 +110,7 @@ class BotMessageSweep:
             servers = list(self.servers)
         problems: list[str] = []
         for server in servers:
+            self.secrets.update(u.api_key for u in server.iter_users() if u.api_key)
             messages = server.messages
             last = self.checked.get(id(server), 0)
             problems += bot_message_problems(server, last)
@@ -110,6 +120,19 @@ class BotMessageSweep:
                 with self.lock:
                     self.servers.remove(server)
                 self.checked.pop(id(server), None)
+        return problems
+
+    def leaked_secrets(self) -> list[str]:
+        """API keys found in the bot logs and command outputs of the test (then forgotten)."""
+        problems = []
+        for output in OUTPUTS:
+            text = output()
+            problems += [
+                f"an API key ({key[:4]}...) in this output:\n{text[-2000:]}"
+                for key in self.secrets
+                if key in text
+            ]
+        OUTPUTS.clear()
         return problems
 
 
@@ -171,3 +194,125 @@ def test_sweep_checks_what_this_bot_sent_on_an_emulated_server() -> None:
         problems = bot_message_problems(server)
         assert len(problems) == 2 and all(f"message {ours} " in p for p in problems), problems
         server.delete_message(ours)  # or the suite-wide sweep would fail this test
+
+
+# ============================================================================ refusals, end to end
+
+# Each command Eve (neither owner nor admin) may not run, and how the refusal starts.
+REFUSED = (
+    ("skip polonius", "Only the owners of **Scale Polonius**"),
+    ("pause polonius", "Only the owners of **Scale Polonius**"),
+    ("complete polonius", "Only the owners of **Scale Polonius**"),
+    (
+        "update polonius: TL;DR: all done",
+        "I did not store this as an update: only the goal's owners",
+    ),
+    ("owners add polonius @eve-gh", "Sorry, only bot admins can use `owners`"),
+    ("retire polonius", "Sorry, only bot admins can use `retire`"),
+    ("map @ben-gh eve@example.com", "Sorry, only bot admins can use `map`"),
+    ("goal add mine Eve's own goal", "Sorry, only bot admins can use `goal add`"),
+    ("I am @ben-gh", "GitHub @ben-gh is already linked to another Zulip account"),
+)
+# Tables a refused command must leave as they were (the bot's own bookkeeping may change).
+GUARDED_TABLES = ("goals", "goal_owners", "people", "updates", "skips", "digest_subscriptions")
+
+
+def _snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    with db.read() as s:
+        return {
+            table: [tuple(r) for r in s.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
+            for table in GUARDED_TABLES
+        }
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[FakeZulip, Database, BotProcess]]:
+    with FakeZulip(Realm.demo(), heartbeat_seconds=2.0) as server:
+        bot_user = server.realm.user_by_email("goals-bot@example.com")
+        ben = server.realm.user_by_name("Ben Owner")
+        conf = write_conf(tmp_path, server, bot_user, extra=QUIET + "[logging]\nlevel = DEBUG\n")
+        db = database_for(conf)
+        add_goal(db, "polonius", "Scale Polonius", [(ben.user_id, ben.email, ben.full_name)])
+        with db.write() as s:
+            s.execute(
+                text("UPDATE people SET github = 'ben-gh' WHERE zulip_user_id = :id"),
+                {"id": ben.user_id},
+            )
+        with BotProcess(conf) as bot:
+            yield server, db, bot
+        db.dispose()
+
+
+def test_every_refusal_is_answered_and_changes_nothing(
+    secured: tuple[FakeZulip, Database, BotProcess],
+) -> None:
+    server, db, bot = secured
+    eve = server.realm.user_by_name("Eve Lead")
+    bot_user = server.realm.user_by_email("goals-bot@example.com")
+    before = _snapshot(db)
+    for command, refusal in REFUSED:
+        seen = len(server.direct_messages_to(eve))
+        server.send_direct_message(eve, [bot_user], command)
+        assert wait_until(lambda: len(server.direct_messages_to(eve)) > seen), bot.log()[-2000:]
+        answer = server.direct_messages_to(eve)[-1]
+        assert answer["sender_id"] == bot_user.user_id
+        assert answer["content"].startswith(refusal), (command, answer["content"])
+    # A message by someone else in the goal's topic is kept as a comment, not an update.
+    with db.read() as s:
+        topic = s.execute(text("SELECT zulip_topic FROM goals")).scalar_one()
+    server.send_stream_message(eve, "project-goals", topic, "TL;DR: I say it is finished")
+
+    def kinds() -> list[str]:
+        with db.read() as s:
+            return list(s.execute(text("SELECT kind FROM updates")).scalars())
+
+    assert wait_until(lambda: kinds() != []), bot.log()[-2000:]
+    assert kinds() == ["comment"]
+    after = _snapshot(db)
+    del after["updates"], before["updates"]
+    assert after == before
+
+
+def test_api_key_stays_out_of_debug_logs_and_failures(
+    secured: tuple[FakeZulip, Database, BotProcess], tmp_path: Path
+) -> None:
+    server, _db, bot = secured
+    ben = server.realm.user_by_name("Ben Owner")
+    bot_user = server.realm.user_by_email("goals-bot@example.com")
+    key = bot_user.api_key
+    # Traffic with failures on the way: server errors and dropped connections on sends.
+    server.faults.fail_next(2, 500, path_prefix="messages", method="POST")
+    server.faults.drop_next(1, path_prefix="messages", method="POST")
+    server.send_direct_message(ben, [bot_user], "help")
+    update = server.send_stream_message(ben, "project-goals", "Scale Polonius", "TL;DR: faster")
+    assert wait_until(lambda: bool(server.message(update)["reactions"])), bot.log()[-2000:]
+    assert wait_until(lambda: len(server.direct_messages_to(ben)) >= 1), bot.log()[-2000:]
+    assert bot.terminate() == 0
+    log = bot.log()
+    # The log really was verbose, and saw the errors.
+    assert " DEBUG " in log and "server error 500" in log and "connection problem" in log
+    assert key not in log
+    assert "readable by other users" not in log  # the zuliprc is 0600
+    # A rejected key: the error names the problem, not the key.
+    zuliprc = tmp_path / "zuliprc"
+    wrong = "Wr0ngKeyWr0ngKeyWr0ngKeyWr0ngKey"
+    zuliprc.write_text(zuliprc.read_text().replace(key, wrong), encoding="utf-8")
+    for args in (("run",), ("prompt", "--dry-run"), ("digest",)):
+        done = run_cli(tmp_path / "bot.conf", *args, timeout=60)
+        output = done.stdout + done.stderr
+        assert done.returncode != 0, (args, output)
+        assert wrong not in output and key not in output, output
+        assert "Traceback" not in output, output
+        assert "API key" in output or "credentials" in output or "authoriz" in output.lower()
+
+
+def test_a_zuliprc_readable_by_others_is_warned_about(tmp_path: Path) -> None:
+    with FakeZulip(Realm.demo()) as server:
+        conf = write_conf(
+            tmp_path, server, server.realm.user_by_email("goals-bot@example.com"), extra=QUIET
+        )
+        (tmp_path / "zuliprc").chmod(0o644)
+        with BotProcess(conf) as bot:
+            assert wait_until(lambda: "readable by other users" in bot.log(), 5.0), bot.log()
+            assert "chmod 600" in bot.log()
+            assert bot.terminate() == 0

@@ -66,6 +66,8 @@ SHUTDOWN_FLUSH_SECONDS = 2.0
 # commit and the reaction loses no acknowledgement (reacting twice is harmless).
 ACK_OWED = "ack owed"
 ACK_DONE = "acknowledged"
+# How long the event loop waits before registering again after an error.
+EVENT_LOOP_RETRY_SECONDS = 5.0
 # Acknowledgements are marked done in batches of at most this many, or when the queue runs dry.
 ACK_MARK_BATCH = 100
 
@@ -292,6 +294,13 @@ class GoalsBot:
                 self.stats.errors += 1
                 self.stop.wait(STORE_RETRY_SECONDS)
                 continue
+            log.debug(
+                "batch of %d events: %d updates stored, %d duplicates, %d commands",
+                len(events),
+                effects.stored,
+                effects.duplicates,
+                len(effects.commands),
+            )
             self.stats.batches += 1
             self.stats.stored += effects.stored
             self.stats.duplicates += effects.duplicates
@@ -319,17 +328,20 @@ class GoalsBot:
                 kind = event.get("type")
                 try:
                     if kind == "message":
-                        msg = IncomingMessage.from_api(event["message"], event.get("flags", ()))
+                        msg = IncomingMessage.from_api(
+                            event.get("message") or {}, event.get("flags") or ()
+                        )
                         top = max(top, msg.id)
                         chunk.append(msg)
-                    elif kind == "update_message":
+                    elif kind in ("update_message", "delete_message"):
                         flush()
-                        apply_edit(session, self.router, event, self._stream_names)
-                    elif kind == "delete_message":
-                        flush()
-                        apply_delete(session, event)
+                        self._follow(session, event)
+                    else:
+                        log.warning(
+                            "skipping event %s of unknown type %r", event.get("id"), kind
+                        )
                 except MalformedMessage as exc:
-                    log.warning("skipping a malformed %s event: %s", kind, exc)
+                    log.warning("skipping a malformed %s event %s: %s", kind, event.get("id"), exc)
             flush()
             if top:
                 self._set_high_water(session, top)
@@ -341,6 +353,17 @@ class GoalsBot:
                     .execution_options(synchronize_session=False)
                 )
         return total
+
+    def _follow(self, session: Any, event: Mapping[str, Any]) -> None:
+        """Apply an edit or delete in a savepoint, so a malformed one undoes only itself."""
+        try:
+            with session.begin_nested():
+                if event.get("type") == "update_message":
+                    apply_edit(session, self.router, event, self._stream_names)
+                else:
+                    apply_delete(session, event)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"{type(exc).__name__}: {exc}") from exc
 
     def _after_commit(self, effects: BatchEffects) -> None:
         for mid in effects.acknowledge:
@@ -484,7 +507,13 @@ class GoalsBot:
                 log.warning("the event queue was lost; registering again and backfilling")
             except ZulipError as exc:
                 log.error("Zulip error in the event loop: %s; reconnecting", exc)
-                self.stop.wait(5.0)
+                self.stop.wait(EVENT_LOOP_RETRY_SECONDS)
+            except Exception:
+                # Whatever it was, the messages are still on Zulip: registering again backfills
+                # them from the high-water mark, so a bug costs a delay, never a message.
+                log.exception("the event loop crashed; registering again and backfilling")
+                self.stats.errors += 1
+                self.stop.wait(EVENT_LOOP_RETRY_SECONDS)
 
     def tick(self) -> None:
         """Send what is due now: prompts, reminders, the digest. Safe to call any time."""

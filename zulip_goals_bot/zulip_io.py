@@ -28,7 +28,7 @@ from .errors import ConfigError, ZulipError
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("message", "update_message", "delete_message", "reaction")
+EVENT_TYPES = ("message", "update_message", "delete_message")
 # Zulip's default limit is 200 requests a minute per user; we keep a few in reserve for
 # operators' own calls made with the same key.
 RATE_LIMIT_RESERVE = 2
@@ -208,8 +208,10 @@ class ZulipIO:
                 backoff = min(backoff * 2, BACKOFF_CAP_S)
                 continue
             if result.get("result") == "success":
+                log.debug("%s %s: success", method, url)
                 return result
             code = result.get("code")
+            log.debug("%s %s: %s %s", method, url, code, getattr(self._last, "status", None))
             if code == "RATE_LIMIT_HIT":
                 wait = float(result.get("retry-after", 1.0))
                 log.warning("rate limited on %s %s; waiting %.2f s", method, url, wait)
