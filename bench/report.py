@@ -181,6 +181,17 @@ subprocess, pyinstrument in-process).
    name and selected `state`, which it never used (an enum conversion per row).  It now selects
    exactly `GoalName`'s fields and unpacks rows by position: p99 6.7 ms → 5.6 ms, median 5.9 ms
    → 4.1 ms.
+4. **Ingest memory, `app.process_events`.** The whole backlog was stored in one transaction,
+   so all 20,000 ORM `Update` objects lived at once: peak RSS 211 MB.  It is now stored in
+   slices of 5,000 events (`STORE_SLICE`), a transaction each, with the acknowledgements and
+   answers queued after the last slice; `carry_summaries` ranks the earlier updates in SQL
+   (`row_number()` per goal and author) instead of loading them, so a slice never reads the
+   previous slices' rows back.  Peak 211 MB → about 140 MB at the same rate.  Slices of 1,000
+   reached 137 MB but only 3,460 updates/s: each transaction re-reads the senders, their goals
+   and the goal topics.
+5. **Acknowledgement echoes.** The bot registered for `reaction` events it never used, so each
+   of its own 20,000 reactions came back as an event to fetch, decode and skip.  It no longer
+   asks for them.
 
 Tried and dropped: `synchronize_session=False` on the outcome `UPDATE` in
 `replies._record_outcomes`; its share of the profile is the autoflush it triggers, not the
@@ -188,9 +199,9 @@ synchronization, and the rate did not improve (5,786 against 6,695 updates/s, wi
 
 ### Where the time goes now
 
-* **Ingest** stores about 6,500 updates/s, about a tenth of what the bare client can receive
-  and an eighth of what SQLite takes in a Core bulk insert.  The rest is SQLAlchemy's ORM: in
-  the burst profile, flushing 20,000 `Update` objects (the autoflush before
+* **Ingest** stores 5,500 to 6,700 updates/s from run to run, about a tenth of what the bare
+  client can receive and an eighth of what SQLite takes in a Core bulk insert.  The rest is
+  SQLAlchemy's ORM: in the burst profile, flushing the `Update` objects (the autoflush before
   `carry_summaries`' query) takes about 40% of the event thread, `Session.add` with its
   cascades 9%, the ORM `UPDATE`s of handled-message outcomes 13%, decoding the events' JSON
   6%.  Approaching the storage limit would mean plain rows inserted with Core `executemany`
@@ -200,8 +211,7 @@ synchronization, and the rate did not improve (5,786 against 6,695 updates/s, wi
 * **Acknowledgements** are sent by the sender thread after the batch commits, so the burst is
   stored before the first reaction goes out.  While 20,000 of them go out (600 to 900 a
   second), new replies are stored later than on an idle bot: py-spy shows the event thread
-  waiting for the interpreter's lock while the sender thread makes its HTTP calls, and each
-  reaction comes back to the bot as an event that it fetches and ignores.
+  waiting for the interpreter's lock while the sender thread makes its HTTP calls.
 * **Digest**: about 110–150 ms on an idle machine, four fifths of it loading.  About half of
   loading is `queries.latest_updates`: a `GROUP BY` over all 100,000 updates for the newest
   one per goal, then ORM rows for 1,000 update/author pairs.
@@ -211,7 +221,7 @@ synchronization, and the rate did not improve (5,786 against 6,695 updates/s, wi
   `GET /events` are long-polls (Zulip limits them separately): each message the bot sends comes
   back to it as an event.
 
-### The goal missed: peak RSS with 20,000 queued replies (about 211 MB; goal < 100 MB)
+### The goal missed: peak RSS with 20,000 queued replies (about 140 MB; goal < 100 MB)
 
 The bot's resident memory, logged at each step of one instrumented run:
 
@@ -220,17 +230,16 @@ The bot's resident memory, logged at each step of one instrumented run:
 * **139 MB** at the peak of reading the single `GET /events` response that holds all 20,000
   events (about 14 MB of JSON, 700 bytes an event): the bytes, the text and the decoded dicts
   exist at once inside `zulip.Client`; 112 MB once decoded.
-* **211–215 MB** at the peak of storing them in one transaction: tracemalloc shows 31 MB of ORM
-  `Update` objects and another 50 MB at the height of their flush.
+* Storing them in slices of 5,000 adds little to that (before slicing, one transaction for
+  all 20,000 peaked at 211–215 MB: tracemalloc showed 31 MB of ORM `Update` objects and
+  another 50 MB at the height of their flush).
 
-The peak grows by about 6.7 KB per queued reply (2,000 queued: 89 MB; 5,000: 109 MB; 10,000:
-139 MB), so a backlog of up to about 3,500 replies stays under 100 MB, and so does live
-traffic.  Storage alone cannot bring 20,000 under 100 MB, since the client's decoding already
-reaches 139 MB, and Zulip's `GET /events` has no parameter to return fewer events.  It would
-take (1) reading the events response with a streaming JSON decoder instead of
-`zulip.Client.get_events`, handing it to storage every ~1,000 events; (2) storing each slice
-without keeping ORM objects (Core inserts as above, or expunging after each flush with a
-carry-over query that fetches only the latest earlier update per goal and author).  By the
-numbers above, the peak would then be the idle 76 MB plus one slice, around 85 MB; (3) not
-importing Alembic in a running bot unless a migration is pending would save another 8 MB.
+Live traffic and backlogs of up to a few thousand replies stay under 100 MB.  Storage cannot
+bring a 20,000-event backlog under 100 MB, since the client's decoding alone reaches 139 MB,
+and Zulip's `GET /events` has no parameter to return fewer events.  It would take (1) reading
+the events response with a streaming JSON decoder instead of `zulip.Client.get_events`,
+handing it to storage every ~1,000 events; (2) storing each slice without keeping ORM objects
+(Core inserts as above) so that small slices stay fast.  By the numbers above, the peak would
+then be the idle 76 MB plus one slice, around 85 MB; (3) not importing Alembic in a running
+bot unless a migration is pending would save another 8 MB.
 """

@@ -52,6 +52,10 @@ log = logging.getLogger("zulip_goals_bot")
 # latency is the only cost of a long interval.  Tests set ZULIP_GOALS_BOT_TICK_SECONDS lower.
 TICK_SECONDS = 30.0
 TICK_ENV = "ZULIP_GOALS_BOT_TICK_SECONDS"
+# Events stored per transaction. A backlog of 20,000 in one transaction holds all their ORM rows
+# at once (the bot's peak memory went from 140 to 210 MB); slices of 1,000 halve the storage rate
+# (each transaction re-reads owners, people and topics), 5,000 keep it.
+STORE_SLICE = 5_000
 # A batch that cannot be stored (database busy, disk full) is retried after this pause.
 STORE_RETRY_SECONDS = 1.0
 # Deliveries interrupted by a crash are finished on start-up unless they are older than this.
@@ -285,7 +289,22 @@ class GoalsBot:
             row.updated_at = now
 
     def process_events(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Store one batch in one transaction, retrying while the database is busy."""
+        """Store a batch, a transaction per slice, retrying each while the database is busy.
+
+        Acknowledgements and answers wait for the last slice: sent in between, they would
+        compete with storing the rest of a backlog.
+        """
+        done = BatchEffects()
+        for start in range(0, len(events), STORE_SLICE):
+            effects = self._store_slice(events[start : start + STORE_SLICE])
+            if effects is None:  # stopping: what is stored is owed and found again on start-up
+                break
+            done.acknowledge += effects.acknowledge
+            done.direct_replies += effects.direct_replies
+            done.commands += effects.commands
+        self._after_commit(done)
+
+    def _store_slice(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects | None:
         while not self.stop.is_set():
             try:
                 effects = self._store(events)
@@ -295,7 +314,7 @@ class GoalsBot:
                 self.stop.wait(STORE_RETRY_SECONDS)
                 continue
             log.debug(
-                "batch of %d events: %d updates stored, %d duplicates, %d commands",
+                "stored %d events: %d updates, %d duplicates, %d commands",
                 len(events),
                 effects.stored,
                 effects.duplicates,
@@ -304,8 +323,8 @@ class GoalsBot:
             self.stats.batches += 1
             self.stats.stored += effects.stored
             self.stats.duplicates += effects.duplicates
-            self._after_commit(effects)
-            return
+            return effects
+        return None
 
     def _store(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects:
         total = BatchEffects()
@@ -337,9 +356,7 @@ class GoalsBot:
                         flush()
                         self._follow(session, event)
                     else:
-                        log.warning(
-                            "skipping event %s of unknown type %r", event.get("id"), kind
-                        )
+                        log.warning("skipping event %s of unknown type %r", event.get("id"), kind)
                 except MalformedMessage as exc:
                     log.warning("skipping a malformed %s event %s: %s", kind, event.get("id"), exc)
             flush()

@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -254,7 +254,6 @@ class BatchEffects:
     acknowledge: list[int] = field(default_factory=list)  # message ids to react to
     commands: list[IncomingMessage] = field(default_factory=list)
     direct_replies: list[tuple[int, str]] = field(default_factory=list)  # (user id, text)
-    stream_replies: list[tuple[str, str, str]] = field(default_factory=list)
     stored: int = 0
     duplicates: int = 0
 
@@ -480,31 +479,59 @@ def store_messages(
     return effects
 
 
+class _Summary(NamedTuple):
+    """What a follow-up may carry over from the owner's update before it."""
+
+    sent_at: datetime
+    tldr: str | None
+    help_wanted: str | None
+
+
 def carry_summaries(session: Session, rows: Sequence[Update], window: timedelta) -> None:
     """Give a follow-up message the TL;DR and help wanted of the same owner's message just before.
 
-    One statement for the whole batch: the recent updates of the goals and authors involved.
+    One statement for the whole batch: the latest earlier update of each goal and author
+    involved (ranked in SQL, so a backlog stored in slices never reads its own rows back).
     """
     if not rows or window <= timedelta(0):
         return
     goal_ids = {r.goal_id for r in rows}
     earliest = min(r.sent_at for r in rows) - window
-    previous: dict[tuple[int | None, int | None], Update] = {}
-    # The query also returns the batch's own rows (autoflush); a set keeps skipping them linear
-    # (``in`` on the list was quadratic: 20,000 queued replies spent seconds here).
-    batch = {id(r) for r in rows}
-    for old in session.execute(
-        select(Update)
+    ranked = (
+        select(
+            Update.goal_id,
+            Update.author_id,
+            Update.sent_at,
+            Update.tldr,
+            Update.help_wanted,
+            func.row_number()
+            .over(
+                partition_by=(Update.goal_id, Update.author_id),
+                order_by=(Update.sent_at.desc(), Update.id.desc()),
+            )
+            .label("rank"),
+        )
         .where(
             Update.goal_id.in_(goal_ids),
             Update.kind == UpdateKind.UPDATE,
             Update.deleted.is_(False),
             Update.sent_at >= earliest,
+            Update.zulip_message_id.not_in([r.zulip_message_id for r in rows]),
         )
-        .order_by(Update.sent_at, Update.id)
-    ).scalars():
-        if id(old) not in batch:
-            previous[(old.goal_id, old.author_id)] = old
+        .subquery()
+    )
+    previous: dict[tuple[int | None, int | None], _Summary | Update] = {
+        (goal_id, author_id): _Summary(sent_at, tldr, help_wanted)
+        for goal_id, author_id, sent_at, tldr, help_wanted in session.execute(
+            select(
+                ranked.c.goal_id,
+                ranked.c.author_id,
+                ranked.c.sent_at,
+                ranked.c.tldr,
+                ranked.c.help_wanted,
+            ).where(ranked.c.rank == 1)
+        )
+    }
     for row in sorted(rows, key=lambda r: (r.sent_at, r.zulip_message_id)):
         key = (row.goal_id, row.author_id)
         before = previous.get(key)

@@ -1,0 +1,76 @@
+"""Storing a backlog in process: slices of one transaction each, summaries carried across them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from zulip_goals_bot.app import STORE_SLICE
+from zulip_goals_bot.models import HandledMessage, Update, UpdateKind
+
+from .test_fuzz import BEN, CHLOE, NOW, Member, make_harness, message_event
+
+
+def test_a_backlog_is_stored_in_slices_and_follow_ups_keep_the_summary(tmp_path: Path) -> None:
+    h = make_harness(tmp_path)
+    first, last = 5_000, 5_000 + 2 * STORE_SLICE + 10
+    specs = [{"sender": BEN, "where": "goal topic", "goal": "polonius", "topic": "x",
+              "content": "TL;DR: solver rewritten\n\nHelp wanted: reviewers"}]  # fmt: skip
+    specs += [
+        {
+            "sender": BEN if i % 2 else CHLOE,
+            "where": "goal topic",
+            "goal": "shared",
+            "topic": "x",
+            "content": f"more details {i}",
+        }
+        for i in range(last - first - 2)
+    ]
+    specs.append({"sender": BEN, "where": "goal topic", "goal": "polonius", "topic": "x",
+                  "content": "also: thanks!"})  # fmt: skip
+    events = [message_event(h, spec, first + i) for i, spec in enumerate(specs)]
+    h.bot.process_events(events)
+    out = h.drain()
+    with h.db.read() as s:
+        stored = s.execute(select(func.count()).select_from(Update)).scalar_one()
+        handled = s.execute(select(func.count()).select_from(HandledMessage)).scalar_one()
+        follow_up = s.execute(
+            select(Update).where(Update.zulip_message_id == events[-1]["message"]["id"])
+        ).scalar_one()
+    assert stored == handled == len(events)
+    # The follow-up is two slices after the message with the summary, by the same owner.
+    assert follow_up.kind is UpdateKind.UPDATE
+    assert (follow_up.tldr, follow_up.help_wanted) == ("solver rewritten", "reviewers")
+    # Every update acknowledged once, after the whole backlog was stored.
+    assert sorted(item.args[0] for item in out if item.kind == "react") == [
+        e["message"]["id"] for e in events
+    ]
+
+
+def test_a_follow_up_after_the_window_or_a_deleted_update_carries_nothing(tmp_path: Path) -> None:
+    h = make_harness(tmp_path)
+    window = timedelta(minutes=h.bot.config.update_window_minutes)
+
+    def post(mid: int, who: Member, goal: str, content: str, at: timedelta) -> None:
+        spec = {
+            "sender": who,
+            "where": "goal topic",
+            "goal": goal,
+            "topic": "x",
+            "content": content,
+        }
+        event = message_event(h, spec, mid)
+        event["message"]["timestamp"] = int((NOW + at).timestamp())
+        h.bot.process_events([event])
+
+    post(7_001, BEN, "polonius", "TL;DR: first", timedelta(0))
+    post(7_002, BEN, "polonius", "too late to be a follow-up", window + timedelta(minutes=1))
+    post(7_011, CHLOE, "async", "TL;DR: deleted soon", timedelta(0))
+    h.bot.process_events([{"type": "delete_message", "message_id": 7_011}])
+    post(7_012, CHLOE, "async", "after the delete", timedelta(minutes=1))
+    post(7_013, CHLOE, "async", "a follow-up of that", timedelta(minutes=2))
+    with h.db.read() as s:
+        tldrs = dict(s.execute(select(Update.zulip_message_id, Update.tldr)).all())
+    assert tldrs == {7_001: "first", 7_002: None, 7_011: "deleted soon", 7_012: None, 7_013: None}
