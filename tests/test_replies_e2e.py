@@ -248,3 +248,38 @@ def test_follow_up_within_the_window_keeps_the_summary(world: World) -> None:
     assert world.row(first)["tldr"] == "borrowck is 2x faster"
     other = dm(world, "chloe", "update async: no summary here")
     assert world.wait_row(other)["tldr"] is None  # another goal and author: nothing carried
+
+
+def test_edits_moves_and_deletes_made_while_the_bot_was_down_are_caught_up(world: World) -> None:
+    w = world
+    edited = post(w, "ben", "polonius", "TL;DR: first draft")
+    moved = post(w, "ben", "polonius", "meant for another topic")
+    gone = post(w, "ben", "polonius", "TL;DR: never mind")
+    kept = dm(w, "chloe", "update async: TL;DR: untouched")
+    for mid in (edited, moved, gone, kept):
+        w.wait_row(mid)
+    assert w.bot.terminate() == 0
+
+    w.server.edit_message(w.users["ben"], edited, content="TL;DR: the final words")
+    w.server.edit_message(w.users["ben"], moved, topic="random chatter")
+    w.server.delete_message(gone)
+
+    restarted = BotProcess(w.bot.conf).start()
+    try:
+        w.wait_row(edited, content="TL;DR: the final words", tldr="the final words")
+        w.wait_row(moved, goal_id=None)
+        w.wait_row(gone, deleted=True)
+        assert w.row(kept)["tldr"] == "untouched" and w.row(kept)["edited_at"] is None
+        assert "1 edited, 1 moved, 1 deleted" in restarted.log()
+        assert restarted.terminate() == 0
+    finally:
+        if restarted.alive():
+            restarted.kill()
+    # Caught up once: the next start finds nothing left to replay.
+    again = BotProcess(w.bot.conf).start()
+    try:
+        assert again.terminate() == 0
+        assert "caught up" not in again.log()
+    finally:
+        if again.alive():
+            again.kill()

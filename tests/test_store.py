@@ -1,14 +1,17 @@
-"""Storing a backlog in process: slices of one transaction each, summaries carried across them."""
+"""Storing in process: a backlog in slices, summaries carried across them, and catching up with
+edits, moves and deletes made while the bot was away."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 from zulip_goals_bot.app import STORE_SLICE
 from zulip_goals_bot.models import HandledMessage, Update, UpdateKind
+from zulip_goals_bot.replies import StoredMessage, reconcile
 
 from .test_fuzz import BEN, CHLOE, NOW, Member, make_harness, message_event
 
@@ -74,3 +77,49 @@ def test_a_follow_up_after_the_window_or_a_deleted_update_carries_nothing(tmp_pa
     with h.db.read() as s:
         tldrs = dict(s.execute(select(Update.zulip_message_id, Update.tldr)).all())
     assert tldrs == {7_001: "first", 7_002: None, 7_011: "deleted soon", 7_012: None, 7_013: None}
+
+
+# ============================================================================ catching up
+
+
+def _stored(mid: int, *, edited: int | None = None, topic: str = "Polonius") -> StoredMessage:
+    at = datetime.fromtimestamp(edited, tz=UTC) if edited is not None else None
+    return StoredMessage(mid, at, "project-goals", topic, f"text {mid}")
+
+
+def _seen(
+    mid: int, *, edited: int | None = None, topic: str = "Polonius", text: str = ""
+) -> dict[str, Any]:
+    message = {"id": mid, "type": "stream", "display_recipient": "project-goals",
+               "stream_id": 7, "subject": topic, "content": text or f"text {mid}"}  # fmt: skip
+    if edited is not None:
+        message["last_edit_timestamp"] = edited
+    return message
+
+
+def test_catching_up_replays_only_what_changed() -> None:
+    stored = [_stored(1), _stored(2, edited=100), _stored(3), _stored(4), _stored(5)]
+    seen = {
+        1: _seen(1, edited=200, text="new text"),  # edited while away
+        2: _seen(2, edited=100, text="seen live"),  # this edit was followed live already
+        3: _seen(3, edited=300, topic="elsewhere"),  # moved (a move sets the edit time too)
+        5: _seen(5),
+    }  # 4 is gone
+    found = reconcile(stored, seen, covered_through=5, max_deleted_share=0.5)
+    assert found.events == [
+        {"type": "update_message", "message_id": 1, "message_ids": [1], "content": "new text",
+         "edit_timestamp": 200},
+        {"type": "update_message", "message_id": 3, "message_ids": [3], "subject": "elsewhere",
+         "stream_id": 7},
+        {"type": "delete_message", "message_ids": [4]},
+    ]  # fmt: skip
+    assert (found.edited, found.moved, found.deleted, found.withheld) == (1, 1, 1, [])
+
+
+def test_catching_up_holds_back_mass_deletions_and_ignores_what_it_did_not_cover() -> None:
+    stored = [_stored(i) for i in range(1, 7)]
+    found = reconcile(stored, {6: _seen(6)}, covered_through=6, max_deleted_share=0.5)
+    assert found.events == [] and found.withheld == [1, 2, 3, 4, 5]
+    # Messages after the last one Zulip returned were not looked at: not missing.
+    found = reconcile(stored, {1: _seen(1), 2: _seen(2)}, covered_through=2, max_deleted_share=0.5)
+    assert found.events == [] and found.withheld == []

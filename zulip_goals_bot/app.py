@@ -31,7 +31,15 @@ from .context import Context
 from .db import Database
 from .errors import GoalsBotError, StorageError, ZulipError
 from .lease import Lease
-from .models import HIGH_WATER_KEY, BotState, Delivery, DeliveryKind, HandledMessage
+from .models import (
+    HIGH_WATER_KEY,
+    BotState,
+    Delivery,
+    DeliveryKind,
+    HandledMessage,
+    Update,
+    UpdateSource,
+)
 from .people import SenderInfo, map_people, sync_users
 from .replies import (
     BatchEffects,
@@ -56,6 +64,11 @@ TICK_ENV = "ZULIP_GOALS_BOT_TICK_SECONDS"
 # at once (the bot's peak memory went from 140 to 210 MB); slices of 1,000 halve the storage rate
 # (each transaction re-reads owners, people and topics), 5,000 keep it.
 STORE_SLICE = 5_000
+# How far back start-up looks for edits, moves and deletes it missed: long enough to cover the
+# current prompt period of a two-week cadence and a long weekend of downtime.
+CATCH_UP_DAYS = timedelta(days=21)
+# More than this share of recent updates gone at once means lost access, not deletions.
+CATCH_UP_MAX_DELETED_SHARE = 0.5
 # A batch that cannot be stored (database busy, disk full) is retried after this pause.
 STORE_RETRY_SECONDS = 1.0
 # Deliveries interrupted by a crash are finished on start-up unless they are older than this.
@@ -499,6 +512,66 @@ class GoalsBot:
             log.info("backfill: %d messages since the last run", count)
         return count
 
+    def catch_up_on_edits(self) -> None:
+        """Replay edits, moves and deletes of recent updates that happened while nobody listened.
+
+        Zulip keeps no events for a queue that did not exist; comparing the stored updates of the
+        last ``CATCH_UP_DAYS`` with the messages as Zulip shows them now finds those changes.
+        """
+        from .replies import StoredMessage, reconcile
+
+        since = self.clock.now() - CATCH_UP_DAYS
+        with self.db.read() as session:
+            stored = [
+                StoredMessage(*row)
+                for row in session.execute(
+                    select(
+                        Update.zulip_message_id,
+                        Update.edited_at,
+                        Update.stream,
+                        Update.topic,
+                        Update.content,
+                    )
+                    .where(
+                        Update.sent_at >= since,
+                        Update.deleted.is_(False),
+                        Update.source != UpdateSource.IMPORT,
+                    )
+                    .order_by(Update.zulip_message_id)
+                )
+            ]
+        if not stored:
+            return
+        wanted = {s.zulip_message_id for s in stored}
+        last = stored[-1].zulip_message_id
+        seen: dict[int, dict[str, Any]] = {}
+        covered = 0
+        for page in self.listener.messages_after(stored[0].zulip_message_id - 1):
+            seen.update((int(m["id"]), m) for m in page if int(m["id"]) in wanted)
+            covered = max(int(m["id"]) for m in page)
+            if covered >= last or self.stop.is_set():
+                break
+        else:
+            covered = last  # Zulip said these were the newest: nothing stored is beyond them
+        found = reconcile(stored, seen, covered, max_deleted_share=CATCH_UP_MAX_DELETED_SHARE)
+        if found.withheld:
+            log.warning(
+                "%d of %d recent updates are no longer visible on Zulip; not marking them "
+                "deleted (is the bot still subscribed to #%s?): message ids %s",
+                len(found.withheld),
+                len(stored),
+                self.config.stream,
+                found.withheld[:20],
+            )
+        if found.events:
+            log.info(
+                "caught up with changes made while away: %d edited, %d moved, %d deleted",
+                found.edited,
+                found.moved,
+                found.deleted,
+            )
+            self.process_events(found.events)
+
     def event_loop(self) -> None:
         while not self.stop.is_set():
             try:
@@ -506,6 +579,7 @@ class GoalsBot:
                 log.info("registered event queue %s", queue_id)
                 with self._processing:
                     self.backfill()
+                    self.catch_up_on_edits()
                 self.ready.set()
                 log.info("ready: listening for events")
                 while not self.stop.is_set():
