@@ -123,7 +123,7 @@ class LockedSender:
 class _Outgoing:
     """One thing for the sender thread to do."""
 
-    kind: str  # "react", "stream", "dm"
+    kind: str  # "react", "stream", "dm", or "flush" (nothing to send: only ``after``)
     args: tuple[Any, ...]
     after: Callable[[], None] | None = None
 
@@ -471,6 +471,12 @@ class GoalsBot:
         except GoalsBotError as exc:  # they are reacted to again after a restart: harmless
             log.error("could not record %d acknowledgements: %s", len(message_ids), exc)
         message_ids.clear()
+
+    def flush_sender(self, timeout: float) -> bool:
+        """Wait until everything queued for sending so far (reactions, answers) has been sent."""
+        done = threading.Event()
+        self._outgoing.put(_Outgoing("flush", (), after=done.set))
+        return done.wait(timeout)
 
     def sender_loop(self) -> None:
         acked: list[int] = []

@@ -442,7 +442,7 @@ class _Target:
     person_id: int | None = None
 
 
-def _targets(ctx: Context, session: Session) -> list[_Target]:
+def digest_targets(ctx: Context, session: Session) -> list[_Target]:
     """The digest topic (unless the topic is empty) and every reachable subscriber."""
     cfg = ctx.config.digest
     out: list[_Target] = []
@@ -477,7 +477,7 @@ def digest_due(ctx: Context, now: datetime) -> tuple[bool, str]:
     if not ctx.config.digest.enabled:
         return False, key
     with ctx.db.read() as session:
-        wanted = {t.key for t in _targets(ctx, session)}
+        wanted = {t.key for t in digest_targets(ctx, session)}
         if not wanted:
             return False, key
         done = set(
@@ -510,7 +510,7 @@ def send_digest(
     since = since or now - DIGEST_WINDOW
     with ctx.db.read() as session:
         data = load_digest_data(session, ctx, since, now)
-        targets = _targets(ctx, session)
+        targets = digest_targets(ctx, session)
     cfg = ctx.config
     parts = tuple(
         compose_digest(

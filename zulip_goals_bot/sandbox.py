@@ -630,11 +630,7 @@ class Sandbox:
 
     def _sender_flushed(self, timeout: float) -> bool:
         """Everything the bot queued for sending (reactions, answers) has been sent."""
-        from .app import _Outgoing
-
-        done = threading.Event()
-        self.bot._outgoing.put(_Outgoing("flush", (), after=done.set))
-        return done.wait(timeout)
+        return self.bot.flush_sender(timeout)
 
     def settle(self) -> bool:
         """Wait until the bot has stored, answered and acknowledged everything so far."""
@@ -937,7 +933,7 @@ def _skip_digest_before_start(bot: GoalsBot) -> None:
     """
     from sqlalchemy import select
 
-    from .digest import _targets, digest_due
+    from .digest import digest_due, digest_targets
     from .models import Delivery, DeliveryKind, DeliveryState
 
     now = bot.clock.now()
@@ -947,7 +943,7 @@ def _skip_digest_before_start(bot: GoalsBot) -> None:
     with bot.db.write() as session:
         if session.execute(select(Delivery.id).where(Delivery.kind == DeliveryKind.DIGEST)).first():
             return
-        for target in _targets(bot.ctx, session):
+        for target in digest_targets(bot.ctx, session):
             dest = target.destination
             session.add(
                 Delivery(
