@@ -816,6 +816,33 @@ def test_missed_while_down_posts_once_on_return(
     assert sorted(sender.destinations()) == everyone
 
 
+def test_subscribing_mid_week_waits_for_the_next_slot(
+    small: tuple[Context, FrozenClock, list[str]],
+) -> None:
+    ctx, clock, everyone = small
+    sender = RecordingSender()
+    assert run_due_digest(ctx, sender) is not None
+    assert sorted(sender.destinations()) == everyone
+    # Dev subscribes on Wednesday: nothing at once, nor on later ticks of this week.
+    clock.advance(timedelta(days=2))
+    with ctx.db.write() as session:
+        dev = session.execute(select(Person).where(Person.zulip_user_id == 13)).scalar_one()
+        session.add(DigestSubscription(person_id=dev.id, created_at=clock.now()))
+    assert digest_due(ctx, clock.now())[0] is False
+    clock.advance(timedelta(days=1))
+    assert run_due_digest(ctx, sender) is None
+    assert "dm:13" not in sender.destinations()
+    # A digest posted by hand reaches every subscriber, Dev included.
+    manual = send_digest(ctx, sender, force=True)
+    assert manual.sent == 4
+    assert sender.destinations().count("dm:13") == 1
+    # The next weekly digest goes to Dev like everyone else.
+    clock.set(DIGEST_AT + timedelta(days=7))
+    report = run_due_digest(ctx, sender)
+    assert report is not None and report.sent == 4
+    assert sender.destinations().count("dm:13") == 2
+
+
 def test_crash_after_zulip_stored_the_digest_is_not_sent_twice(
     small: tuple[Context, FrozenClock, list[str]],
 ) -> None:

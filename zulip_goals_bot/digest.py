@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from . import outbox
@@ -442,8 +442,14 @@ class _Target:
     person_id: int | None = None
 
 
-def digest_targets(ctx: Context, session: Session) -> list[_Target]:
-    """The digest topic (unless the topic is empty) and every reachable subscriber."""
+def digest_targets(
+    ctx: Context, session: Session, subscribed_before: datetime | None = None
+) -> list[_Target]:
+    """The digest topic (unless the topic is empty) and every reachable subscriber.
+
+    With ``subscribed_before`` (the start of the digest week), someone who subscribes mid-week
+    waits for the next slot instead of getting this week's digest at once and again days later.
+    """
     cfg = ctx.config.digest
     out: list[_Target] = []
     if cfg.topic:
@@ -457,6 +463,11 @@ def digest_targets(ctx: Context, session: Session) -> list[_Target]:
         select(Person.id, Person.zulip_user_id)
         .join(DigestSubscription, DigestSubscription.person_id == Person.id)
         .where(Person.zulip_user_id.is_not(None), Person.is_active.is_(True))
+        .where(
+            true()
+            if subscribed_before is None
+            else DigestSubscription.created_at <= subscribed_before
+        )
         .order_by(Person.id)
     )
     for person_id, user_id in subscribers:
@@ -473,11 +484,12 @@ def digest_due(ctx: Context, now: datetime) -> tuple[bool, str]:
     The digest week starts at the latest digest slot, so a bot that was down at the slot posts on
     its first tick afterwards; two cheap statements, so it can run on every tick.
     """
-    key = digest_period(ctx, now).key
+    period = digest_period(ctx, now)
+    key = period.key
     if not ctx.config.digest.enabled:
         return False, key
     with ctx.db.read() as session:
-        wanted = {t.key for t in digest_targets(ctx, session)}
+        wanted = {t.key for t in digest_targets(ctx, session, period.start)}
         if not wanted:
             return False, key
         done = set(
@@ -506,11 +518,13 @@ def send_digest(
     nor repeats the scheduled one.
     """
     now = ctx.clock.now()
-    key = f"manual-{now.astimezone(UTC):%Y%m%dT%H%M}" if force else digest_period(ctx, now).key
+    period = digest_period(ctx, now)
+    key = f"manual-{now.astimezone(UTC):%Y%m%dT%H%M}" if force else period.key
     since = since or now - DIGEST_WINDOW
     with ctx.db.read() as session:
         data = load_digest_data(session, ctx, since, now)
-        targets = digest_targets(ctx, session)
+        # A manual digest goes to every subscriber; the weekly one to those of the week's start.
+        targets = digest_targets(ctx, session, None if force else period.start)
     cfg = ctx.config
     parts = tuple(
         compose_digest(
