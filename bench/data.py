@@ -17,7 +17,9 @@ from sqlalchemy import Table, insert
 
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.models import (
+    FIRST_START_KEY,
     Base,
+    BotState,
     Goal,
     GoalOwner,
     GoalState,
@@ -228,12 +230,15 @@ def build_program(
                 "deleted": False,
             }
         )
+    # The program has been running since its goals were created: this week's digest is owed.
+    state_rows = [{"key": FIRST_START_KEY, "value": created.isoformat(), "updated_at": created}]
     with db.engine.begin() as conn:
         for table, rows in (
             (table_of(Goal), goal_rows),
             (table_of(Person), people_rows),
             (table_of(GoalOwner), owner_rows),
             (table_of(Update), update_rows),
+            (table_of(BotState), state_rows),
         ):
             for start in range(0, len(rows), CHUNK):
                 conn.execute(insert(table), rows[start : start + CHUNK])

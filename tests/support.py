@@ -16,7 +16,15 @@ from sqlalchemy import select
 
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.fakezulip import FakeZulip
-from zulip_goals_bot.models import Goal, GoalOwner, GoalState, OwnerRole, Person
+from zulip_goals_bot.models import (
+    FIRST_START_KEY,
+    BotState,
+    Goal,
+    GoalOwner,
+    GoalState,
+    OwnerRole,
+    Person,
+)
 from zulip_goals_bot.topics import goal_topic
 
 from .dbs import new_database_url
@@ -62,6 +70,13 @@ def database_for(conf: Path) -> Database:
     db = Database(load_config(conf).database_url)
     db.upgrade()
     return db
+
+
+def running_since(db: Database, when: datetime) -> None:
+    """Record that a bot first ran on ``db`` at ``when``: a program already in its stride, which
+    owes the digest of the week the test starts in (a new install would wait for the next slot)."""
+    with db.write() as session:
+        session.merge(BotState(key=FIRST_START_KEY, value=when.isoformat(), updated_at=when))
 
 
 def add_goal(

@@ -46,7 +46,15 @@ from zulip_goals_bot.models import (
 )
 from zulip_goals_bot.topics import goal_topic
 
-from .support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
+from .support import (
+    BotProcess,
+    add_goal,
+    database_for,
+    run_cli,
+    running_since,
+    wait_until,
+    write_conf,
+)
 
 STREAM = "project-goals"
 DIGEST_TOPIC = "weekly digest"
@@ -665,6 +673,7 @@ def test_restarts_across_the_digest_and_prompt_times_of_a_dst_week(
     tmp_path: Path, week_before: datetime, dst_monday: datetime, prompt_utc: datetime
 ) -> None:
     for rig in make_rig(tmp_path, extra=WEEKLY_NY, start=week_before.replace(tzinfo=NEW_YORK)):
+        running_since(rig.db, datetime(2026, 1, 1, tzinfo=UTC))
         rig.start()
         # The week before: each goal is asked once, the digest goes out once; owners answer.
         assert wait_until(
@@ -702,6 +711,24 @@ def test_restarts_across_the_digest_and_prompt_times_of_a_dst_week(
         wait_until(lambda: False, QUIET_TICKS)
         assert all(len(rig.prompts(g)) == 2 for g in rig.goals)
         assert len(rig.digests()) == 2
+        rig.verify()
+
+
+def test_a_new_install_posts_its_first_digest_at_the_next_slot(tmp_path: Path) -> None:
+    wednesday = datetime(2026, 3, 4, 12, 0, tzinfo=NEW_YORK)
+    for rig in make_rig(tmp_path, extra=WEEKLY_NY, start=wednesday):
+        rig.start()
+        # First start, mid-week: the goals are asked for updates, no digest of a week begun
+        # before the bot existed.
+        assert wait_until(lambda: all(len(rig.prompts(g)) == 1 for g in rig.goals), SOON)
+        wait_until(lambda: False, QUIET_TICKS)
+        assert rig.digests() == []
+        # Down over the next slot: that digest is owed, and posted once on return.
+        assert rig.bot.terminate() == 0
+        rig.at(datetime(2026, 3, 9, 8, 30, tzinfo=NEW_YORK))  # after the digest, before prompts
+        rig.start()
+        assert wait_until(lambda: len(rig.digests()) == 1, SOON), rig.tail()
+        assert "to 2026-03-09" in rig.digests()[0]["content"]
         rig.verify()
 
 

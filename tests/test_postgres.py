@@ -32,7 +32,7 @@ from zulip_goals_bot.lease import ADVISORY_LOCK_KEY, Lease
 from zulip_goals_bot.models import PART_SEPARATOR, Base, BotState, Delivery, DeliveryState
 
 from .dbs import new_postgres_url
-from .support import BotProcess, add_goal, database_for, wait_until, write_conf
+from .support import BotProcess, add_goal, database_for, running_since, wait_until, write_conf
 
 STREAM = "project-goals"
 # The issue's promise: a standby takes over within this many seconds of the leader's death.
@@ -268,6 +268,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             "silent": add_goal(db, "silent", "Silent goal", [owner("chloe")], issue=121,
                                created=CREATED),
         }  # fmt: skip
+        running_since(db, CREATED)
         topics = {slug: g.zulip_topic for slug, g in goals.items()}
         yield Cluster(server, db, conf, clock, users, topics)
         db.dispose()
@@ -339,7 +340,7 @@ def test_leader_and_standby_share_one_database_and_nothing_is_lost_or_sent_twice
     leader = c.bot_process().start()
     standby = c.bot_process()
     try:
-        # The leader prompts every goal (and posts the digest of the week it started in).
+        # The leader prompts every goal (and posts the digest of the week).
         assert wait_until(lambda: len(c.sent("prompt")) == 4, timeout=20), leader.log()
         standby.start(wait_ready=False)
         assert wait_until(lambda: "waiting as a standby" in standby.log()), standby.log()

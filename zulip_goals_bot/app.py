@@ -32,6 +32,7 @@ from .db import Database
 from .errors import GoalsBotError, StorageError, ZulipError
 from .lease import Lease
 from .models import (
+    FIRST_START_KEY,
     HIGH_WATER_KEY,
     BotState,
     Delivery,
@@ -245,6 +246,14 @@ class GoalsBot:
             self._subscribers = frozenset(self.sender.stream_subscribers(self.config.stream))
             self._subscribers_at = now
         return self._subscribers
+
+    def note_first_start(self) -> None:
+        """Remember when a bot first ran on this database (see ``digest.digest_targets``)."""
+        with self.db.write() as session:
+            if session.get(BotState, FIRST_START_KEY) is None:
+                now = self.clock.now()
+                session.add(BotState(key=FIRST_START_KEY, value=now.isoformat(), updated_at=now))
+                log.info("first start on this database at %s", now.isoformat())
 
     def recover_deliveries(self) -> None:
         from .outbox import Destination, recover
@@ -636,6 +645,7 @@ class GoalsBot:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.stats.started = self.clock.now()
+        self.note_first_start()
         self.refresh_realm()
         self.recover_deliveries()
         self.recover_commands()

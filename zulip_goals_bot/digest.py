@@ -32,6 +32,8 @@ from .markdown import (
     topic_link,
 )
 from .models import (
+    FIRST_START_KEY,
+    BotState,
     Delivery,
     DeliveryKind,
     DeliveryState,
@@ -443,16 +445,18 @@ class _Target:
 
 
 def digest_targets(
-    ctx: Context, session: Session, subscribed_before: datetime | None = None
+    ctx: Context, session: Session, week_start: datetime | None = None
 ) -> list[_Target]:
     """The digest topic (unless the topic is empty) and every reachable subscriber.
 
-    With ``subscribed_before`` (the start of the digest week), someone who subscribes mid-week
-    waits for the next slot instead of getting this week's digest at once and again days later.
+    With ``week_start``, only those owed the weekly digest that started then: the topic if a bot
+    was already running on this database (a new install's first digest comes at the next slot,
+    not at once), and those who had subscribed by then (one who subscribes mid-week is not sent
+    this week's digest at once and the next one days later).
     """
     cfg = ctx.config.digest
     out: list[_Target] = []
-    if cfg.topic:
+    if cfg.topic and (week_start is None or _started_by(session, week_start)):
         out.append(
             _Target(
                 f"stream:{cfg.stream}>{cfg.topic}",
@@ -463,11 +467,7 @@ def digest_targets(
         select(Person.id, Person.zulip_user_id)
         .join(DigestSubscription, DigestSubscription.person_id == Person.id)
         .where(Person.zulip_user_id.is_not(None), Person.is_active.is_(True))
-        .where(
-            true()
-            if subscribed_before is None
-            else DigestSubscription.created_at <= subscribed_before
-        )
+        .where(true() if week_start is None else DigestSubscription.created_at <= week_start)
         .order_by(Person.id)
     )
     for person_id, user_id in subscribers:
@@ -478,11 +478,17 @@ def digest_targets(
     return out
 
 
+def _started_by(session: Session, when: datetime) -> bool:
+    """Whether a bot had run on this database by ``when`` (yes if it never ran: cron set-ups)."""
+    row = session.get(BotState, FIRST_START_KEY)
+    return row is None or datetime.fromisoformat(row.value) <= when
+
+
 def digest_due(ctx: Context, now: datetime) -> tuple[bool, str]:
     """Whether some destination still waits for this week's digest, and the period key.
 
     The digest week starts at the latest digest slot, so a bot that was down at the slot posts on
-    its first tick afterwards; two cheap statements, so it can run on every tick.
+    its first tick afterwards; three cheap statements, so it can run on every tick.
     """
     period = digest_period(ctx, now)
     key = period.key

@@ -277,5 +277,8 @@ class BotState(Base):
 
 
 HIGH_WATER_KEY = "high_water_message_id"
+# When `run` first started on this database (ISO 8601): a new install owes no digest for the week
+# it started in.
+FIRST_START_KEY = "first_started_at"
 # Separates the messages of a delivery that had to be split under Zulip's size limit.
 PART_SEPARATOR = "\n\x1e\n"

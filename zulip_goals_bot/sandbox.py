@@ -925,42 +925,6 @@ def _save_clock(db: Database, clock: FrozenClock) -> None:
             row.updated_at = now
 
 
-def _skip_digest_before_start(bot: GoalsBot) -> None:
-    """A new program's first digest comes at the next digest time, not at start-up.
-
-    The bot posts a digest it owes on its first tick, even one for the week before the sandbox
-    started; on a database that never had a digest, that week is recorded as done instead.
-    """
-    from sqlalchemy import select
-
-    from .digest import digest_due, digest_targets
-    from .models import Delivery, DeliveryKind, DeliveryState
-
-    now = bot.clock.now()
-    due, key = digest_due(bot.ctx, now)
-    if not due:
-        return
-    with bot.db.write() as session:
-        if session.execute(select(Delivery.id).where(Delivery.kind == DeliveryKind.DIGEST)).first():
-            return
-        for target in digest_targets(bot.ctx, session):
-            dest = target.destination
-            session.add(
-                Delivery(
-                    kind=DeliveryKind.DIGEST,
-                    target=target.key,
-                    period=key,
-                    state=DeliveryState.SENT,
-                    stream=dest.stream,
-                    topic=dest.topic,
-                    recipients=",".join(map(str, dest.user_ids)) or None,
-                    content="(not sent: the sandbox started during this digest week)",
-                    claimed_at=now,
-                    sent_at=now,
-                )
-            )
-
-
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("  ! %(name)s: %(message)s"))
@@ -1054,7 +1018,6 @@ def sandbox_command(
             report, "the sample goals" if goals is None else f"the goals in {source}"
         )
         bot = GoalsBot(config, db, listener, ZulipIO(zuliprc), clock)
-        _skip_digest_before_start(bot)
         sandbox = Sandbox(server=server, bot=bot, clock=clock, db=db, console=console)
         sandbox.start()
         console.say(_banner(sandbox, summary))
