@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,16 +35,23 @@ def _value(text: str) -> float:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
-    done = subprocess.run(
+    # A session of its own: on a timeout the bench's bot subprocesses are killed with it.
+    with subprocess.Popen(
         [sys.executable, "-m", "bench", "--smoke", "--output", str(out)],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=SMOKE_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout, out.read_text(encoding="utf-8")
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=SMOKE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"the smoke run took over {SMOKE_TIMEOUT} s:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
+    return stdout, out.read_text(encoding="utf-8")
 
 
 def test_smoke_run_prints_and_writes_the_whole_table(smoke: tuple[str, str]) -> None:

@@ -433,6 +433,30 @@ def test_a_thousand_prompts_due_at_once_stay_under_the_rate_limit(tmp_path: Path
 # ============================================================================ 5xx, drops, slowness
 
 
+def test_sigterm_during_an_outage_stops_at_once_and_the_next_start_sends_once(
+    tmp_path: Path,
+) -> None:
+    for rig in make_rig(tmp_path, extra="[digest]\nenabled = false\n"):
+        # Zulip answers 502 to every message the bot sends: the prompts are retried with backoff.
+        rig.server.faults.fail_next(1000, 502, "messages", "POST")
+        rig.start()
+        assert wait_until(
+            lambda: rig.server.count_requests("POST", "messages", status=502) >= 4, SOON
+        ), rig.tail()
+        # An operator stops the bot in the middle of those retries: it exits within 5 s, not
+        # after the minutes of backoff left.
+        assert rig.bot.terminate(timeout=5.0) == 0
+        assert "interrupted" in rig.bot.log()
+        assert rig.prompts("polonius") == rig.prompts("async") == []
+        # Zulip is back; the next start sends each prompt once.
+        rig.server.faults.clear()
+        rig.start()
+        assert wait_until(lambda: all(len(rig.prompts(g)) == 1 for g in rig.goals), SOON)
+        wait_until(lambda: False, QUIET_TICKS)
+        assert all(len(rig.prompts(g)) == 1 for g in rig.goals)
+        rig.verify()
+
+
 def test_5xx_and_dropped_connections_on_long_polls(rig: Rig) -> None:
     rig.start()
     faults = rig.server.faults

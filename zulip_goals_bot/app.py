@@ -29,7 +29,7 @@ from .clock import Clock, default_clock
 from .config import Config
 from .context import Context
 from .db import Database
-from .errors import GoalsBotError, StorageError, ZulipError
+from .errors import GoalsBotError, Stopping, StorageError, ZulipError
 from .lease import Lease
 from .models import (
     FIRST_START_KEY,
@@ -489,13 +489,20 @@ class GoalsBot:
 
     def sender_loop(self) -> None:
         acked: list[int] = []
+        left = 0  # items not sent because the bot is stopping
         while True:
             if acked and (len(acked) >= ACK_MARK_BATCH or self._outgoing.empty()):
                 self._mark_acked(acked)
             item = self._outgoing.get()
             if item is None:
                 self._mark_acked(acked)
+                if left:
+                    # Acknowledgements owed and unanswered commands are found again on start-up.
+                    log.info("stopping: %d reactions or answers left for the next start", left)
                 return
+            if left:
+                left += 1
+                continue
             try:
                 if item.kind == "react":
                     self.sender.add_reaction(*item.args)
@@ -506,6 +513,8 @@ class GoalsBot:
                     self.sender.send_dm(*item.args)
                 if item.after is not None:
                     item.after()
+            except Stopping:
+                left = 1
             except GoalsBotError as exc:
                 log.error("could not send %s: %s", item.kind, exc)
                 self.stats.errors += 1
@@ -609,6 +618,8 @@ class GoalsBot:
                             if self.stop.is_set():
                                 return
                             self.process_events(wanted)
+            except Stopping:
+                return
             except QueueLost:
                 log.warning("the event queue was lost; registering again and backfilling")
             except ZulipError as exc:
@@ -636,6 +647,8 @@ class GoalsBot:
                 due, _key = digest_due(self.ctx, self.clock.now())
                 if due:
                     send_digest(self.ctx, self.sender)
+        except Stopping as exc:
+            log.info("scheduled sending interrupted (%s); the next start finishes it", exc)
         except GoalsBotError as exc:
             log.error("scheduled sending failed: %s; will retry on the next tick", exc)
         except Exception:
@@ -674,6 +687,9 @@ class GoalsBot:
                     return 1
         finally:
             scheduler.shutdown(wait=False)
+            # A tick or a flush stuck retrying in an outage gives up now instead of minutes later.
+            self.listener.stopping.set()
+            self.sender.io.stopping.set()
             # Wait for the batch being stored, so that it is committed or rolled back whole.
             acquired = self._processing.acquire(timeout=3.0)
             self._outgoing.put(None)

@@ -20,6 +20,10 @@ class ZulipError(GoalsBotError):
         self.retryable = retryable
 
 
+class Stopping(GoalsBotError):
+    """The bot is shutting down, so a failed call is not retried; start-up recovers its purpose."""
+
+
 class StorageError(GoalsBotError):
     """The database could not store something (busy, read-only, full disk)."""
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import requests
 import zulip
 
-from .errors import ConfigError, ZulipError
+from .errors import ConfigError, Stopping, ZulipError
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,15 @@ class ZulipIO:
         self,
         zuliprc: Path | None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         client_name: str = "zulip-goals-bot",
     ) -> None:
         if zuliprc is not None:
             _check_zuliprc(zuliprc)
-        self._sleep = sleep
+        # Set when the bot shuts down: waits end at once and failed calls are not retried, so
+        # a stop during an outage takes seconds, not the minutes that the retries would.
+        self.stopping = threading.Event()
+        self._sleep = sleep or self.stopping.wait
         self._lock = threading.Lock()
         self._budgets: dict[str, _Budget] = {}
         # The HTTP status of the calling thread's last response: zulip.Client returns a JSON
@@ -171,7 +174,14 @@ class ZulipIO:
             budget.remaining = None  # the next response tells us the new figure
         if delay > 0:
             log.info("rate limit budget spent; waiting %.1f s", delay)
-            self._sleep(min(delay, 60.0))
+            self._pause(min(delay, 60.0), "waiting for the rate limit")
+
+    def _pause(self, seconds: float, why: str) -> None:
+        """Wait before trying again, unless the bot is stopping (then raise ``Stopping``)."""
+        if not self.stopping.is_set():
+            self._sleep(seconds)
+        if self.stopping.is_set():
+            raise Stopping(f"not retried, the bot is stopping ({why})")
 
     def call(
         self,
@@ -204,7 +214,7 @@ class ZulipIO:
             except requests.RequestException as exc:
                 last = f"connection problem: {type(exc).__name__}"
                 log.warning("%s %s: %s; retrying in %.2f s", method, url, last, backoff)
-                self._sleep(backoff)
+                self._pause(backoff, f"{method} {url}: {last}")
                 backoff = min(backoff * 2, BACKOFF_CAP_S)
                 continue
             if result.get("result") == "success":
@@ -215,13 +225,13 @@ class ZulipIO:
             if code == "RATE_LIMIT_HIT":
                 wait = float(result.get("retry-after", 1.0))
                 log.warning("rate limited on %s %s; waiting %.2f s", method, url, wait)
-                self._sleep(wait + random.uniform(0, 0.1))
+                self._pause(wait + random.uniform(0, 0.1), f"{method} {url}: rate limited")
                 continue
             status = result.get("status_code", getattr(self._last, "status", None))
             if result.get("result") == "http-error" or (isinstance(status, int) and status >= 500):
                 last = f"server error {status}"
                 log.warning("%s %s: %s; retrying in %.2f s", method, url, last, backoff)
-                self._sleep(backoff)
+                self._pause(backoff, f"{method} {url}: {last}")
                 backoff = min(backoff * 2, BACKOFF_CAP_S)
                 continue
             if (
@@ -354,7 +364,7 @@ class ZulipIO:
         backoff = BACKOFF_START_S
         content = str(request["content"]).rstrip()
         for _ in range(MAX_ATTEMPTS):
-            self._sleep(backoff)
+            self._pause(backoff, "checking whether a message went out")
             backoff = min(backoff * 2, BACKOFF_CAP_S)
             try:
                 for message in reversed(self._recent_own(narrow)):
