@@ -156,8 +156,8 @@ def test_db_commands(tmp_path: Path) -> None:
     conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
     assert "empty" in run_cli(conf, "db", "current").stdout
     up = run_cli(conf, "db", "upgrade")
-    assert up.returncode == 0 and "revision 0001" in up.stdout
-    assert run_cli(conf, "db", "current").stdout.strip().startswith("0001")
+    assert up.returncode == 0 and "revision 0002" in up.stdout
+    assert run_cli(conf, "db", "current").stdout.strip().startswith("0002")
 
 
 def test_help_does_not_import_the_heavy_machinery() -> None:

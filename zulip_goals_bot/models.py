@@ -187,7 +187,9 @@ class Update(Base):
     """A message about a goal: an owner's update, a comment, or a DM waiting for its goal."""
 
     __tablename__ = "updates"
-    __table_args__ = (Index("ix_updates_goal_sent", "goal_id", "sent_at"),)
+    # Covers "the live owner updates of a goal by time" (latest per goal, carried summaries), so
+    # the digest's newest-update-per-goal reads the index alone instead of 100,000 table rows.
+    __table_args__ = (Index("ix_updates_goal_kind_sent", "goal_id", "kind", "deleted", "sent_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     zulip_message_id: Mapped[int] = mapped_column(BigInteger, unique=True)

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import NamedTuple
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -299,9 +300,12 @@ def updates_between(session: Session, since: datetime, until: datetime) -> list[
     return [update_view(u, p) for u, p in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class GoalName:
-    """The few columns needed to match what a user typed to a goal."""
+class GoalName(NamedTuple):
+    """The few columns needed to match what a user typed to a goal.
+
+    A named tuple, not a dataclass: every command builds 1,000 of them and hashes them for the
+    matcher's cache, and tuples do both in C.
+    """
 
     id: int
     slug: str
@@ -326,4 +330,8 @@ def goal_names(session: Session, *, include_inactive: bool = False) -> list[Goal
     )
     if not include_inactive:
         query = query.where(Goal.active.is_(True), Goal.state != GoalState.RETIRED)
-    return [GoalName(*row) for row in session.execute(query.order_by(Goal.id))]
+    # Core rows: the ORM's result machinery would double the cost of reading plain columns.
+    # Core does not autoflush, so goals added in this session are flushed first.
+    session.flush()
+    rows = session.connection().execute(query.order_by(Goal.id))
+    return [GoalName._make(row) for row in rows]
