@@ -181,9 +181,8 @@ digest 173 ms, status p99 5.4 ms).  On another 2-core machine of the same kind, 
 slower by those same limits (68,618 events/s, 31,245 rows/s; `--help` 44 ms instead of 29),
 ingest fell to 4,314 updates/s and the digest and status to 270 ms and 13.9 ms, the same
 fractions of the limits as before (ingest: 0.14 of the storage limit against 0.11).  Fixes 6
-and 7 below come from that machine: they bring the digest back under its goal there and status
-to about 10 ms; ingest stays under 5,000 updates/s on it, for the reasons in "Where the time
-goes now".
+to 8 below come from that machine: they bring the digest and ingest back within their goals
+there (198 ms; 7,438 updates/s) and status to about 10 ms.
 
 ### Fixes made
 
@@ -223,28 +222,30 @@ goes now".
    row processing is skipped: p99 13.9 ms → 12.3 ms, and 10.2 ms (9.6–11.7) with fix 6, whose
    index also serves the one goal's latest update; median 8.4 ms → 6.7 ms.
 
+8. **Ingest, `replies.store_messages`.** The burst profile (py-spy) put 44% of the event thread
+   in the ORM's flush of the new `Update` objects and another 10% in `Session.add` and its
+   cascades.  New updates and comments are now plain `NewUpdate` records: the TL;DR and help
+   wanted are carried over in Python, then all of a slice go in with one Core `executemany`
+   (only the few DMs waiting for their goal remain ORM objects, since they change again).  On
+   the slower machine: 4,116 (3,954–4,279) → 7,438 (6,992–7,883) updates/s.
+
 Tried and dropped: `synchronize_session=False` on the outcome `UPDATE` in
 `replies._record_outcomes`; its share of the profile is the autoflush it triggers, not the
 synchronization, and the rate did not improve (5,786 against 6,695 updates/s, within the noise).
 
 ### Where the time goes now
 
-* **Ingest** stores 5,500 to 6,700 updates/s from run to run, about a tenth of what the bare
-  client can receive and an eighth of what SQLite takes in a Core bulk insert.  The rest is
-  SQLAlchemy's ORM: in the burst profile, flushing the `Update` objects (the autoflush before
-  `carry_summaries`' query) takes about 40% of the event thread, `Session.add` with its
-  cascades 9%, the ORM `UPDATE`s of handled-message outcomes 13%, decoding the events' JSON
-  6%.  Approaching the storage limit would mean plain rows inserted with Core `executemany`
-  (handled messages with their final outcome, updates with their TL;DR carried over in Python
-  first): by the limit measured here, three to five times faster.  Not done: the goal is met,
-  and `store_messages` shares its ORM rows with pending DMs and edits.
+* **Ingest** (after fix 8, on the slower machine) stores about 7,400 updates/s, a quarter of
+  what SQLite takes in a Core bulk insert there.  What is left is reading what routing needs
+  for each slice (the senders, the goals they own, the goal topics: about a fifth of the event
+  thread), the `UPDATE` of the handled messages' outcomes, the bulk insert itself, and decoding
+  the events' JSON.
 * **Acknowledgements** are sent by the sender thread after the batch commits, so the burst is
   stored before the first reaction goes out.  While 20,000 of them go out (600 to 900 a
   second), new replies are stored later than on an idle bot: py-spy shows the event thread
   waiting for the interpreter's lock while the sender thread makes its HTTP calls.
-* **Digest**: about 110–150 ms on an idle machine, four fifths of it loading.  About half of
-  loading is `queries.latest_updates`: a `GROUP BY` over all 100,000 updates for the newest
-  one per goal, then ORM rows for 1,000 update/author pairs.
+* **Digest**: four fifths of it is loading: after fix 6, mostly turning 1,000 goals with their
+  owners and 1,000 latest updates with their authors into ORM rows and views.
 * **Weekly cycle**: 1,345 calls for 1,337 messages.  The 8 extra calls are start-up (`users/me`
   twice, `users`, profile fields, subscriptions twice, `register`, one page of backfill).  The
   bot paced itself from the `X-RateLimit-*` headers and never got a 429.  The ~1,200

@@ -12,11 +12,11 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -312,15 +312,38 @@ def owners_of(session: Session, goal_ids: Iterable[int]) -> dict[int, set[int]]:
     return out
 
 
-def make_update(
+@dataclass(slots=True)
+class NewUpdate:
+    """A row of ``updates`` about to be inserted: plain data, built and stored in bulk far more
+    cheaply than ORM objects (a backlog is thousands of them)."""
+
+    zulip_message_id: int
+    goal_id: int | None
+    author_id: int | None
+    kind: UpdateKind
+    source: UpdateSource
+    content: str
+    tldr: str | None
+    help_wanted: str | None
+    stream: str | None
+    topic: str | None
+    sent_at: datetime
+    edited_at: datetime | None = None
+    deleted: bool = False
+
+
+_NEW_UPDATE_FIELDS = tuple(f.name for f in fields(NewUpdate))
+
+
+def new_update(
     msg: IncomingMessage,
     goal_id: int | None,
     author: Person,
     kind: UpdateKind,
     body: str | None = None,
-) -> Update:
+) -> NewUpdate:
     content = body if body is not None else msg.content
-    return Update(
+    return NewUpdate(
         zulip_message_id=msg.id,
         goal_id=goal_id,
         author_id=author.id,
@@ -333,6 +356,27 @@ def make_update(
         topic=msg.topic,
         sent_at=msg.sent_at,
     )
+
+
+def make_update(
+    msg: IncomingMessage,
+    goal_id: int | None,
+    author: Person,
+    kind: UpdateKind,
+    body: str | None = None,
+) -> Update:
+    """The same row as an ORM object, for the few that change again in this transaction."""
+    row = new_update(msg, goal_id, author, kind, body)
+    return Update(**{k: getattr(row, k) for k in _NEW_UPDATE_FIELDS})
+
+
+def _insert_updates(session: Session, rows: Sequence[NewUpdate]) -> None:
+    """Insert new updates in one executemany, in message order (Core: no ORM bookkeeping)."""
+    if rows:
+        session.execute(
+            insert(Update.metadata.tables[Update.__tablename__]),
+            [{k: getattr(r, k) for k in _NEW_UPDATE_FIELDS} for r in rows],
+        )
 
 
 def set_content(row: Update, content: str, edited_at: datetime | None) -> None:
@@ -403,7 +447,8 @@ def store_messages(
         ).scalars():
             assert row.author_id is not None
             pending[row.author_id].append(row)
-    new_updates: list[Update] = []
+    new_updates: list[NewUpdate] = []  # owners' updates, for carry_summaries
+    fresh: list[NewUpdate] = []  # every new row, updates and comments, in message order
     for m in todo:
         author = people[m.sender_id]
         topic_goal = None
@@ -430,13 +475,13 @@ def store_messages(
         decision = route(m, facts)
         outcomes[m.id] = decision.route.value
         if decision.route is Route.UPDATE:
-            row = make_update(m, decision.goal_id, author, UpdateKind.UPDATE, decision.body)
-            session.add(row)
-            new_updates.append(row)
+            added = new_update(m, decision.goal_id, author, UpdateKind.UPDATE, decision.body)
+            new_updates.append(added)
+            fresh.append(added)
             effects.acknowledge.append(m.id)
             effects.stored += 1
         elif decision.route is Route.COMMENT:
-            session.add(make_update(m, decision.goal_id, author, UpdateKind.COMMENT))
+            fresh.append(new_update(m, decision.goal_id, author, UpdateKind.COMMENT))
             effects.stored += 1
         elif decision.route is Route.COMMAND:
             effects.commands.append(m)
@@ -475,6 +520,7 @@ def store_messages(
                 )
             )
     carry_summaries(session, new_updates, router.update_window)
+    _insert_updates(session, fresh)
     _record_outcomes(session, outcomes)
     return effects
 
@@ -487,11 +533,12 @@ class _Summary(NamedTuple):
     help_wanted: str | None
 
 
-def carry_summaries(session: Session, rows: Sequence[Update], window: timedelta) -> None:
+def carry_summaries(session: Session, rows: Sequence[NewUpdate], window: timedelta) -> None:
     """Give a follow-up message the TL;DR and help wanted of the same owner's message just before.
 
     One statement for the whole batch: the latest earlier update of each goal and author
     involved (ranked in SQL, so a backlog stored in slices never reads its own rows back).
+    ``rows`` are not stored yet, so the database holds only earlier updates.
     """
     if not rows or window <= timedelta(0):
         return
@@ -516,11 +563,10 @@ def carry_summaries(session: Session, rows: Sequence[Update], window: timedelta)
             Update.kind == UpdateKind.UPDATE,
             Update.deleted.is_(False),
             Update.sent_at >= earliest,
-            Update.zulip_message_id.not_in([r.zulip_message_id for r in rows]),
         )
         .subquery()
     )
-    previous: dict[tuple[int | None, int | None], _Summary | Update] = {
+    previous: dict[tuple[int | None, int | None], _Summary | NewUpdate] = {
         (goal_id, author_id): _Summary(sent_at, tldr, help_wanted)
         for goal_id, author_id, sent_at, tldr, help_wanted in session.execute(
             select(
