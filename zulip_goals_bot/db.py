@@ -10,6 +10,7 @@ write transaction (READ COMMITTED alone would let two read-modify-writes lose on
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -74,18 +75,31 @@ class Database:
         self._reader = sessionmaker(
             self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
+        # SQLite writers of this process queue here rather than in SQLite's busy handler, which
+        # sleeps in steps that grow to 100 ms: a reply stored while the sender thread marked
+        # acknowledgements could wait that long.  Other processes still meet the busy timeout.
+        self._write_lock = threading.RLock()
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction, committed on success, rolled back on error."""
-        with self._writer() as session:
-            try:
-                with session.begin():
-                    if self.is_postgres:
-                        _serialize_writers(session)
-                    yield session
-            except OperationalError as exc:
-                raise StorageError(_describe(exc)) from exc
+        if self.is_sqlite and not self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise StorageError(
+                "the database is busy: another part of the bot held the write lock for "
+                f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s"
+            )
+        try:
+            with self._writer() as session:
+                try:
+                    with session.begin():
+                        if self.is_postgres:
+                            _serialize_writers(session)
+                        yield session
+                except OperationalError as exc:
+                    raise StorageError(_describe(exc)) from exc
+        finally:
+            if self.is_sqlite:
+                self._write_lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
