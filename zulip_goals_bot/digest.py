@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select, true
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import outbox
@@ -463,14 +463,15 @@ def digest_targets(
                 outbox.Destination.to_topic(cfg.stream, cfg.topic),
             )
         )
-    subscribers = session.execute(
+    query = (
         select(Person.id, Person.zulip_user_id)
         .join(DigestSubscription, DigestSubscription.person_id == Person.id)
         .where(Person.zulip_user_id.is_not(None), Person.is_active.is_(True))
-        .where(true() if week_start is None else DigestSubscription.created_at <= week_start)
         .order_by(Person.id)
     )
-    for person_id, user_id in subscribers:
+    if week_start is not None:
+        query = query.where(DigestSubscription.created_at <= week_start)
+    for person_id, user_id in session.execute(query):
         assert user_id is not None
         out.append(
             _Target(f"person:{person_id}", outbox.Destination.to_users([user_id]), person_id)
