@@ -18,6 +18,7 @@ import enum
 import logging
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -925,6 +926,21 @@ def _save_clock(db: Database, clock: FrozenClock) -> None:
             row.updated_at = now
 
 
+@contextlib.contextmanager
+def _signals_to_main_thread() -> Iterator[None]:
+    """Threads started inside ignore Ctrl-C and SIGTERM (they inherit the blocked mask), so the
+    signal always reaches the main thread: one taken by another thread would not interrupt the
+    main thread's read of the terminal or the script, and Ctrl-C would seem to do nothing."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on Windows
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("  ! %(name)s: %(message)s"))
@@ -993,33 +1009,34 @@ def sandbox_command(
         default = DEMO_START if script == DEMO_WORD else datetime.now(UTC)
         clock = FrozenClock(saved or parse_start(start, default))
         realm = build_realm(owner_handles(source) if goals is not None else ())
-        server = FakeZulip(realm, clock=clock.timestamp).start()
-        with server.state.cond:  # ids already in a kept database must not be handed out again
-            server.state.next_message_id = max(
-                server.state.next_message_id, _max_message_id(db) + 1
+        with _signals_to_main_thread():
+            server = FakeZulip(realm, clock=clock.timestamp).start()
+            with server.state.cond:  # ids already in a kept database must not be handed out again
+                server.state.next_message_id = max(
+                    server.state.next_message_id, _max_message_id(db) + 1
+                )
+            bot_user = realm.user_by_email("goals-bot@example.com")
+            lead = realm.user_by_name(LEAD_NAME)
+            assert bot_user is not None and lead is not None
+            zuliprc = server.write_zuliprc(workdir / "zuliprc", bot_user)
+            config = sandbox_config(zuliprc, database_url, lead.email)
+            listener = ZulipIO(zuliprc)
+            report = import_goals(
+                db,
+                [source],
+                now=clock.now(),
+                period=SAMPLE_PERIOD if goals is None else None,
+                active_statuses=config.active_statuses,
+                members=listener.users(),
+                profile_fields=listener.profile_fields(),
+                profile_field_name=GITHUB_FIELD,
             )
-        bot_user = realm.user_by_email("goals-bot@example.com")
-        lead = realm.user_by_name(LEAD_NAME)
-        assert bot_user is not None and lead is not None
-        zuliprc = server.write_zuliprc(workdir / "zuliprc", bot_user)
-        config = sandbox_config(zuliprc, database_url, lead.email)
-        listener = ZulipIO(zuliprc)
-        report = import_goals(
-            db,
-            [source],
-            now=clock.now(),
-            period=SAMPLE_PERIOD if goals is None else None,
-            active_statuses=config.active_statuses,
-            members=listener.users(),
-            profile_fields=listener.profile_fields(),
-            profile_field_name=GITHUB_FIELD,
-        )
-        summary = import_summary(
-            report, "the sample goals" if goals is None else f"the goals in {source}"
-        )
-        bot = GoalsBot(config, db, listener, ZulipIO(zuliprc), clock)
-        sandbox = Sandbox(server=server, bot=bot, clock=clock, db=db, console=console)
-        sandbox.start()
+            summary = import_summary(
+                report, "the sample goals" if goals is None else f"the goals in {source}"
+            )
+            bot = GoalsBot(config, db, listener, ZulipIO(zuliprc), clock)
+            sandbox = Sandbox(server=server, bot=bot, clock=clock, db=db, console=console)
+            sandbox.start()
         console.say(_banner(sandbox, summary))
         console.shown_time = int(clock.now().timestamp())
         if script_path is not None:
