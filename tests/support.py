@@ -30,7 +30,8 @@ from zulip_goals_bot.topics import goal_topic
 from .dbs import new_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# Real data the tests read, kept in the repository (tests/data/SOURCES.md says where from).
+DATA = ROOT / "tests" / "data"
 # Every bot log and command output of the running test: after each test the suite greps them
 # all for API keys (tests/test_security.py, tests/conftest.py).
 OUTPUTS: list[Callable[[], str]] = []

@@ -31,7 +31,6 @@ from .test_digest import (
     build_program,
     check_golden,
     make_db,
-    needs_goal_files,
     program_config,
 )
 
@@ -51,12 +50,10 @@ def march_post(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     return out.read_text(encoding="utf-8")
 
 
-@needs_goal_files
 def test_blog_golden(march_post: str) -> None:
     check_golden(GOLDEN_BLOG, march_post)
 
 
-@needs_goal_files
 def test_blog_shape(march_post: str) -> None:
     post = march_post
     assert post.startswith('+++\ntitle = "Project goals update: March 2025"\n+++\n')
@@ -103,7 +100,6 @@ def test_blog_shape(march_post: str) -> None:
     assert "Field Projections" not in post  # not accepted, no update: not part of the slate
 
 
-@needs_goal_files
 def test_blog_is_safe_to_publish(march_post: str) -> None:
     post = march_post
     assert f"@{ZWSP}**all** attendees" in post

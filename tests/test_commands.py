@@ -49,10 +49,7 @@ from zulip_goals_bot.topics import goal_topic
 
 from .dbs import new_database
 
-GOALS_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rust-project-goals"
-needs_goal_files = pytest.mark.skipif(
-    not (GOALS_DATA / "2025h1").is_dir(), reason=f"shared goal files not found at {GOALS_DATA}"
-)
+GOALS_DATA = Path(__file__).resolve().parent / "data" / "rust-project-goals"
 
 # Monday 2025-03-10 12:00 UTC.  With the default schedule (every 2nd Thursday 14:00 UTC) the
 # current period started Thursday 2025-02-27 14:00 and the next prompt is 2025-03-13 14:00.
@@ -470,7 +467,6 @@ def test_match_message_never_pings() -> None:
     assert not contains_unsafe_mention(result.message())
 
 
-@needs_goal_files
 def test_match_every_real_goal_by_slug_title_and_issue() -> None:
     docs, _problems = read_goal_files([GOALS_DATA / "2025h1"])
     accepted = [d for _p, d in docs if d.status is not GoalStatus.NOT_ACCEPTED]
@@ -1194,7 +1190,6 @@ def test_stub_bot_handler_with_zulip_bots_default_message(world: World, cast: Ca
 # The real 2025h1 goals
 
 
-@needs_goal_files
 def test_commands_over_the_real_2025h1_goals(world: World) -> None:
     docs, _problems = read_goal_files([GOALS_DATA / "2025h1"])
     with world.db.write() as s:

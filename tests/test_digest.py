@@ -55,7 +55,7 @@ from zulip_goals_bot.topics import goal_topic
 
 from .dbs import new_database
 
-GOALS_2025H1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rust-project-goals"
+GOALS_2025H1 = Path(__file__).resolve().parent / "data" / "rust-project-goals"
 GOALS_2025H1 = GOALS_2025H1 / "2025h1"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SITE = "https://rust-lang.zulipchat.example"
@@ -64,10 +64,6 @@ STREAM = "project-goals"
 DIGEST_AT = datetime(2025, 3, 17, 9, 0, tzinfo=UTC)
 CREATED = datetime(2025, 2, 1, 12, 0, tzinfo=UTC)
 ZWSP = "\u200b"
-
-needs_goal_files = pytest.mark.skipif(
-    not GOALS_2025H1.is_dir(), reason=f"shared goal files not found at {GOALS_2025H1}"
-)
 
 
 # -- the data set ----------------------------------------------------------------------------------
@@ -443,7 +439,6 @@ def program(tmp_path: Path) -> Iterator[tuple[Context, FrozenClock, dict[str, in
     db.dispose()
 
 
-@needs_goal_files
 def test_digest_golden(program: tuple[Context, FrozenClock, dict[str, int]]) -> None:
     ctx, clock, _people = program
     parts = compose_for(ctx, clock.now())
@@ -467,7 +462,6 @@ def test_digest_golden(program: tuple[Context, FrozenClock, dict[str, int]]) -> 
     assert f"@**tmandry|{user_id_of('tmandry')}**" not in text
 
 
-@needs_goal_files
 def test_digest_needs_attention(program: tuple[Context, FrozenClock, dict[str, int]]) -> None:
     ctx, clock, _people = program
     text = "\n".join(compose_for(ctx, clock.now()))
@@ -490,7 +484,6 @@ def test_digest_needs_attention(program: tuple[Context, FrozenClock, dict[str, i
     assert "Publish first rust-lang-owned release" not in attention
 
 
-@needs_goal_files
 def test_digest_goal_lines(program: tuple[Context, FrozenClock, dict[str, int]]) -> None:
     ctx, clock, _people = program
     text = "\n".join(compose_for(ctx, clock.now()))
@@ -1002,7 +995,6 @@ def test_dry_run_sends_nothing_and_renders_the_text(
 # -- end to end: the real ZulipIO against the emulator -------------------------------------------
 
 
-@needs_goal_files
 def test_digest_end_to_end_topic_and_two_subscribers(tmp_path: Path) -> None:
     from zulip_goals_bot.fakezulip import FakeZulip, Realm
     from zulip_goals_bot.zulip_io import ZulipIO

@@ -21,13 +21,12 @@ from zulip_goals_bot.goalfiles import (
     read_goal_files,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rust-project-goals"
+DATA = Path(__file__).resolve().parent / "data" / "rust-project-goals"
 HALVES = ("2024h2", "2025h1")
 INDEX_PAGES = {
     "2024h2": {"README", "accepted", "candidates", "flagship", "goals", "not_accepted", "notes"},
     "2025h1": {"README", "goals", "not_accepted"},
 }
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared goal files not found at {DATA}")
 
 
 def _data_files() -> list[Path]:
@@ -54,7 +53,6 @@ def _row(text: str, key: str) -> str | None:
 # Real data
 
 
-@needs_data
 def test_whole_folders_load_with_only_index_pages_skipped() -> None:
     docs, problems = read_goal_files([DATA / half for half in HALVES])
     assert all(p.is_skip for p in problems), [p for p in problems if not p.is_skip]
@@ -65,7 +63,6 @@ def test_whole_folders_load_with_only_index_pages_skipped() -> None:
     assert len(docs) == 31 + 42
 
 
-@needs_data
 @pytest.mark.parametrize("path", _goal_files(), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_goal_file_matches_its_own_text(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
@@ -102,7 +99,6 @@ def test_every_goal_file_matches_its_own_text(path: Path) -> None:
     assert doc.warnings == ()
 
 
-@needs_data
 @pytest.mark.parametrize(
     "path",
     [p for p in _data_files() if p.stem in INDEX_PAGES[p.parent.name]],
@@ -116,7 +112,6 @@ def test_index_pages_are_not_goals(path: Path) -> None:
     assert info.value.kind is ProblemKind.NOT_A_GOAL
 
 
-@needs_data
 def test_flagship_from_2024h2() -> None:
     doc = _load("2024h2", "rfl_stable")
     assert doc.title == "Resolve the biggest blockers to Linux building on stable Rust"
@@ -133,7 +128,6 @@ def test_flagship_from_2024h2() -> None:
     assert {"lang", "compiler"} <= set(doc.teams)
 
 
-@needs_data
 def test_level_two_title_and_struck_out_owner_in_2024h2_async() -> None:
     doc = _load("2024h2", "async")
     assert doc.title == "Bring the Async Rust experience closer to parity with sync Rust"
@@ -142,7 +136,6 @@ def test_level_two_title_and_struck_out_owner_in_2024h2_async() -> None:
     assert doc.teams == ("lang", "libs", "libs-api", "compiler")
 
 
-@needs_data
 def test_2025h1_goal_with_zulip_channel_reference_link() -> None:
     doc = _load("2025h1", "perf-improvements")
     assert doc.title == "rustc-perf improvements"
@@ -156,7 +149,6 @@ def test_2025h1_goal_with_zulip_channel_reference_link() -> None:
     assert doc.task_owners == ("Jamesbarford", "Kobzol")
 
 
-@needs_data
 def test_2025h1_flagship_theme_and_prose_task_owners() -> None:
     assert _load("2025h1", "arm-sve-sme").flagship == "Unblocking dormant traits"
     doc = _load("2025h1", "all-hands")
@@ -167,7 +159,6 @@ def test_2025h1_flagship_theme_and_prose_task_owners() -> None:
     assert doc.teams == ("leadership-council",)
 
 
-@needs_data
 def test_real_rows_without_fields_and_not_applicable_values() -> None:
     assert _load("2024h2", "user-wide-cache").extra == {"Needs": "Contributor"}
     assert _load("2025h1", "GPU-Offload").extra == {

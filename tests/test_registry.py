@@ -55,9 +55,8 @@ from zulip_goals_bot.registry import (
 from .dbs import new_database, new_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "rust-project-goals"
+DATA = ROOT / "tests" / "data" / "rust-project-goals"
 HALVES = ("2024h2", "2025h1")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared goal files not found at {DATA}")
 NOW = datetime(2025, 3, 6, 12, 0, tzinfo=UTC)
 LATER = datetime(2025, 4, 3, 12, 0, tzinfo=UTC)
 
@@ -176,7 +175,6 @@ def read_metadata(path: Path) -> tuple[str, dict[str, str]] | None:
     return title, rows
 
 
-@needs_data
 def test_both_real_folders_import_as_their_files_say_and_a_second_import_changes_nothing(
     tmp_path: Path,
 ) -> None:
@@ -259,7 +257,6 @@ def test_report_is_a_readable_table_with_problems_skips_and_unmapped_owners(
 # Updating, renaming, retiring
 
 
-@needs_data
 def test_newer_file_updates_the_goal_keeping_topic_and_updates_and_removed_file_retires(
     tmp_path: Path,
 ) -> None:
@@ -769,7 +766,6 @@ def _cli(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@needs_data
 def test_cli_imports_a_real_folder_and_lists_goals_as_json(tmp_path: Path) -> None:
     conf = tmp_path / "bot.conf"
     conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
