@@ -80,9 +80,7 @@ def run(sizes: Sizes, tmp: Path, out: dict[str, Figure], profile: Profile) -> No
                 parts = compose_digest(
                     data,
                     stream=config.stream,
-                    default_cadence=config.schedule.cadence_weeks,
-                    slot=ctx.slot,
-                    grace_days=config.schedule.grace_days,
+                    program=ctx.program,
                     site=SITE,
                 )
                 done = time.perf_counter()

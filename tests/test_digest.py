@@ -49,8 +49,8 @@ from zulip_goals_bot.models import (
     UpdateKind,
     UpdateSource,
 )
+from zulip_goals_bot.program import Program
 from zulip_goals_bot.queries import GoalView, OwnerView, PersonView, UpdateView
-from zulip_goals_bot.schedule import Slot
 from zulip_goals_bot.topics import goal_topic
 
 from .dbs import new_database
@@ -64,6 +64,8 @@ STREAM = "project-goals"
 DIGEST_AT = datetime(2025, 3, 17, 9, 0, tzinfo=UTC)
 CREATED = datetime(2025, 2, 1, 12, 0, tzinfo=UTC)
 ZWSP = "\u200b"
+# The default schedule (every 2nd Thursday 14:00, 7 days of grace) in UTC.
+UTC_PROGRAM = Program(ScheduleConfig(), ZoneInfo("UTC"))
 
 
 # -- the data set ----------------------------------------------------------------------------------
@@ -423,9 +425,7 @@ def compose_for(ctx: Context, now: datetime) -> list[str]:
     return compose_digest(
         data,
         stream=STREAM,
-        default_cadence=2,
-        slot=ctx.slot,
-        grace_days=7,
+        program=ctx.program,
         site=ctx.site,
     )
 
@@ -551,10 +551,7 @@ def test_long_digest_is_split_between_goals() -> None:
         for i in range(1, 121)
     )
     data = DigestData(goals=goals, since=DIGEST_AT - timedelta(days=7), now=DIGEST_AT)
-    slot = Slot(3, time(14), ZoneInfo("UTC"))
-    parts = compose_digest(
-        data, stream=STREAM, default_cadence=2, slot=slot, grace_days=7, site=SITE
-    )
+    parts = compose_digest(data, stream=STREAM, program=UTC_PROGRAM, site=SITE)
     assert len(parts) >= 4
     assert all(len(p) < MAX_MESSAGE_LENGTH for p in parts)
     assert parts[1].startswith(f"_(digest, part 2 of {len(parts)})_\n\n")
@@ -578,9 +575,7 @@ def test_empty_program_digest() -> None:
     parts = compose_digest(
         data,
         stream=STREAM,
-        default_cadence=2,
-        slot=Slot(3, time(14), ZoneInfo("UTC")),
-        grace_days=7,
+        program=UTC_PROGRAM,
         site=SITE,
     )
     assert parts == [
@@ -679,9 +674,7 @@ def test_load_digest_data_uses_at_most_six_statements(tmp_path: Path) -> None:
     assert len(data.updated_ids) == n_goals
     assert len(data.failed) == 1 and data.failed[0].goal_name == "Goal 0"
     assert [c.github for c in data.claims] == ["person0", "person1", "person2"]
-    parts = compose_digest(
-        data, stream=STREAM, default_cadence=2, slot=ctx.slot, grace_days=7, site=SITE
-    )
+    parts = compose_digest(data, stream=STREAM, program=ctx.program, site=SITE)
     assert all(len(p) < MAX_MESSAGE_LENGTH for p in parts)
     assert sum(p.count("· #**project-goals>Goal ") for p in parts) == n_goals
 

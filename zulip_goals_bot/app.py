@@ -52,7 +52,6 @@ from .replies import (
     store_messages,
     strip_bot_mention,
 )
-from .schedule import due_state
 from .zulip_io import QueueLost, ZulipIO
 
 log = logging.getLogger("zulip_goals_bot")
@@ -197,12 +196,9 @@ class GoalsBot:
         from .queries import load_goals
 
         now = self.clock.now()
-        cadence = self.config.schedule.cadence_weeks
-        grace = self.config.schedule.grace_days
+        program = self.ctx.program
         return {
-            g.id
-            for g in load_goals(session, goal_ids=list(goal_ids))
-            if due_state(g.facts(cadence, now.date()), now, self.ctx.slot, grace).is_waiting
+            g.id for g in load_goals(session, goal_ids=list(goal_ids)) if program.is_waiting(g, now)
         }
 
     # -- start-up ------------------------------------------------------------------------------

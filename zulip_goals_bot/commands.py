@@ -54,11 +54,12 @@ from .models import (
     UpdateKind,
 )
 from .people import SenderInfo, ensure_people
+from .program import Program
 from .prompts import skip_goal
 from .queries import GoalName, GoalView, OwnerView, UpdateView, goal_names, load_goals
 from .queries import updates_for_goal as load_history
 from .replies import goal_topic_name
-from .schedule import DueState, Slot, due_state, next_prompt, period_at
+from .schedule import DueState, Slot, next_prompt
 from .topics import goal_topic
 
 log = logging.getLogger(__name__)
@@ -299,24 +300,25 @@ class Moment:
 
     now: datetime
     config: Config
-    slot: Slot
     site: str
+    program: Program
+
+    @property
+    def slot(self) -> Slot:
+        return self.program.slot
 
     @property
     def today(self) -> date:
-        return self.now.astimezone(self.config.timezone).date()
+        return self.program.today(self.now)
 
     def cadence(self, goal: GoalView) -> int:
-        return goal.cadence_weeks or self.config.schedule.cadence_weeks
+        return self.program.cadence(goal)
 
     def due(self, goal: GoalView) -> DueState:
-        facts = goal.facts(self.config.schedule.cadence_weeks, self.today)
-        return due_state(facts, self.now, self.slot, self.config.schedule.grace_days)
+        return self.program.state(goal, self.now)
 
     def next_prompt(self, goal: GoalView) -> datetime | None:
-        if not self.config.schedule.enabled or not (goal.active and goal.state is GoalState.ACTIVE):
-            return None
-        return next_prompt(self.now, self.cadence(goal), self.slot)
+        return self.program.next_prompt(goal, self.now)
 
 
 DUE_TEXT: Mapping[DueState, str] = {
@@ -708,7 +710,7 @@ def handle(
         return Reply.of([unknown_text(command, ctx.bot_name)])
     spec = SPEC_BY_NAME[command.name]
     now = ctx.clock.now()
-    moment = Moment(now=now, config=ctx.config, slot=ctx.slot, site=ctx.site)
+    moment = Moment(now=now, config=ctx.config, site=ctx.site, program=ctx.program)
     try:
         with ctx.db.write() as session:
             admin = _sender_is_admin(ctx, session, sender)
@@ -964,7 +966,7 @@ def cmd_skip(call: Call, command: Command) -> list[str]:
     m = call.moment
     if not (goal.active and goal.state is GoalState.ACTIVE):
         return [f"{goal_title(goal)} is {DUE_TEXT[m.due(goal)]} — there is nothing to skip."]
-    period = period_at(call.now, m.cadence(goal), m.slot)
+    period = m.program.period(goal, call.now)
     if period.key in goal.skipped_periods:
         return [
             f"{goal_title(goal)} is already skipped this period. Next prompt: "

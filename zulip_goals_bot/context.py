@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .clock import Clock
 from .config import Config
 from .db import Database
+from .program import Program
 from .schedule import Slot
 
 
@@ -20,9 +21,12 @@ class Context:
     bot_name: str
 
     @property
+    def program(self) -> Program:
+        return Program.from_config(self.config)
+
+    @property
     def slot(self) -> Slot:
-        s = self.config.schedule
-        return Slot(weekday=s.weekday, at=s.at, tz=self.config.timezone)
+        return self.program.slot
 
     def is_admin_email(self, email: str | None) -> bool:
         return bool(email) and str(email).lower() in self.config.admins

@@ -41,8 +41,9 @@ from .models import (
     Goal,
     Person,
 )
+from .program import Program
 from .queries import GoalView, OwnerContact, PersonView, load_goals, person_view
-from .schedule import DueState, Period, Slot, due_state, period_at
+from .schedule import DueState, Period, Slot, period_at
 from .zulip_io import Sender
 
 # The digest is weekly: its period grid has one-week cells anchored on the digest slot.
@@ -349,23 +350,18 @@ def compose_digest(
     data: DigestData,
     *,
     stream: str,
-    default_cadence: int,
-    slot: Slot,
-    grace_days: int,
+    program: Program,
     site: str,
 ) -> list[str]:
     """The digest as Zulip messages, each under the size limit, split only between goals.
 
-    ``stream`` is the goals stream (for topic links), ``slot``/``default_cadence``/``grace_days``
-    are the prompt schedule (for each goal's due state), ``site`` makes message links.
+    ``stream`` is the goals stream (for topic links), ``program`` judges each goal's due state,
+    ``site`` makes message links.
     """
     now = data.now
-    today = now.astimezone(slot.tz).date()
-    rows = [
-        _Row(g, due_state(g.facts(default_cadence, today), now, slot, grace_days))
-        for g in data.goals
-    ]
-    first = data.since.astimezone(slot.tz).date()
+    today = program.today(now)
+    rows = [_Row(g, program.state(g, now)) for g in data.goals]
+    first = program.today(data.since)
     header = f"**Weekly goals digest** · {first.isoformat()} to {today.isoformat()}\n" + _summary(
         rows, sum(1 for r in rows if r.goal.id in data.updated_ids)
     )
@@ -537,9 +533,7 @@ def send_digest(
         compose_digest(
             data,
             stream=cfg.stream,
-            default_cadence=cfg.schedule.cadence_weeks,
-            slot=ctx.slot,
-            grace_days=cfg.schedule.grace_days,
+            program=ctx.program,
             site=ctx.site,
         )
     )

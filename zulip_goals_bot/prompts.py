@@ -25,7 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -45,12 +45,11 @@ from .markdown import (
     topic_link,
 )
 from .models import Delivery, DeliveryKind, DeliveryState, Goal, Skip
-from .queries import GoalView, OwnerContact, PersonView, load_goals
+from .program import Program
+from .queries import GoalView, PersonView, load_goals
 from .schedule import (
     DueState,
     Period,
-    Slot,
-    due_state,
     local_instant,
     local_send_time,
     period_at,
@@ -145,30 +144,14 @@ class _History:
         return next((t for t in self._times.get((kind, target), ()) if t >= since), None)
 
 
-def _today(now: datetime, config: Config) -> date:
-    return now.astimezone(config.timezone).date()
-
-
-def _slot(config: Config) -> Slot:
-    s = config.schedule
-    return Slot(weekday=s.weekday, at=s.at, tz=config.timezone)
-
-
-def cadence_of(goal: GoalView, config: Config) -> int:
-    return goal.cadence_weeks or config.schedule.cadence_weeks
-
-
-def _due(goal: GoalView, now: datetime, config: Config) -> _DueGoal | None:
-    today = _today(now, config)
-    slot = _slot(config)
-    facts = goal.facts(config.schedule.cadence_weeks, today)
-    state = due_state(facts, now, slot, config.schedule.grace_days)
+def _due(goal: GoalView, now: datetime, program: Program) -> _DueGoal | None:
+    state = program.state(goal, now)
     if not state.is_waiting:
         return None
-    owners = tuple(p for p in goal.prompted_owners() if p.contact(today) is OwnerContact.REACHABLE)
+    owners = program.reachable_owners(goal, now)
     if not owners:
         return None
-    return _DueGoal(goal, period_at(now, facts.cadence_weeks, slot), state, owners)
+    return _DueGoal(goal, program.period(goal, now), state, owners)
 
 
 def _audience(owners: Sequence[PersonView], subscribers: frozenset[int], via: str) -> _Audience:
@@ -195,14 +178,15 @@ def plan(
 ) -> list[PlannedDelivery]:
     """Every prompt, reminder and DM owed at ``now`` and not yet in ``sent``; pure."""
     sched = config.schedule
+    program = Program.from_config(config)
     history = _History(sent)
-    week = period_at(now, DM_CADENCE_WEEKS, _slot(config))
+    week = period_at(now, DM_CADENCE_WEEKS, program.slot)
     out: list[PlannedDelivery] = []
     people: dict[int, PersonView] = {}
     dm_prompts: dict[int, list[_DueGoal]] = defaultdict(list)
     dm_reminders: dict[int, list[_DueGoal]] = defaultdict(list)
     for goal in goals:
-        due = _due(goal, now, config)
+        due = _due(goal, now, program)
         if due is None:
             continue
         audience = _audience(due.owners, subscribers, sched.prompt_via)
@@ -486,9 +470,9 @@ def load_sent(session: Session, since_key: str) -> dict[tuple[DeliveryKind, str,
 
 
 def _oldest_key(goals: Iterable[GoalView], now: datetime, config: Config) -> str:
-    slot = _slot(config)
-    keys = [period_at(now, cadence_of(g, config), slot).key for g in goals]
-    return min([*keys, period_at(now, DM_CADENCE_WEEKS, slot).key])
+    program = Program.from_config(config)
+    keys = [program.period(g, now).key for g in goals]
+    return min([*keys, period_at(now, DM_CADENCE_WEEKS, program.slot).key])
 
 
 def send_due(

@@ -757,11 +757,9 @@ class Sandbox:
 
     def cmd_goals(self, arg: str) -> Outcome:
         from .queries import load_goals
-        from .schedule import due_state
 
         now = self.clock.now()
-        today = now.astimezone(self.config.timezone).date()
-        sched = self.config.schedule
+        program = self.bot.ctx.program
         with self.db.read() as session:
             goals = load_goals(session)
         rows = [
@@ -769,9 +767,7 @@ class Sandbox:
                 g.slug,
                 g.zulip_topic,
                 ", ".join(p.display for p in g.poc) or "-",
-                due_state(
-                    g.facts(sched.cadence_weeks, today), now, self.bot.ctx.slot, sched.grace_days
-                ).value,
+                program.state(g, now).value,
             )
             for g in sorted(goals, key=lambda g: g.slug)
         ]

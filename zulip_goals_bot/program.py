@@ -1,0 +1,72 @@
+"""The program's calendar: one place that says what state a goal is in and what is owed.
+
+Every caller that asks "is this goal due?" (routing a reply, `status`, `list`, `mine`,
+`overdue`, prompts and reminders, the digest, the sandbox, the blog export) asks a ``Program``.
+It judges in the program's timezone: the local date decides whether an owner is away, and the
+local wall-clock slot decides where a period starts, so a reply at 23:30 local time on the last
+day of a period is judged the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from .config import Config, ScheduleConfig
+from .queries import GoalView, OwnerContact, PersonView
+from .schedule import DueState, Period, Slot, due_state, next_prompt, period_at
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """The prompt schedule of one program, in its timezone (plain data; no clock, no I/O)."""
+
+    schedule: ScheduleConfig
+    tz: ZoneInfo
+
+    @classmethod
+    def from_config(cls, config: Config) -> Program:
+        return cls(schedule=config.schedule, tz=config.timezone)
+
+    @property
+    def slot(self) -> Slot:
+        return Slot(weekday=self.schedule.weekday, at=self.schedule.at, tz=self.tz)
+
+    def today(self, now: datetime) -> date:
+        """The program's local date at ``now`` (vacations and skips are local dates)."""
+        return now.astimezone(self.tz).date()
+
+    def cadence(self, goal: GoalView) -> int:
+        return goal.cadence_weeks or self.schedule.cadence_weeks
+
+    def period(self, goal: GoalView, now: datetime) -> Period:
+        """The reporting period of ``goal`` that contains ``now``."""
+        return period_at(now, self.cadence(goal), self.slot)
+
+    def state(self, goal: GoalView, now: datetime) -> DueState:
+        """Why ``goal`` is or is not waiting for an update at ``now``."""
+        facts = goal.facts(self.schedule.cadence_weeks, self.today(now))
+        return due_state(facts, now, self.slot, self.schedule.grace_days)
+
+    def is_waiting(self, goal: GoalView, now: datetime) -> bool:
+        return self.state(goal, now).is_waiting
+
+    def reachable_owners(self, goal: GoalView, now: datetime) -> tuple[PersonView, ...]:
+        """The owners a prompt for ``goal`` goes to today (mapped, active, not away)."""
+        today = self.today(now)
+        return tuple(
+            p for p in goal.prompted_owners() if p.contact(today) is OwnerContact.REACHABLE
+        )
+
+    def next_prompt(self, goal: GoalView, now: datetime) -> datetime | None:
+        """When ``goal`` is next asked, or None when it is not prompted at all."""
+        if not self.schedule.enabled or self.state(goal, now) in _NEVER_PROMPTED:
+            return None
+        return next_prompt(now, self.cadence(goal), self.slot)
+
+
+# States in which no prompt will ever go out until an admin changes the goal.
+_NEVER_PROMPTED = frozenset(
+    {DueState.PAUSED, DueState.COMPLETED, DueState.RETIRED, DueState.INACTIVE}
+)
