@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,8 @@ from zulip_goals_bot.blog import (
     parse_date,
 )
 from zulip_goals_bot.cli import main
+from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
+from zulip_goals_bot.db import Database
 from zulip_goals_bot.models import Goal, GoalOwner, OwnerRole, Person, Update
 
 from .dbs import new_database_url
@@ -43,7 +46,7 @@ def march_post(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     db = make_db(tmp_path)
     build_program(db)
     out = tmp_path / "post.md"
-    assert export_command(program_config(db.url), "2025-03-01", "2025-04-01", out) == 0
+    assert export_command(program_config(db.url), "2025-03-01", "2025-03-31", out) == 0
     db.dispose()
     # 13 March updates (of 16) on 12 goals; February's are left out.
     assert capsys.readouterr().out == f"wrote {out}: 13 updates on 12 goals\n"
@@ -127,9 +130,9 @@ def test_escape_html_leaves_code_and_autolinks_alone() -> None:
     )
 
 
-def test_period_bounds_are_local_days_start_inclusive_end_exclusive(tmp_path: Path) -> None:
+def _new_york_goal(tmp_path: Path, updates: Sequence[tuple[datetime, str]]) -> Database:
+    """One goal of a New York program with owner updates at the given instants."""
     db = make_db(tmp_path)
-    new_york = ZoneInfo("America/New_York")
     with db.write() as session:
         owner = Person(zulip_user_id=7, full_name="Ben Owner", github="ben", created_at=CREATED)
         goal = Goal(
@@ -144,15 +147,7 @@ def test_period_bounds_are_local_days_start_inclusive_end_exclusive(tmp_path: Pa
         goal.owners.append(GoalOwner(person=owner, role=OwnerRole.POINT_OF_CONTACT))
         session.add(goal)
         session.flush()
-        # Midnight in New York is 05:00 UTC in March (EST) and 04:00 UTC in April (EDT).
-        for i, (when, text) in enumerate(
-            (
-                (datetime(2025, 3, 1, 4, 59, tzinfo=UTC), "still February in New York"),
-                (datetime(2025, 3, 1, 5, 0, tzinfo=UTC), "first minute of March"),
-                (datetime(2025, 4, 1, 3, 59, tzinfo=UTC), "last minute of March"),
-                (datetime(2025, 4, 1, 4, 0, tzinfo=UTC), "already April"),
-            )
-        ):
+        for i, (when, text) in enumerate(updates):
             session.add(
                 Update(
                     zulip_message_id=100 + i,
@@ -162,14 +157,57 @@ def test_period_bounds_are_local_days_start_inclusive_end_exclusive(tmp_path: Pa
                     sent_at=when,
                 )
             )
-    config = replace(program_config(db.url), timezone=new_york)
+    return db
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_since_and_until_days_are_both_included(tmp_path: Path) -> None:
+    # Midnight in New York is 05:00 UTC in March (EST) and 04:00 UTC in April (EDT).
+    db = _new_york_goal(
+        tmp_path,
+        (
+            (datetime(2025, 3, 1, 4, 59, tzinfo=UTC), "still February in New York"),
+            (datetime(2025, 3, 1, 5, 0, tzinfo=UTC), "first minute of March"),
+            (datetime(2025, 4, 1, 3, 59, tzinfo=UTC), "last minute of March"),
+            (datetime(2025, 4, 1, 4, 0, tzinfo=UTC), "already April"),
+        ),
+    )
+    config = replace(program_config(db.url), timezone=NEW_YORK)
     out = tmp_path / "post.md"
-    export_command(config, "2025-03-01", "2025-04-01", out)
+    export_command(config, "2025-03-01", "2025-03-31", out)
     post = out.read_text(encoding="utf-8")
     assert "first minute of March" in post and "last minute of March" in post
     assert "still February" not in post and "already April" not in post
     assert "**@ben** on 2025-03-01:" in post and "**@ben** on 2025-03-31:" in post
     assert "<summary>2 updates this month</summary>" in post
+
+
+def test_without_until_the_post_covers_today_up_to_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2025, 3, 20, 23, 0, tzinfo=NEW_YORK)
+    db = _new_york_goal(
+        tmp_path,
+        (
+            (now - timedelta(days=1), "yesterday's news"),
+            (now - timedelta(minutes=1), "sent a minute ago"),
+        ),
+    )
+    clock = FileClock(tmp_path / "clock")
+    clock.set(now)
+    monkeypatch.setenv(CLOCK_FILE_ENV, str(clock.path))
+    config = replace(program_config(db.url), timezone=NEW_YORK)
+    out = tmp_path / "post.md"
+    assert export_command(config, "2025-03-01", None, out) == 0
+    post = out.read_text(encoding="utf-8")
+    assert 'title = "Project goals update: 2025-03-01 to 2025-03-20"' in post
+    assert "yesterday's news" in post and "sent a minute ago" in post
+    # One day is a valid range: --since and --until name the same, included, day.
+    assert export_command(config, "2025-03-20", "2025-03-20", out) == 0
+    post = out.read_text(encoding="utf-8")
+    assert "sent a minute ago" in post and "yesterday's news" not in post
 
 
 def test_partial_period_is_named_by_its_days() -> None:
@@ -184,8 +222,8 @@ def test_bad_dates_are_refused_with_a_clear_message(tmp_path: Path) -> None:
         export_command(config, "March", None, None)
     with pytest.raises(ExportError, match=r"--until '2025-02-30' is not a date"):
         export_command(config, "2025-02-01", "2025-02-30", None)
-    with pytest.raises(ExportError, match=r"--until 2025-03-01 must be after --since 2025-03-01"):
-        export_command(config, "2025-03-01", "2025-03-01", None)
+    with pytest.raises(ExportError, match=r"--until 2025-02-28 is before --since 2025-03-01"):
+        export_command(config, "2025-03-01", "2025-02-28", None)
     with pytest.raises(ExportError, match=r"the folder .*nowhere does not exist"):
         export_command(config, "2025-03-01", "2025-04-01", tmp_path / "nowhere" / "post.md")
     assert not (tmp_path / "never.sqlite3").exists()  # nothing was created
@@ -210,7 +248,7 @@ def test_cli_prints_the_post(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     conf = tmp_path / "bot.conf"
     conf.write_text(f"[goals]\ndatabase = {new_database_url(tmp_path)}\n", encoding="utf-8")
     rc = main(["--config", str(conf), "export", "blog", "--since", "2025-03-01", "--until",
-               "2025-04-01"])  # fmt: skip
+               "2025-03-31"])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
     assert out.startswith('+++\ntitle = "Project goals update: March 2025"\n+++\n')

@@ -217,17 +217,23 @@ def load_blog_data(
 
 
 def export_command(config: Config, since: str, until: str | None, output: Path | None) -> int:
-    """`zulip-goals-bot export blog`: print the post, or write it to ``output``."""
+    """`zulip-goals-bot export blog`: print the post, or write it to ``output``.
+
+    ``since`` and ``until`` are local dates of the program, both included; ``until`` defaults
+    to today, so an update sent a minute ago is in the post.
+    """
     from .db import Database
 
     tz = config.timezone
     first = parse_date(since, "--since")
-    end = parse_date(until, "--until") if until else default_clock().now().astimezone(tz).date()
-    if end <= first:
+    # Both days are included: without --until the post covers everything up to now.
+    last = parse_date(until, "--until") if until else default_clock().now().astimezone(tz).date()
+    if last < first:
         raise ExportError(
-            f"--until {end.isoformat()} must be after --since {first.isoformat()} "
-            "(the first day is included, the last one is not)"
+            f"--until {last.isoformat()} is before --since {first.isoformat()} "
+            "(both days are included)"
         )
+    end = last + timedelta(days=1)
     if output is not None and not output.parent.is_dir():
         raise ExportError(f"--output {output}: the folder {output.parent} does not exist")
     db = Database(config.database_url)

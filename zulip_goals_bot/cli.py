@@ -154,8 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     exsub = ex.add_subparsers(dest="export_command", metavar="FORMAT")
     exsub.required = True
     eb = exsub.add_parser("blog", help="a monthly 'Project goals update' blog post in Markdown")
-    eb.add_argument("--since", required=True, metavar="DATE", help="first day (inclusive)")
-    eb.add_argument("--until", metavar="DATE", help="last day (exclusive; default: today)")
+    eb.add_argument(
+        "--since", required=True, metavar="DATE", help="first day, included (YYYY-MM-DD)"
+    )
+    eb.add_argument(
+        "--until",
+        metavar="DATE",
+        help="last day, included (default: today, up to now); dates are in the program timezone",
+    )
     eb.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     eb.set_defaults(func=cmd_export_blog)
 
