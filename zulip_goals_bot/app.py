@@ -767,7 +767,7 @@ def run_bot(config: Config, *, clock: Clock | None = None) -> int:
         db.dispose()
 
 
-def prompt_command(config: Config, *, dry_run: bool, goal: str | None) -> int:
+def prompt_command(config: Config, *, dry_run: bool, goal: str | None, now: bool = False) -> int:
     from .prompts import send_due
 
     setup_logging("WARNING")
@@ -783,6 +783,7 @@ def prompt_command(config: Config, *, dry_run: bool, goal: str | None) -> int:
         frozenset(sender.stream_subscribers(config.stream)),
         dry_run=dry_run,
         goal_slug=goal,
+        kickoff=now,
     )
     print(report.render())
     return 0

@@ -76,7 +76,7 @@ def cmd_goals_list(args: argparse.Namespace) -> int:
 def cmd_prompt(args: argparse.Namespace) -> int:
     from .app import prompt_command
 
-    return prompt_command(_load(args), dry_run=args.dry_run, goal=args.goal)
+    return prompt_command(_load(args), dry_run=args.dry_run, goal=args.goal, now=args.now)
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prompt", help="send (or show) the prompts and reminders due now")
     pr.add_argument("--dry-run", action="store_true", help="show, do not send")
     pr.add_argument("--goal", metavar="SLUG", help="only this goal")
+    pr.add_argument(
+        "--now",
+        action="store_true",
+        help="start a round now: also ask new goals still in grace, and send DMs now rather "
+        "than at each owner's local hour (counts as this period's prompt)",
+    )
     pr.set_defaults(func=cmd_prompt)
 
     dg = sub.add_parser("digest", help="post (or print) the weekly digest now")

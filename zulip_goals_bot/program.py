@@ -10,12 +10,12 @@ day of a period is judged the same way everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from .config import Config, ScheduleConfig
 from .queries import GoalView, OwnerContact, PersonView
-from .schedule import DueState, Period, Slot, due_state, next_prompt, period_at
+from .schedule import DueState, Period, Slot, due_state, local_instant, next_prompt, period_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,31 @@ class Program:
         return tuple(
             p for p in goal.prompted_owners() if p.contact(today) is OwnerContact.REACHABLE
         )
+
+    def next_asked(self, goal: GoalView, now: datetime) -> datetime | None:
+        """When the schedule next asks ``goal``'s owners if nobody changes anything.
+
+        None when it never will by itself: the goal is paused, completed, retired or not
+        prompted, has no owner, or its owners are unmapped; an admin must act first.
+        """
+        state = self.state(goal, now)
+        if not self.schedule.enabled or state in _NEVER_PROMPTED or state is DueState.NO_OWNERS:
+            return None
+        period = self.period(goal, now)
+        if state is DueState.GRACE:
+            first_due = goal.created_at + timedelta(days=self.schedule.grace_days)
+            while period.start < first_due:
+                period = period_at(period.end, self.cadence(goal), self.slot)
+            return period.start
+        if state is DueState.AWAY:
+            today = self.today(now)
+            returns = [
+                local_instant(p.away_until + timedelta(days=1), time(0), self.tz)
+                for p in goal.prompted_owners()
+                if p.contact(today) is OwnerContact.AWAY and p.away_until is not None
+            ]
+            return min(returns, default=None)
+        return period.end
 
     def next_prompt(self, goal: GoalView, now: datetime) -> datetime | None:
         """When ``goal`` is next asked, or None when it is not prompted at all."""

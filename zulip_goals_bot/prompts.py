@@ -144,8 +144,11 @@ class _History:
         return next((t for t in self._times.get((kind, target), ()) if t >= since), None)
 
 
-def _due(goal: GoalView, now: datetime, program: Program) -> _DueGoal | None:
+def _due(goal: GoalView, now: datetime, program: Program, kickoff: bool) -> _DueGoal | None:
+    """The goal as owed a prompt now, or None; a kick-off also asks goals still in grace."""
     state = program.state(goal, now)
+    if kickoff and state is DueState.GRACE:
+        state = DueState.DUE
     if not state.is_waiting:
         return None
     owners = program.reachable_owners(goal, now)
@@ -175,8 +178,15 @@ def plan(
     subscribers: frozenset[int],
     now: datetime,
     config: Config,
+    *,
+    kickoff: bool = False,
 ) -> list[PlannedDelivery]:
-    """Every prompt, reminder and DM owed at ``now`` and not yet in ``sent``; pure."""
+    """Every prompt, reminder and DM owed at ``now`` and not yet in ``sent``; pure.
+
+    ``kickoff`` starts a round at once: goals still in their grace are asked too, and DMs go
+    out now instead of at each owner's local hour. What it sends is keyed by the current
+    period like any prompt, so a second kick-off, or the schedule, never asks twice.
+    """
     sched = config.schedule
     program = Program.from_config(config)
     history = _History(sent)
@@ -186,7 +196,7 @@ def plan(
     dm_prompts: dict[int, list[_DueGoal]] = defaultdict(list)
     dm_reminders: dict[int, list[_DueGoal]] = defaultdict(list)
     for goal in goals:
-        due = _due(goal, now, program)
+        due = _due(goal, now, program, kickoff)
         if due is None:
             continue
         audience = _audience(due.owners, subscribers, sched.prompt_via)
@@ -210,7 +220,7 @@ def plan(
         person = people[person_id]
         key = (DeliveryKind.DM_PROMPT, person_target(person_id), week.key)
         tz = zone(person.timezone, config.timezone)
-        if key not in sent and now >= local_send_time(week, sched.dm_local_hour, tz):
+        if key not in sent and (kickoff or now >= local_send_time(week, sched.dm_local_hour, tz)):
             out.append(_dm_request(DeliveryKind.DM_PROMPT, person, week, dues, now, config))
     for person_id, dues in sorted(dm_reminders.items()):
         person = people[person_id]
@@ -425,6 +435,8 @@ class PromptReport:
     planned: list[PlannedDelivery] = field(default_factory=list)
     outcomes: list[outbox.Outcome] = field(default_factory=list)
     problem: str | None = None  # bad input, e.g. an unknown --goal; nothing was sent
+    # On a dry run, each goal asked nothing now: (slug, state, when the schedule asks next).
+    waiting: list[tuple[str, DueState, datetime | None]] = field(default_factory=list)
 
     def _count(self, outcome: outbox.Outcome) -> int:
         return sum(1 for o in self.outcomes if o is outcome)
@@ -445,16 +457,46 @@ class PromptReport:
         if self.problem is not None:
             return self.problem
         if not self.planned:
-            return f"Nothing is due at {self.now:%Y-%m-%d %H:%M} UTC."
+            return "\n\n".join(
+                [f"Nothing is due at {self.now:%Y-%m-%d %H:%M} UTC.", *self._not_now()]
+            )
         if self.dry_run:
             head = f"Dry run: {plural(len(self.planned), 'message')} would be sent now."
-            return "\n\n".join([head, *(p.render() for p in self.planned)])
+            return "\n\n".join([head, *(p.render() for p in self.planned), *self._not_now()])
         lines = [
             f"Sent {self.sent}, already sent {self.already}, failed {self.failed} "
             f"(of {len(self.planned)} planned)."
         ]
         lines += [f"- {o}: {p.label}" for p, o in zip(self.planned, self.outcomes, strict=True)]
         return "\n".join(lines)
+
+    def _not_now(self) -> list[str]:
+        """Why each other goal is asked nothing now, and when the schedule will ask it."""
+        if not self.waiting:
+            return []
+        lines = [f"Not asked now ({plural(len(self.waiting), 'goal')}):"]
+        for slug, state, when in self.waiting:
+            why = NOT_NOW.get(state, state.value)
+            nxt = f"next asked {when:%Y-%m-%d %H:%M} UTC" if when else "not asked until changed"
+            lines.append(f"- {slug}: {why}; {nxt}")
+        lines.append("`prompt --now` asks goals still in grace at once.")
+        return ["\n".join(lines)]
+
+
+# How a dry run explains a goal that is asked nothing now.
+NOT_NOW: Mapping[DueState, str] = {
+    DueState.UP_TO_DATE: "updated this period",
+    DueState.DUE: "already asked this period",
+    DueState.OVERDUE: "already asked this period",
+    DueState.GRACE: "new goal, first asked in the first period after its grace days",
+    DueState.SKIPPED: "skipped this period",
+    DueState.AWAY: "every owner is away or not mapped to Zulip",
+    DueState.NO_OWNERS: "no owner (add one in the goal file and import again)",
+    DueState.PAUSED: "paused (`resume <goal>` in chat)",
+    DueState.COMPLETED: "completed",
+    DueState.RETIRED: "retired",
+    DueState.INACTIVE: "its status is not in active_statuses",
+}
 
 
 def load_sent(session: Session, since_key: str) -> dict[tuple[DeliveryKind, str, str], datetime]:
@@ -482,18 +524,20 @@ def send_due(
     *,
     dry_run: bool = False,
     goal_slug: str | None = None,
+    kickoff: bool = False,
 ) -> PromptReport:
     """Send (or, on a dry run, only list) what ``plan`` says is owed now.
 
     ``goal_slug`` keeps the deliveries that concern that goal: its topic prompt or reminder and
     the DMs to its owners (which still list their other due goals, as a DM always does).
+    ``kickoff`` starts a round now (see ``plan``).
     """
     now = ctx.clock.now()
     report = PromptReport(now=now, dry_run=dry_run)
     with ctx.db.read() as session:
         goals = load_goals(session)
         sent = load_sent(session, _oldest_key(goals, now, ctx.config)) if goals else {}
-    planned = plan(goals, sent, subscribers, now, ctx.config)
+    planned = plan(goals, sent, subscribers, now, ctx.config, kickoff=kickoff)
     if goal_slug is not None:
         wanted = {g.id for g in goals if g.slug.lower() == goal_slug.strip().lower()}
         if not wanted:
@@ -503,8 +547,16 @@ def send_due(
             )
             return report
         planned = [p for p in planned if wanted & set(p.goal_ids)]
+        goals = [g for g in goals if g.id in wanted]
     report.planned = planned
     if dry_run:
+        program = ctx.program
+        asked = {gid for p in planned for gid in p.goal_ids}
+        report.waiting = [
+            (g.slug, program.state(g, now), program.next_asked(g, now))
+            for g in goals
+            if g.id not in asked
+        ]
         return report
     for item in planned:
         outcome = outbox.deliver(ctx.db, sender, item.request, ctx.clock.now)
