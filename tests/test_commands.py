@@ -14,22 +14,21 @@ from zulip_bots.test_lib import StubBotHandler
 
 from zulip_goals_bot import __version__
 from zulip_goals_bot.clock import FrozenClock
-from zulip_goals_bot.commands import (
+from zulip_goals_bot.commands import Reply, handle
+from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
+from zulip_goals_bot.config import Config
+from zulip_goals_bot.context import Context
+from zulip_goals_bot.db import Database
+from zulip_goals_bot.goalfiles import GoalStatus, read_goal_files
+from zulip_goals_bot.grammar import (
     HISTORY_MAX,
     SPECS,
     Command,
-    GoalsBotHandler,
-    Reply,
-    handle,
     is_command,
     parse,
     parse_away,
     parse_people,
 )
-from zulip_goals_bot.config import Config
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.goalfiles import GoalStatus, read_goal_files
 from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, contains_unsafe_mention
 from zulip_goals_bot.matching import MatchKind, match_goal
 from zulip_goals_bot.models import (

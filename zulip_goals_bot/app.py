@@ -23,9 +23,11 @@ from types import FrameType
 from typing import Any
 
 from sqlalchemy import select, update
+from zulip_bots.lib import BotIdentity, BotStorage
 
 from . import __version__
 from .clock import Clock, default_clock
+from .commands.bot_handler import GoalsBotHandler
 from .config import Config
 from .context import Context
 from .db import Database
@@ -41,7 +43,7 @@ from .models import (
     Update,
     UpdateSource,
 )
-from .people import SenderInfo, map_people, sync_users
+from .people import map_people, sync_users
 from .replies import (
     BatchEffects,
     IncomingMessage,
@@ -50,7 +52,6 @@ from .replies import (
     apply_delete,
     apply_edit,
     store_messages,
-    strip_bot_mention,
 )
 from .zulip_io import QueueLost, ZulipIO
 
@@ -119,6 +120,48 @@ class LockedSender:
             return self.io.stream_subscribers(stream)
 
 
+class ReplyCollector:
+    """The bot-handler object the command handler answers through (zulip_bots' protocol).
+
+    It only collects the reply parts: the sender thread sends them in order after the batch, and
+    marks the command answered once the last part is out.
+    """
+
+    def __init__(self, bot_user_id: int, bot_name: str, bot_email: str) -> None:
+        self.texts: list[str] = []
+        self.user_id = bot_user_id
+        self.email = bot_email
+        self.full_name = bot_name
+
+    def identity(self) -> BotIdentity:
+        return BotIdentity(self.full_name, self.email)
+
+    @property
+    def storage(self) -> BotStorage:
+        raise NotImplementedError("the goals bot keeps its state in its own database")
+
+    def send_reply(
+        self, message: dict[str, Any], response: str, widget_content: str | None = None
+    ) -> dict[str, Any] | None:
+        self.texts.append(response)
+        return None
+
+    def send_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        raise NotImplementedError("commands answer with send_reply")
+
+    def react(self, message: dict[str, Any], emoji_name: str) -> dict[str, Any]:
+        raise NotImplementedError("commands answer with send_reply")
+
+    def update_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        raise NotImplementedError("commands answer with send_reply")
+
+    def get_config_info(self, bot_name: str, optional: bool = False) -> dict[str, str]:
+        return {}
+
+    def quit(self, message: str = "") -> None:
+        raise NotImplementedError("the goals bot stops on SIGTERM")
+
+
 @dataclass
 class _Outgoing:
     """One thing for the sender thread to do."""
@@ -167,6 +210,7 @@ class GoalsBot:
         me = listener.whoami()
         self.bot_user_id = int(me["user_id"])
         self.bot_name = str(me.get("full_name", ""))
+        self.bot_email = str(me.get("email", ""))
         self.ctx = Context(
             config=config,
             db=db,
@@ -175,6 +219,7 @@ class GoalsBot:
             bot_user_id=self.bot_user_id,
             bot_name=self.bot_name,
         )
+        self.command_handler = GoalsBotHandler(self.ctx)
         self.router = Router(
             bot_user_id=self.bot_user_id,
             bot_name=self.bot_name,
@@ -409,14 +454,10 @@ class GoalsBot:
             self._run_command(msg)
 
     def _run_command(self, msg: IncomingMessage) -> None:
-        from .commands import handle, parse
-
         self.stats.commands += 1
-        text = strip_bot_mention(msg.content, self.bot_name)
-        sender = SenderInfo(msg.sender_id, msg.sender_email, msg.sender_name)
-        in_topic = (msg.stream or "", msg.topic or "") if msg.is_stream else None
+        replies = ReplyCollector(self.bot_user_id, self.bot_name, self.bot_email)
         try:
-            reply = handle(self.ctx, sender, parse(text, bot_name=self.bot_name), in_topic=in_topic)
+            self.command_handler.handle_message(msg.as_api_message(), replies)
         except GoalsBotError as exc:
             log.error("command in message %s failed: %s", msg.id, exc)
             return
@@ -425,8 +466,8 @@ class GoalsBot:
             self.stats.errors += 1
             return
         mark = self._mark_command_done(msg.id)
-        for i, part in enumerate(reply.messages):
-            after = mark if i == len(reply.messages) - 1 else None
+        for i, part in enumerate(replies.texts):
+            after = mark if i == len(replies.texts) - 1 else None
             if msg.is_stream:
                 self._outgoing.put(_Outgoing("stream", (msg.stream, msg.topic, part), after=after))
             else:

@@ -30,3 +30,7 @@ class StorageError(GoalsBotError):
 
 class LeaseError(GoalsBotError):
     """Another bot process already holds the sending lease on this database."""
+
+
+class CommandError(Exception):
+    """A request the bot cannot carry out; the message says why, for the person who asked."""

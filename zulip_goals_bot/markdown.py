@@ -30,6 +30,11 @@ def neutralize(text: str) -> str:
     return _MENTION.sub(lambda m: "@" + _ZWSP + m.group(1) + m.group(2), text)
 
 
+def safe(text: str) -> str:
+    """Stored or typed text, made unable to ping and unable to break our bold marks."""
+    return neutralize(text).replace("**", "")
+
+
 def contains_unsafe_mention(text: str, allowed_ids: Iterable[int] = ()) -> bool:
     """True when ``text`` would notify anyone other than ``allowed_ids`` (wildcards included)."""
     allowed = {str(i) for i in allowed_ids}

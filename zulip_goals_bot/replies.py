@@ -73,6 +73,21 @@ class IncomingMessage:
     def sender(self) -> SenderInfo:
         return SenderInfo(self.sender_id, self.sender_email, self.sender_name)
 
+    def as_api_message(self) -> dict[str, Any]:
+        """The message in the shape of a Zulip message event (what zulip_bots handlers take)."""
+        recipient: Any = self.stream if self.is_stream else [{"id": i} for i in self.recipient_ids]
+        return {
+            "id": self.id,
+            "type": "stream" if self.is_stream else "private",
+            "sender_id": self.sender_id,
+            "sender_email": self.sender_email,
+            "sender_full_name": self.sender_name,
+            "display_recipient": recipient,
+            "subject": self.topic or "",
+            "content": self.content,
+            "timestamp": int(self.sent_at.timestamp()),
+        }
+
     @classmethod
     def from_api(cls, message: Mapping[str, Any], flags: Sequence[str] = ()) -> IncomingMessage:
         """From a message event's ``message`` or a GET /messages entry; raises MalformedMessage."""

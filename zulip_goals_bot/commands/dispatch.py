@@ -1,0 +1,100 @@
+"""Running one command: check who may use it, open one transaction, call its handler.
+
+Anything a person got wrong raises ``CommandError`` inside that transaction, so the answer
+explains the problem and nothing in the database changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..context import Context
+from ..errors import CommandError
+from ..grammar import ADMINS, SPEC_BY_NAME, UNKNOWN, Command
+from ..models import (
+    Person,
+)
+from ..people import SenderInfo, ensure_people
+from .admins import cmd_cadence, cmd_goal, cmd_map, cmd_owners, cmd_retire, cmd_subscribers
+from .answers import Moment, Reply, help_text, unknown_text
+from .call import Call, Handler
+from .owners import cmd_away, cmd_back, cmd_skip, cmd_transition
+from .readers import (
+    cmd_about,
+    cmd_history,
+    cmd_iam,
+    cmd_list,
+    cmd_mine,
+    cmd_overdue,
+    cmd_status,
+    cmd_subscribe,
+    cmd_unsubscribe,
+)
+
+
+def _sender_is_admin(ctx: Context, session: Session, sender: SenderInfo) -> bool:
+    if sender.is_realm_admin or ctx.is_admin_email(sender.email):
+        return True
+    flag = session.execute(
+        select(Person.is_admin).where(Person.zulip_user_id == sender.user_id)
+    ).scalar_one_or_none()
+    return bool(flag)
+
+
+def handle(
+    ctx: Context, sender: SenderInfo, command: Command, *, in_topic: tuple[str, str] | None
+) -> Reply:
+    """Run one command in one write transaction; a refused or mistaken request changes nothing.
+
+    Raises ``StorageError`` only when the database itself is unavailable.
+    """
+    if command.name == "help":
+        return Reply.of([help_text(ctx.bot_name)])
+    if command.name == UNKNOWN:
+        return Reply.of([unknown_text(command, ctx.bot_name)])
+    spec = SPEC_BY_NAME[command.name]
+    now = ctx.clock.now()
+    moment = Moment(now=now, config=ctx.config, site=ctx.site, program=ctx.program)
+    try:
+        with ctx.db.write() as session:
+            admin = _sender_is_admin(ctx, session, sender)
+            if spec.group == ADMINS and not admin:
+                used = "goal add" if spec.name == "goal" else spec.name
+                raise CommandError(
+                    f"Sorry, only bot admins can use `{used}`; nothing was changed. "
+                    "Say `about` to see who the admins are."
+                )
+            me = ensure_people(session, [sender], now)[sender.user_id]
+            call = Call(ctx, session, sender, me, admin, in_topic, moment)
+            blocks = HANDLERS[command.name](call, command)
+    except CommandError as exc:
+        return Reply.of([str(exc)])
+    return Reply.of(blocks, sep="\n\n")
+
+
+HANDLERS: Mapping[str, Handler] = {
+    "status": cmd_status,
+    "history": cmd_history,
+    "list": cmd_list,
+    "mine": cmd_mine,
+    "overdue": cmd_overdue,
+    "subscribe": cmd_subscribe,
+    "unsubscribe": cmd_unsubscribe,
+    "iam": cmd_iam,
+    "about": cmd_about,
+    "skip": cmd_skip,
+    "away": cmd_away,
+    "back": cmd_back,
+    "pause": cmd_transition,
+    "resume": cmd_transition,
+    "complete": cmd_transition,
+    "goal": cmd_goal,
+    "owners": cmd_owners,
+    "cadence": cmd_cadence,
+    "retire": cmd_retire,
+    "map": cmd_map,
+    "subscribers": cmd_subscribers,
+}

@@ -1,0 +1,148 @@
+"""Linking people: who a GitHub handle is on Zulip, and merging two records of one person."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from ..errors import CommandError
+from ..grammar import PersonRef
+from ..markdown import (
+    ZulipUser,
+    safe,
+)
+from ..models import (
+    Delivery,
+    DigestSubscription,
+    Goal,
+    GoalOwner,
+    GoalState,
+    Person,
+    Skip,
+    Update,
+)
+from .call import Call
+
+
+def move_ownerships(session: Session, source: Person, target: Person) -> None:
+    """Give ``target`` every goal ``source`` owns (a goal both own keeps ``target``'s row)."""
+    taken = select(GoalOwner.goal_id).where(GoalOwner.person_id == target.id)
+    session.execute(
+        delete(GoalOwner).where(GoalOwner.person_id == source.id, GoalOwner.goal_id.in_(taken))
+    )
+    session.execute(
+        update(GoalOwner).where(GoalOwner.person_id == source.id).values(person_id=target.id)
+    )
+
+
+def merge_person(session: Session, source: Person, target: Person) -> None:
+    """Move everything of ``source`` (a placeholder without Zulip account) to ``target``."""
+    move_ownerships(session, source, target)
+    session.execute(update(Update).where(Update.author_id == source.id).values(author_id=target.id))
+    session.execute(update(Skip).where(Skip.person_id == source.id).values(person_id=target.id))
+    session.execute(
+        update(Delivery).where(Delivery.person_id == source.id).values(person_id=target.id)
+    )
+    if session.get(DigestSubscription, target.id) is None:
+        session.execute(
+            update(DigestSubscription)
+            .where(DigestSubscription.person_id == source.id)
+            .values(person_id=target.id)
+        )
+    source.github = None
+    session.flush()
+    session.delete(source)
+    session.flush()
+    session.expire_all()
+
+
+def by_github(session: Session, handle: str) -> Person | None:
+    return session.execute(select(Person).where(Person.github == handle)).scalar_one_or_none()
+
+
+def owned_names(session: Session, person_id: int) -> list[str]:
+    rows = session.execute(
+        select(Goal.title, Goal.short_title)
+        .join(GoalOwner, GoalOwner.goal_id == Goal.id)
+        .where(GoalOwner.person_id == person_id, Goal.state != GoalState.RETIRED)
+        .order_by(Goal.id)
+    )
+    return [f"**{safe(short or title)}**" for title, short in rows]
+
+
+def _people_where(session: Session, column: Any, values: Sequence[Any]) -> list[Person]:
+    """People whose ``column`` is one of ``values``, in one statement (none for no values)."""
+    if not values:
+        return []
+    return list(session.execute(select(Person).where(column.in_(list(values)))).scalars())
+
+
+def find_people(call: Call, refs: Sequence[PersonRef], *, create: bool) -> list[Person]:
+    """Person rows for names in a command, in order (set-based: one query per kind of name).
+
+    Unknown @github handles and Zulip mentions with an id become new rows when ``create``.
+    """
+    s = call.session
+    ids = [int(r.value) for r in refs if r.kind == "zulip" and r.value]
+    names = [r.name.lower() for r in refs if r.kind == "zulip" and not r.value]
+    emails = [r.value for r in refs if r.kind == "email"]
+    handles = [r.value for r in refs if r.kind == "github"]
+    by_id = {p.zulip_user_id: p for p in _people_where(s, Person.zulip_user_id, ids)}
+    by_name: dict[str, list[Person]] = {}
+    for p in _people_where(s, func.lower(Person.full_name), names):
+        if p.zulip_user_id is not None:
+            by_name.setdefault((p.full_name or "").lower(), []).append(p)
+    by_email = {
+        (p.email or "").lower(): p for p in _people_where(s, func.lower(Person.email), emails)
+    }
+    by_handle = {p.github: p for p in _people_where(s, Person.github, handles)}
+    out: list[Person] = []
+    for r in refs:
+        found: Person | None = None
+        match r.kind:
+            case "zulip" if r.value:
+                found = by_id.get(int(r.value))
+                if found is None and create:
+                    found = Person(
+                        zulip_user_id=int(r.value), full_name=r.name, created_at=call.now
+                    )
+                    s.add(found)
+                    by_id[int(r.value)] = found
+            case "zulip":
+                matches = by_name.get(r.name.lower(), [])
+                if len(matches) != 1:
+                    raise CommandError(
+                        f"I can't tell which Zulip user '{r.shown()}' is; pick them from the "
+                        "@-mention typeahead so the mention carries their id."
+                    )
+                found = matches[0]
+            case "email":
+                found = by_email.get(r.value)
+                if found is None:
+                    raise CommandError(
+                        f"I don't know a Zulip user with the email {r.shown()} yet; use an "
+                        "@-mention instead."
+                    )
+            case _:
+                found = by_handle.get(r.value)
+                if found is None and create:
+                    found = Person(github=r.value, mapped_via="admin", created_at=call.now)
+                    s.add(found)
+                    by_handle[r.value] = found
+        if found is None:
+            raise CommandError(f"I don't know {r.shown()}.")
+        if found not in out:
+            out.append(found)
+    s.flush()
+    return out
+
+
+def person_text(p: Person) -> str:
+    if p.zulip_user_id is not None:
+        return ZulipUser(p.zulip_user_id, p.full_name or p.email or "user").mention(silent=True)
+    if p.github:
+        return f"@{p.github}"
+    return safe(p.full_name or p.email or f"person {p.id}")
