@@ -283,3 +283,64 @@ def test_edits_moves_and_deletes_made_while_the_bot_was_down_are_caught_up(world
     finally:
         if again.alive():
             again.kill()
+
+
+# -- intent before storage, and saying where an inferred update went ------------------------------
+
+
+def answers(w: World, who: str, n: int) -> list[str]:
+    """The first ``n`` DMs the bot sent ``who``, waiting for them."""
+    assert wait_until(lambda: len(w.dms_to(who)) >= n), (w.dms_to(who), w.bot.log()[-3000:])
+    return w.dms_to(who)[:n]
+
+
+def test_short_command_like_dms_are_answered_and_not_stored(world: World) -> None:
+    asked = [
+        ("list foo", "I can't list 'foo'"),
+        ("@**all** status async", "**Async closures**"),
+        ("stauts polonius", "Did you mean `status polonius`?"),
+    ]
+    ids = []
+    for n, (typed, expected) in enumerate(asked, 1):
+        ids.append(dm(world, "chloe", typed))
+        assert expected in answers(world, "chloe", n)[-1]
+    # Each was answered (the signal that it was handled), and none became an update.
+    assert world.rows() == []
+    assert not any(world.reacted(mid) for mid in ids)
+    # The wildcard was not repeated as a mention.
+    assert "@**all**" not in "".join(world.dms_to("chloe"))
+
+
+def test_an_unsure_update_is_stored_with_a_way_to_undo_it(world: World) -> None:
+    mid = dm(world, "ben", "Status is good, the solver passes all the tests now")
+    world.wait_row(mid, kind="update", goal_id=world.goals["polonius"].id)
+    (note,) = answers(world, "ben", 1)
+    assert "Saved as an update of **Scale Polonius**" in note and "`undo`" in note
+    dm(world, "ben", "undo")
+    assert "Removed your update of **Scale Polonius**" in answers(world, "ben", 2)[-1]
+    assert world.row(mid)["deleted"] in (True, 1)
+    dm(world, "ben", "undo")
+    assert "Nothing to undo" in answers(world, "ben", 3)[-1]
+
+
+def test_a_follow_up_dm_goes_to_the_goal_just_updated_and_can_be_moved(world: World) -> None:
+    # Chloé owns two goals, both waiting for an update: she answers one in its topic...
+    topic = post(world, "chloe", "docs", "TL;DR: the guide is drafted")
+    world.wait_row(topic, goal_id=world.goals["docs"].id)
+    # ...then adds a line by DM that names no goal: a follow-up of the goal she just updated.
+    mid = dm(world, "chloe", "Also, forgot to say: that PR got merged")
+    world.wait_row(mid, kind="update", goal_id=world.goals["docs"].id, source="dm")
+    assert wait_until(lambda: world.reacted(mid))
+    (note,) = answers(world, "chloe", 1)
+    assert note == (
+        "Saved as an update of **Better docs** (you updated it moments ago). "
+        "Another goal? Say `move to <goal>`."
+    )
+    dm(world, "chloe", "move to async closures")
+    moved = answers(world, "chloe", 2)[-1]
+    assert moved.startswith("Moved your update (“Also, forgot to say: that PR got merged”) to ")
+    assert world.row(mid)["goal_id"] == world.goals["async"].id
+    assert world.row(mid)["tldr"] is None  # the summary of the docs update stays with docs
+    dm(world, "eve", "status async")
+    status = answers(world, "eve", 1)[0]
+    assert "that PR got merged" in status and "up to date" in status

@@ -224,27 +224,9 @@ class GoalsBot:
             bot_user_id=self.bot_user_id,
             bot_name=self.bot_name,
             goals_stream=config.stream,
-            is_command=self._is_command,
-            match_goal=_match_goal,
-            waiting_goals=self._waiting_goals,
+            program=self.ctx.program,
             update_window=timedelta(minutes=config.update_window_minutes),
         )
-
-    # -- routing helpers ---------------------------------------------------------------------
-
-    def _is_command(self, text: str) -> bool:
-        from .commands import is_command
-
-        return is_command(text, self.bot_name)
-
-    def _waiting_goals(self, session: Any, goal_ids: Sequence[int]) -> set[int]:
-        from .queries import load_goals
-
-        now = self.clock.now()
-        program = self.ctx.program
-        return {
-            g.id for g in load_goals(session, goal_ids=list(goal_ids)) if program.is_waiting(g, now)
-        }
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -740,16 +722,6 @@ class GoalsBot:
                 self.stats.commands,
             )
         return 0
-
-
-def _match_goal(session: Any, query: str) -> int | None:
-    from .matching import MatchKind, match_goal
-    from .queries import goal_names
-
-    result = match_goal(query, goal_names(session))
-    if result.kind is MatchKind.FOUND and result.goal is not None:
-        return result.goal.id
-    return None
 
 
 def setup_logging(level: str) -> None:

@@ -6,10 +6,13 @@ command handlers.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+
+from rapidfuzz.distance import OSA
 
 from .errors import CommandError
 from .markdown import safe
@@ -39,6 +42,8 @@ class Spec:
 
 
 ANYONE, OWNERS, ADMINS = "anyone", "owners", "admins"
+# Zulip's wildcard mentions (a regular-expression alternation).
+WILDCARDS = "all|everyone|channel|stream|topic"
 
 
 SPECS: tuple[Spec, ...] = (
@@ -70,6 +75,10 @@ SPECS: tuple[Spec, ...] = (
          "resume polonius", OWNERS),
     Spec("complete", "complete <goal>", "mark a goal done: no more prompts",
          "complete polonius", OWNERS),
+    Spec("undo", "undo", "remove the update you just sent by DM (within the update window)",
+         "undo", OWNERS),
+    Spec("move", "move to <goal>", "file the update you last sent by DM under another goal",
+         "move to polonius", OWNERS),
     Spec("goal", "goal add <slug> <title> [--period <name>]", "add a goal by hand",
          "goal add faster-builds Faster incremental builds", ADMINS),
     Spec("owners", "owners set|add|remove <goal> <@github-handles, @-mentions or emails>",
@@ -114,7 +123,7 @@ DIGEST_WORDS = frozenset({"", "digest", "to digest", "the digest", "to the diges
 
 # Commands that take no argument: only the bare word is a command (in a DM, "back from
 # holidays, here is what happened" is an update, not `back`).
-_BARE = frozenset({"help", "about", "mine", "overdue", "back", "subscribers"})
+_BARE = frozenset({"help", "about", "mine", "overdue", "back", "subscribers", "undo"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +141,13 @@ class Command:
 
 
 def strip_mention(text: str, bot_name: str) -> str:
-    """The text without a leading mention of the bot (``@**Name**``, ``@_**Name|id**``)."""
-    pattern = r"^\s*@_?\*\*" + re.escape(bot_name) + r"(?:\|\d+)?\*\*[\s:,]*"
-    return re.sub(pattern, "", text, count=1, flags=re.I).strip()
+    """The text without leading mentions of the bot (``@**Name**``, ``@_**Name|id**``) or of
+    everyone (``@**all**``): a command is what follows them."""
+    pattern = r"^\s*@_?\*\*(?:" + re.escape(bot_name) + r"(?:\|\d+)?|" + WILDCARDS + r")\*\*[\s:,]*"
+    previous = None
+    while previous != text:
+        previous, text = text, re.sub(pattern, "", text, count=1, flags=re.I)
+    return text.strip()
 
 
 def split_word(text: str) -> tuple[str, str]:
@@ -162,6 +175,9 @@ def parse(text: str, bot_name: str = "Goals Bot") -> Command:
     if name in ("list", "owners", "goal"):
         sub, after = split_word(rest)
         return Command(name, sub=sub.lower(), text=after, typed=word)
+    if name == "move":
+        to, after = split_word(rest)
+        return Command(name, text=after if to.lower() == "to" else rest, typed=word)
     return Command(name, text=rest, typed=word)
 
 
@@ -198,10 +214,9 @@ def is_command(text: str, bot_name: str) -> bool:
             return rest.lower().startswith(("until ", "for "))
         case "goal":
             return command.sub == "add"
-        case "owners":
-            return command.sub in OWNERS_ACTIONS
-        case "map":
-            return command.text.startswith("@") or len(command.args) == 2
+        case "move":  # `move to <goal>`: a short goal name after "to"
+            words = body.split()
+            return len(words) >= 3 and words[1].lower() == "to" and len(words) <= MAX_GOAL_WORDS + 2
         case _:  # a goal name and maybe a number: short, and not "Status: landed the PR"
             return (
                 len(rest) <= MAX_GOAL_QUERY
@@ -327,3 +342,77 @@ def parse_people(text: str) -> tuple[str, list[PersonRef]]:
     if rest:
         raise CommandError(f"I didn't understand '{echo(rest)}' after the names.")
     return head, refs
+
+
+# --------------------------------------------------------------------------------------------
+# Intent: is a direct message a request for the bot, or an owner's update?
+
+
+class Intent(enum.StrEnum):
+    COMMAND = "command"  # parses as a command
+    NEAR_COMMAND = "near command"  # short and starts like a command: answer it, store nothing
+    UNSURE = "unsure"  # starts like a command but is long enough to be news: store, offer undo
+    UPDATE = "update"
+
+
+# A one-line DM of at most this many words that starts like a command is answered, not stored
+# ("list foo", "stauts polonius"); people write updates longer than that.
+SHORT_WORDS = 4
+# Up to this many words it is stored, and the bot says how to undo it.
+UNSURE_WORDS = 12
+# A typed word this close to a command word (edits, counting a swap of two letters as one) is a
+# near miss; words shorter than NEAR_MISS_MIN_CHARS must be exact ("last" is not "list").
+NEAR_MISS_MIN_CHARS = 5
+NEAR_MISS_EDITS = 1
+NEAR_MISS_EDITS_LONG = 2  # for words of 8 letters or more
+# Past tenses and other endings of a command word are how updates begin ("Completed the ...").
+_INFLECTIONS = ("d", "ed", "s", "es", "ing")
+
+
+def command_words() -> tuple[str, ...]:
+    """Every word that starts a command, as typed."""
+    return tuple(sorted({s.name for s in SPECS if s.name != "iam"} | set(ALIASES) - {"?"}))
+
+
+def near_command(word: str) -> str | None:
+    """The command word ``word`` is, or is a typo of; None when it is neither."""
+    key = word.lower().rstrip(":,.!?")
+    name = ALIASES.get(key, key)
+    if name in SPEC_BY_NAME:
+        return name
+    if len(key) < NEAR_MISS_MIN_CHARS:
+        return None
+    limit = NEAR_MISS_EDITS_LONG if len(key) >= 8 else NEAR_MISS_EDITS
+    best: tuple[int, str] | None = None
+    for candidate in command_words():
+        if key.startswith(candidate) and key[len(candidate) :] in _INFLECTIONS:
+            return None
+        distance = OSA.distance(key, candidate, score_cutoff=limit)
+        if distance <= limit and (best is None or distance < best[0]):
+            best = (distance, ALIASES.get(candidate, candidate))
+    return best[1] if best else None
+
+
+def classify(text: str, bot_name: str) -> Intent:
+    """What a direct message from an owner asks for; pure.
+
+    A command, or a short one-line message that starts like one (a command word or a typo of
+    one, the bot's mention, a wildcard mention), is answered and never stored: the person wanted
+    an answer. A longer line that starts like a command is stored, with a word on how to undo it.
+    Anything else is an update.
+    """
+    if is_command(text, bot_name):
+        return Intent.COMMAND
+    body = strip_mention(text, bot_name)
+    if "\n" in body.strip():
+        return Intent.UPDATE
+    addressed = body != text.strip()
+    words = body.split()
+    # "Status: merged", "Help wanted: reviews" are an update's labels, not commands.
+    labelled = any(w.endswith(":") for w in words[:2])
+    looks = bool(words) and not labelled and near_command(words[0]) is not None
+    if (looks or addressed) and len(words) <= SHORT_WORDS:
+        return Intent.NEAR_COMMAND
+    if looks and len(words) <= UNSURE_WORDS:
+        return Intent.UNSURE
+    return Intent.UPDATE

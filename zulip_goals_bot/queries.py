@@ -315,6 +315,10 @@ class GoalName(NamedTuple):
     zulip_topic: str
     active: bool
 
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
 
 def goal_names(session: Session, *, include_inactive: bool = False) -> list[GoalName]:
     # Exactly GoalName's fields in its order: every command reads all goals, so rows are

@@ -11,7 +11,7 @@ import enum
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -21,7 +21,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .grammar import MAX_GOAL_WORDS, Intent, classify, is_command
 from .markdown import limit_items, neutralize
+from .matching import MatchKind, match_goal
 from .models import (
     Goal,
     GoalOwner,
@@ -33,6 +35,8 @@ from .models import (
     UpdateSource,
 )
 from .people import SenderInfo, ensure_people
+from .program import Program
+from .queries import GoalName, goal_names, load_goals
 
 log = logging.getLogger(__name__)
 
@@ -171,17 +175,33 @@ class Route(enum.StrEnum):
     IGNORE = "ignore"  # other streams' chatter, the bot's own messages
 
 
+class Evidence(enum.StrEnum):
+    """How the bot knew which goal a DM update is for, strongest first."""
+
+    NAMED = "named"  # the message names the goal
+    ONLY_GOAL = "only goal"  # the sender owns one goal
+    FOLLOW_UP = "follow-up"  # the sender updated that goal moments ago
+    ONLY_WAITING = "only waiting"  # of the sender's goals, only that one waits for an update
+
+    @property
+    def picked_by_bot(self) -> bool:
+        """The bot chose among several goals: it says which, and how to move the update."""
+        return self in (Evidence.FOLLOW_UP, Evidence.ONLY_WAITING)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     route: Route
     goal_id: int | None = None
     body: str | None = None  # the text to store when it differs from the message
     candidates: tuple[int, ...] = ()
+    evidence: Evidence | None = None
+    unsure: bool = False  # stored, but it began like a command: say how to undo it
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingFacts:
-    """What routing needs to know beyond the message, all plain data."""
+    """What routing needs to know beyond the message, all plain data loaded for the batch."""
 
     bot_user_id: int
     bot_name: str
@@ -189,9 +209,19 @@ class RoutingFacts:
     topic_goal_id: int | None  # the goal whose topic the message is in
     owned_goal_ids: tuple[int, ...]  # active goals the sender owns
     waiting_goal_ids: tuple[int, ...]  # of those, the ones that are due or overdue
+    recent_goal_id: int | None  # the goal the sender updated within the update window
     has_pending: bool  # the sender has a DM waiting for "which goal?"
-    is_command: Callable[[str], bool]
-    match_goal: Callable[[str], int | None]  # the goal a typed name denotes, or None
+    goal_names: Sequence[GoalName] = ()  # every live goal, to read a goal named in the text
+
+    def match_goal(self, query: str) -> int | None:
+        result = match_goal(query, self.goal_names)
+        if result.kind is MatchKind.FOUND and result.goal is not None:
+            return result.goal.id
+        return None
+
+    def owned_names(self) -> list[GoalName]:
+        owned = set(self.owned_goal_ids)
+        return [g for g in self.goal_names if g.id in owned]
 
 
 def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
@@ -200,7 +230,7 @@ def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
     if msg.is_stream:
         addressed = mentions_bot(msg, facts.bot_name, facts.bot_user_id)
         text = strip_bot_mention(msg.content, facts.bot_name)
-        if addressed and facts.is_command(text):
+        if addressed and is_command(text, facts.bot_name):
             return Decision(Route.COMMAND)
         in_goals_stream = (msg.stream or "").lower() == facts.goals_stream.lower()
         if in_goals_stream and facts.topic_goal_id is not None:
@@ -208,7 +238,11 @@ def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
                 return Decision(Route.UPDATE, facts.topic_goal_id)
             return Decision(Route.COMMENT, facts.topic_goal_id)
         return Decision(Route.COMMAND) if addressed else Decision(Route.IGNORE)
-    # A direct message.
+    return _route_direct(msg, facts)
+
+
+def _route_direct(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
+    """A DM: a command, or an update for the goal the evidence points to, or a question."""
     text = strip_bot_mention(msg.content, facts.bot_name)
     prefixed = _UPDATE_PREFIX.match(text)
     if prefixed:
@@ -217,20 +251,41 @@ def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
             return Decision(Route.UNKNOWN_GOAL, body=prefixed.group("goal"))
         if goal_id not in facts.owned_goal_ids:
             return Decision(Route.NOT_AN_OWNER, goal_id)
-        return Decision(Route.UPDATE, goal_id, body=prefixed.group("body").strip())
+        body = prefixed.group("body").strip()
+        return Decision(Route.UPDATE, goal_id, body=body, evidence=Evidence.NAMED)
     if facts.has_pending:
         choice = _pending_choice(text, facts)
         if choice is not None:
             return Decision(Route.ANSWER_PENDING, choice)
-    if facts.is_command(text):
+    intent = classify(msg.content, facts.bot_name)
+    owned = facts.owned_goal_ids
+    if intent in (Intent.COMMAND, Intent.NEAR_COMMAND) or not owned:
         return Decision(Route.COMMAND)
-    if len(facts.owned_goal_ids) == 1:
-        return Decision(Route.UPDATE, facts.owned_goal_ids[0])
-    if len(facts.owned_goal_ids) > 1:
-        if len(facts.waiting_goal_ids) == 1:
-            return Decision(Route.UPDATE, facts.waiting_goal_ids[0])
-        return Decision(Route.ASK_GOAL, candidates=facts.owned_goal_ids)
-    return Decision(Route.COMMAND)  # not an owner: treat as a (probably unknown) command
+    unsure = intent is Intent.UNSURE
+    named = _named_goal(text, facts)
+    if named is not None:
+        return Decision(Route.UPDATE, named, evidence=Evidence.NAMED, unsure=unsure)
+    if len(owned) == 1:
+        return Decision(Route.UPDATE, owned[0], evidence=Evidence.ONLY_GOAL, unsure=unsure)
+    if facts.recent_goal_id in owned:
+        return Decision(
+            Route.UPDATE, facts.recent_goal_id, evidence=Evidence.FOLLOW_UP, unsure=unsure
+        )
+    if len(facts.waiting_goal_ids) == 1:
+        waiting = facts.waiting_goal_ids[0]
+        return Decision(Route.UPDATE, waiting, evidence=Evidence.ONLY_WAITING, unsure=unsure)
+    return Decision(Route.ASK_GOAL, candidates=owned)
+
+
+def _named_goal(text: str, facts: RoutingFacts) -> int | None:
+    """``<goal>: news`` names one of the sender's goals in its first words."""
+    head, colon, _rest = text.partition(":")
+    if not colon or "\n" in head or len(head.split()) > MAX_GOAL_WORDS:
+        return None
+    result = match_goal(head, facts.owned_names())
+    if result.kind is MatchKind.FOUND and result.goal is not None:
+        return result.goal.id
+    return None
 
 
 def _pending_choice(text: str, facts: RoutingFacts) -> int | None:
@@ -405,19 +460,123 @@ def set_content(row: Update, content: str, edited_at: datetime | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Router:
-    """Everything ``store_messages`` needs besides the session: the bot's identity and helpers."""
+    """Everything ``store_messages`` needs besides the session: the bot's identity and program."""
 
     bot_user_id: int
     bot_name: str
     goals_stream: str
-    is_command: Callable[[str], bool]
-    # (query, candidate names) -> goal id; injected so this module does not own fuzzy matching.
-    match_goal: Callable[[Session, str], int | None]
-    # goal ids -> the ones currently due or overdue (for DMs answering a DM prompt).
-    waiting_goals: Callable[[Session, Sequence[int]], set[int]]
+    program: Program  # judges which of an owner's goals wait for an update
     # Owner messages this close together form one update: a follow-up keeps the TL;DR and
-    # help-wanted lines of the message before it (status and the digest show the latest row).
+    # help-wanted lines of the message before it (status and the digest show the latest row),
+    # a DM naming no goal is filed with the goal updated just before, and `undo` works this long.
     update_window: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFacts:
+    """What routing a batch needs from the database, loaded in a fixed number of statements."""
+
+    people: Mapping[int, Person]  # by Zulip user id
+    topics: Mapping[str, int]  # goal id by lower-cased topic
+    owned: Mapping[int, list[int]]  # person id -> active goals owned
+    topic_owners: Mapping[int, set[int]]  # goal id -> owners, for goals whose topic has news
+    pending: dict[int, list[Update]]  # person id -> DMs kept until they say which goal
+    names: Sequence[GoalName]  # live goals, for goals named in DMs
+    waiting: frozenset[int]  # goals owned by DM senders that wait for an update now
+    recent: dict[int, tuple[int, datetime]]  # person id -> (goal id, sent at) of the last update
+
+
+def load_batch_facts(
+    session: Session, router: Router, todo: Sequence[IncomingMessage], now: datetime
+) -> BatchFacts:
+    """Everything routing needs for ``todo``: the same statements for one message or 5,000."""
+    people = ensure_people(session, [m.sender for m in todo], now)
+    topics = load_topic_goals(session)
+    owned = owned_active_goals(session, [p.id for p in people.values()])
+    topic_owners = owners_of(
+        session,
+        {
+            topics[goal_topic_name(m.topic or "").lower()]
+            for m in todo
+            if m.is_stream and goal_topic_name(m.topic or "").lower() in topics
+        },
+    )
+    direct = [m for m in todo if not m.is_stream]
+    dm_senders = {people[m.sender_id].id for m in direct}
+    pending: dict[int, list[Update]] = defaultdict(list)
+    names: Sequence[GoalName] = ()
+    waiting: frozenset[int] = frozenset()
+    recent: dict[int, tuple[int, datetime]] = {}
+    if dm_senders:
+        for row in session.execute(
+            select(Update)
+            .where(Update.kind == UpdateKind.PENDING, Update.author_id.in_(dm_senders))
+            .order_by(Update.id)
+        ).scalars():
+            assert row.author_id is not None
+            pending[row.author_id].append(row)
+        names = goal_names(session)
+        several = {g for pid in dm_senders if len(owned.get(pid, [])) > 1 for g in owned[pid]}
+        if several:
+            goals = load_goals(session, goal_ids=sorted(several))
+            waiting = frozenset(g.id for g in goals if router.program.is_waiting(g, now))
+        since = min(m.sent_at for m in direct) - router.update_window
+        recent = latest_updates_by(session, dm_senders, since)
+    return BatchFacts(people, topics, owned, topic_owners, pending, names, waiting, recent)
+
+
+def latest_updates_by(
+    session: Session, person_ids: Iterable[int], since: datetime
+) -> dict[int, tuple[int, datetime]]:
+    """Each person's latest update sent since ``since``: (goal id, sent at), in one statement."""
+    ranked = (
+        select(
+            Update.author_id,
+            Update.goal_id,
+            Update.sent_at,
+            func.row_number()
+            .over(partition_by=Update.author_id, order_by=(Update.sent_at.desc(), Update.id.desc()))
+            .label("rank"),
+        )
+        .where(
+            Update.author_id.in_(list(person_ids)),
+            Update.kind == UpdateKind.UPDATE,
+            Update.deleted.is_(False),
+            Update.goal_id.is_not(None),
+            Update.sent_at >= since,
+        )
+        .subquery()
+    )
+    return {
+        author: (goal, sent)
+        for author, goal, sent in session.execute(
+            select(ranked.c.author_id, ranked.c.goal_id, ranked.c.sent_at).where(ranked.c.rank == 1)
+        )
+    }
+
+
+def filed_note(decision: Decision, goal_name: str, window: timedelta) -> str | None:
+    """The one short reply to a stored DM update, when the bot chose the goal or was unsure."""
+    lines = []
+    if decision.evidence is not None and decision.evidence.picked_by_bot:
+        why = (
+            "you updated it moments ago"
+            if decision.evidence is Evidence.FOLLOW_UP
+            else "it is the one of your goals waiting for an update"
+        )
+        lines.append(
+            f"Saved as an update of **{neutralize(goal_name)}** ({why}). "
+            "Another goal? Say `move to <goal>`."
+        )
+    if decision.unsure:
+        minutes = int(window.total_seconds() // 60)
+        lines.append(
+            f"Saved as an update of **{neutralize(goal_name)}**. If you meant a command, say "
+            f"`undo` within {minutes} minutes and I will remove it; `help` lists the commands."
+            if not lines
+            else f"If you meant a command, say `undo` within {minutes} minutes to remove it."
+        )
+    return "\n".join(lines) or None
 
 
 def store_messages(
@@ -425,8 +584,9 @@ def store_messages(
 ) -> BatchEffects:
     """Store a batch of new messages in the caller's transaction; already handled ones are skipped.
 
-    A fixed number of statements prepares the batch (handled ids, people, topics, ownership), so
-    a backfill of thousands of messages costs a handful of round trips plus the inserts.
+    Load the facts routing needs (a fixed number of statements, ``load_batch_facts``), route
+    each message with plain data (``route``), then store: a backfill of thousands of messages
+    costs the same handful of round trips plus the inserts.
     """
     effects = BatchEffects()
     if not messages:
@@ -441,60 +601,50 @@ def store_messages(
     if not todo:
         _record_outcomes(session, outcomes)
         return effects
-    people = ensure_people(session, [m.sender for m in todo], now)
-    topics = load_topic_goals(session)
-    owned = owned_active_goals(session, [p.id for p in people.values()])
-    topic_owners = owners_of(
-        session,
-        {
-            topics[goal_topic_name(m.topic or "").lower()]
-            for m in todo
-            if m.is_stream and goal_topic_name(m.topic or "").lower() in topics
-        },
-    )
-    dm_senders = {people[m.sender_id].id for m in todo if not m.is_stream}
-    pending: dict[int, list[Update]] = defaultdict(list)
-    if dm_senders:
-        for row in session.execute(
-            select(Update)
-            .where(Update.kind == UpdateKind.PENDING, Update.author_id.in_(dm_senders))
-            .order_by(Update.id)
-        ).scalars():
-            assert row.author_id is not None
-            pending[row.author_id].append(row)
+    facts = load_batch_facts(session, router, todo, now)
+    names = {g.id: g.name for g in facts.names}
+    pending = facts.pending
     new_updates: list[NewUpdate] = []  # owners' updates, for carry_summaries
     fresh: list[NewUpdate] = []  # every new row, updates and comments, in message order
     for m in todo:
-        author = people[m.sender_id]
+        author = facts.people[m.sender_id]
         topic_goal = None
         if m.is_stream and (m.stream or "").lower() == router.goals_stream.lower():
-            topic_goal = topics.get(goal_topic_name(m.topic or "").lower())
-        own = owned.get(author.id, [])
+            topic_goal = facts.topics.get(goal_topic_name(m.topic or "").lower())
+        own = facts.owned.get(author.id, [])
         if topic_goal is not None:
             # In a goal topic, "owner" means an owner of that goal, whatever its state.
-            own = [*own, topic_goal] if author.id in topic_owners.get(topic_goal, set()) else own
-        waiting: tuple[int, ...] = ()
-        if not m.is_stream and len(own) > 1:
-            waiting = tuple(sorted(router.waiting_goals(session, own)))
-        facts = RoutingFacts(
-            bot_user_id=router.bot_user_id,
-            bot_name=router.bot_name,
-            goals_stream=router.goals_stream,
-            topic_goal_id=topic_goal,
-            owned_goal_ids=tuple(dict.fromkeys(own)),
-            waiting_goal_ids=waiting,
-            has_pending=bool(pending.get(author.id)),
-            is_command=router.is_command,
-            match_goal=lambda q: router.match_goal(session, q),
+            is_owner = author.id in facts.topic_owners.get(topic_goal, set())
+            own = [*own, topic_goal] if is_owner else own
+        recent = facts.recent.get(author.id)
+        decision = route(
+            m,
+            RoutingFacts(
+                bot_user_id=router.bot_user_id,
+                bot_name=router.bot_name,
+                goals_stream=router.goals_stream,
+                topic_goal_id=topic_goal,
+                owned_goal_ids=tuple(dict.fromkeys(own)),
+                waiting_goal_ids=tuple(sorted(g for g in own if g in facts.waiting)),
+                recent_goal_id=(
+                    recent[0] if recent and m.sent_at - recent[1] <= router.update_window else None
+                ),
+                has_pending=bool(pending.get(author.id)),
+                goal_names=facts.names,
+            ),
         )
-        decision = route(m, facts)
         outcomes[m.id] = decision.route.value
         if decision.route is Route.UPDATE:
+            assert decision.goal_id is not None
             added = new_update(m, decision.goal_id, author, UpdateKind.UPDATE, decision.body)
             new_updates.append(added)
             fresh.append(added)
             effects.acknowledge.append(m.id)
             effects.stored += 1
+            facts.recent[author.id] = (decision.goal_id, m.sent_at)
+            note = filed_note(decision, names.get(decision.goal_id, ""), router.update_window)
+            if note is not None:
+                effects.direct_replies.append((m.sender_id, note))
         elif decision.route is Route.COMMENT:
             fresh.append(new_update(m, decision.goal_id, author, UpdateKind.COMMENT))
             effects.stored += 1
@@ -505,10 +655,8 @@ def store_messages(
             session.add(kept)
             effects.stored += 1
             if not pending.get(author.id):  # ask once, however many messages wait
-                names = _goal_names(session, own)
-                effects.direct_replies.append(
-                    (m.sender_id, ask_goal_text([(g, names[g]) for g in own], m.content))
-                )
+                choices = [(g, names.get(g, f"goal {g}")) for g in own]
+                effects.direct_replies.append((m.sender_id, ask_goal_text(choices, m.content)))
             pending[author.id].append(kept)
         elif decision.route is Route.ANSWER_PENDING:
             for row in pending.get(author.id, []):
@@ -600,15 +748,6 @@ def carry_summaries(session: Session, rows: Sequence[NewUpdate], window: timedel
             row.tldr = row.tldr or before.tldr
             row.help_wanted = row.help_wanted or before.help_wanted
         previous[key] = row
-
-
-def _goal_names(session: Session, goal_ids: Sequence[int]) -> dict[int, str]:
-    return {
-        gid: short or title
-        for gid, short, title in session.execute(
-            select(Goal.id, Goal.short_title, Goal.title).where(Goal.id.in_(list(goal_ids)))
-        )
-    }
 
 
 def _record_outcomes(session: Session, outcomes: Mapping[int, str]) -> None:

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from ..config import WEEKDAYS, Config
-from ..grammar import ADMINS, ANYONE, HISTORY_MAX, OWNERS, SPECS, Command
+from ..grammar import (
+    ADMINS,
+    ANYONE,
+    HISTORY_MAX,
+    OWNERS,
+    SPEC_BY_NAME,
+    SPECS,
+    Command,
+    near_command,
+)
 from ..markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
@@ -312,5 +321,14 @@ def digest_text(config: Config) -> str:
 
 
 def unknown_text(command: Command, bot_name: str) -> str:
+    """The answer to a word that is no command: the closest command when it is a typo."""
     word = echo(command.typed, ECHO_WORD_CHARS)
+    guess = near_command(command.typed)
+    if guess is not None:
+        spec = SPEC_BY_NAME[guess]
+        retyped = f"{guess} {echo(command.text)}".strip() if command.text.strip() else guess
+        return (
+            f"I don't know the command '{word}'. Did you mean `{retyped}`? "
+            f"(`{spec.syntax}`: {spec.summary}.)"
+        )
     return f"I don't know the command '{word}'. Here is what I can do:\n\n" + help_text(bot_name)

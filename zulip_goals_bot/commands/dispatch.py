@@ -21,7 +21,7 @@ from ..people import SenderInfo, ensure_people
 from .admins import cmd_cadence, cmd_goal, cmd_map, cmd_owners, cmd_retire, cmd_subscribers
 from .answers import Moment, Reply, help_text, unknown_text
 from .call import Call, Handler
-from .owners import cmd_away, cmd_back, cmd_skip, cmd_transition
+from .owners import cmd_away, cmd_back, cmd_move, cmd_skip, cmd_transition, cmd_undo
 from .readers import (
     cmd_about,
     cmd_history,
@@ -91,6 +91,8 @@ HANDLERS: Mapping[str, Handler] = {
     "pause": cmd_transition,
     "resume": cmd_transition,
     "complete": cmd_transition,
+    "undo": cmd_undo,
+    "move": cmd_move,
     "goal": cmd_goal,
     "owners": cmd_owners,
     "cadence": cmd_cadence,

@@ -1,20 +1,20 @@
-"""Commands for goal owners: skip, away, back, pause, resume, complete."""
+"""Commands for goal owners: skip, away, back, pause, resume, complete, undo, move to."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
 
 from ..errors import CommandError
 from ..grammar import Command, parse_away
-from ..markdown import (
-    time_tag,
-)
-from ..models import (
-    Goal,
-    GoalState,
-)
+from ..markdown import safe, time_tag
+from ..matching import echo
+from ..models import Goal, GoalState, Update, UpdateKind, UpdateSource
 from ..prompts import skip_goal
+from ..replies import set_content
 from .answers import DUE_TEXT, goal_title
 from .call import Call, require_owner, resolve_goal
 
@@ -90,3 +90,71 @@ def cmd_transition(call: Call, command: Command) -> list[str]:
     row.state = target
     row.updated_at = call.now
     return [f"{goal_title(goal)} {said.format(slug=goal.slug)}"]
+
+
+# How far back `move to` looks for the update to move: long enough to notice a misfiled update in
+# the next digest, short enough that it never moves something long forgotten.
+MOVE_WINDOW = timedelta(days=7)
+# How much of the update `undo` and `move to` quote back, to show which one they meant.
+QUOTE_CHARS = 80
+
+
+def _last_dm_update(call: Call, since: datetime) -> Update | None:
+    """The sender's latest update stored from a DM since ``since`` (the one the bot filed)."""
+    return call.session.execute(
+        select(Update)
+        .where(
+            Update.author_id == call.me.id,
+            Update.kind == UpdateKind.UPDATE,
+            Update.source == UpdateSource.DM,
+            Update.deleted.is_(False),
+            Update.sent_at >= since,
+        )
+        .order_by(Update.sent_at.desc(), Update.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _quoted(update: Update) -> str:
+    first = update.content.strip().splitlines()[0] if update.content.strip() else ""
+    return f"“{echo(first, QUOTE_CHARS)}”"
+
+
+def cmd_undo(call: Call, command: Command) -> list[str]:
+    minutes = call.config.update_window_minutes
+    row = _last_dm_update(call, call.now - timedelta(minutes=minutes))
+    if row is None:
+        raise CommandError(
+            f"Nothing to undo: you sent me no update by DM in the last {minutes} minutes. "
+            "To remove an older update, delete your message in Zulip; I follow deletes."
+        )
+    row.deleted = True
+    name = call.session.get(Goal, row.goal_id) if row.goal_id is not None else None
+    where = f" of **{safe(name.short_title or name.title)}**" if name is not None else ""
+    return [
+        f"Removed your update{where} ({_quoted(row)}). It no longer counts as an update and "
+        "is left out of status, the digest and the site."
+    ]
+
+
+def cmd_move(call: Call, command: Command) -> list[str]:
+    if not command.text.strip():
+        raise CommandError("Say which goal: `move to <goal>`.")
+    goal = resolve_goal(call, command, command.text)
+    require_owner(call, goal, "post updates for")
+    row = _last_dm_update(call, call.now - MOVE_WINDOW)
+    if row is None:
+        raise CommandError(
+            "I found no update you sent me by DM in the last week, so nothing was moved. "
+            "An update posted in a goal's topic moves with the message: move it to the other "
+            "goal's topic in Zulip."
+        )
+    if row.goal_id == goal.id:
+        return [f"Your last update ({_quoted(row)}) is already filed under {goal_title(goal)}."]
+    row.goal_id = goal.id
+    # The TL;DR and help wanted come from the update's own text, not from the goal it left.
+    set_content(row, row.content, None)
+    return [
+        f"Moved your update ({_quoted(row)}) to {goal_title(goal)}; status, the digest, the "
+        "site and the blog export show it there."
+    ]
