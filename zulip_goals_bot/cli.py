@@ -82,7 +82,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 def cmd_digest(args: argparse.Namespace) -> int:
     from .app import digest_command
 
-    return digest_command(_load(args), dry_run=args.dry_run, since=args.since)
+    return digest_command(_load(args), dry_run=args.dry_run, since=args.since, again=args.again)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -155,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     dg = sub.add_parser("digest", help="post (or print) the weekly digest now")
     dg.add_argument("--dry-run", action="store_true", help="print, do not post")
     dg.add_argument("--since", metavar="DATE", help="count updates from this date (YYYY-MM-DD)")
+    dg.add_argument(
+        "--again",
+        action="store_true",
+        help="post anew even if this week's digest was already sent",
+    )
     dg.set_defaults(func=cmd_digest)
 
     doc = sub.add_parser(

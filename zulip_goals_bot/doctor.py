@@ -1095,7 +1095,8 @@ def startup_checks(config: Config, io: ZulipIO, db: Database, clock: Clock) -> l
     facts = Facts(files, now, config, zulip_facts(io, config), db_facts(config))
     checks = run_checks(facts)
     for c in checks:
-        if c.status is Status.OK:
+        # ZulipIO already warned about a zuliprc others can read when it opened the file.
+        if c.status is Status.OK or c.key == "zuliprc":
             continue
         level = logging.ERROR if c.status is Status.ERROR else logging.WARNING
         log.log(level, "set-up: %s %s (fix: %s)", c.status.mark, c.summary, c.fix)
