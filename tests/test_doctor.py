@@ -435,6 +435,8 @@ def subscribe_digest(db: Database, who: User, when: datetime) -> None:
 
 def test_run_logs_each_problem_once_and_the_digest_lists_it(setup: Setup) -> None:
     setup.configure("ack_emoji = goals_done\n")
+    setup.server.add_custom_emoji("goals_done", setup.user("Ada Admin"))
+    setup.server.deactivate_custom_emoji("goals_done")
     with BotProcess(setup.conf, env=setup.env) as bot:
         log = bot.log()
         assert bot.terminate() == 0
@@ -442,17 +444,16 @@ def test_run_logs_each_problem_once_and_the_digest_lists_it(setup: Setup) -> Non
     assert len(lines) == 1, log
     assert "ERROR" in lines[0]
     assert lines[0].endswith(
-        "set-up: ✗ Emoji :goals_done: (ack_emoji): not on this server, so saved updates get no "
-        "reaction (fix: add a custom emoji :goals_done: (Settings > Organization settings > "
-        "Custom emoji), or set ack_emoji in bot.conf to one that exists (the default `check` "
-        "always does))"
+        "set-up: ✗ Emoji :goals_done: (ack_emoji): the custom emoji was deactivated (fix: add "
+        "a custom emoji :goals_done: (Settings > Organization settings > Custom emoji), or set "
+        "ack_emoji in bot.conf to one that exists (the default `check` always does))"
     )
     done = run_cli(setup.conf, "digest", env=setup.env)
     assert done.returncode == 0, done.stderr
     (digest,) = setup.server.messages_in("project-goals", "weekly digest")
     assert (
         "_Set-up problems found when the bot started (1):_\n"
-        "- ✗ Emoji :goals_done: (ack_emoji): not on this server, so saved updates get no reaction "
+        "- ✗ Emoji :goals_done: (ack_emoji): the custom emoji was deactivated "
         "(fix: add a custom emoji :goals_done:"
     ) in digest["content"]
 
@@ -501,3 +502,13 @@ def test_manual_digest_is_once_per_week_and_again_posts_anew(setup: Setup) -> No
     assert again.stdout.startswith("Digest manual-20250306T1300: 3 sent, 0 already sent")
     assert len(digests()) == 6
     db.dispose()
+
+
+def test_unreachable_server(setup: Setup) -> None:
+    rc = setup.tmp / "zuliprc"
+    rc.write_text(rc.read_text().replace(setup.server.base_url, "http://127.0.0.1:9"))
+    status, checks, _ = setup.doctor()
+    assert status == 2
+    cred = checks["credentials"]
+    assert cred["summary"].startswith("Zulip at http://127.0.0.1:9: cannot reach the Zulip server")
+    assert cred["fix"] == "check site= in the zuliprc, and that this machine can reach the server"

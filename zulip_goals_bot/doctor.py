@@ -433,6 +433,12 @@ def check_emoji(z: ZulipFacts, name: str) -> Check:
     found = custom.get(name)
     if found is not None and found.get("deactivated"):
         return error("emoji", f"Emoji :{name}: (ack_emoji): the custom emoji was deactivated", fix)
+    if z.ack_renders is None and "emoji" not in z.unread:
+        return ok(
+            "emoji",
+            f"Emoji :{name}: (ack_emoji): not a custom emoji here; `zulip-goals-bot doctor` "
+            "checks Zulip's built-in names",
+        )
     if z.ack_renders is None:
         return warn(
             "emoji",
@@ -853,13 +859,29 @@ def file_facts(config_path: Path, load: Callable[[], Config]) -> tuple[FileFacts
     return FileFacts(config_path, zuliprc_path=rc, zuliprc_mode=mode), config
 
 
+def _site(zuliprc: Path) -> str:
+    """The server's URL as the zuliprc (or ZULIP_SITE) names it, for a server that is down."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(zuliprc, encoding="utf-8")
+        return parser.get("api", "site", fallback=os.environ.get("ZULIP_SITE", "")).rstrip("/")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return os.environ.get("ZULIP_SITE", "")
+
+
 def _after_path(message: str, path: Path) -> str:
     prefix = f"{path}: "
     return message.removeprefix(prefix)
 
 
-def zulip_facts(io: ZulipIO, config: Config) -> ZulipFacts:
-    """Read what the checks need; never sends a message or changes a setting."""
+def zulip_facts(io: ZulipIO, config: Config, *, render: bool = True) -> ZulipFacts:
+    """Read what the checks need; never sends a message or changes a setting.
+
+    Without ``render`` the emoji is looked up among the custom emoji only: ``run`` skips the
+    render request, a POST to ``messages/...`` that its message traffic should not include.
+    """
     from .errors import ZulipError
 
     unread: dict[str, str] = {}
@@ -905,7 +927,14 @@ def zulip_facts(io: ZulipIO, config: Config) -> ZulipFacts:
         realm = {k: v for k, v in registered.items() if k.startswith("realm_")}
         io.deregister(str(registered.get("queue_id")))
     emoji = get("emoji", "realm/emoji") or {}
-    rendered = get("emoji", "messages/render", "POST", content=f":{config.ack_emoji}:")
+    rendered = (
+        get("emoji", "messages/render", "POST", content=f":{config.ack_emoji}:") if render else None
+    )
+    if not render and any(
+        e.get("name") == config.ack_emoji and not e.get("deactivated")
+        for e in emoji.get("emoji", {}).values()
+    ):
+        rendered = {"rendered": 'class="emoji"'}  # an active custom emoji renders
     fields = get("profile_fields", "realm/profile_fields") or {}
     level = settings.get("zulip_feature_level")
     return ZulipFacts(
@@ -989,7 +1018,7 @@ def gather(config_path: Path, clock: Clock) -> Facts:
         try:
             io = ZulipIO(config.zuliprc)
         except GoalsBotError as exc:
-            zulip = ZulipFacts(site="", error=str(exc))
+            zulip = ZulipFacts(site=_site(config.zuliprc), error=str(exc))
         else:
             zulip = zulip_facts(io, config)
     return Facts(files, now, config, zulip, db_facts(config))
@@ -1092,7 +1121,7 @@ def startup_checks(config: Config, io: ZulipIO, db: Database, clock: Clock) -> l
     act on are stored for the digest."""
     now = clock.now()
     files, _ = file_facts(config.path or Path("bot.conf"), lambda: config)
-    facts = Facts(files, now, config, zulip_facts(io, config), db_facts(config))
+    facts = Facts(files, now, config, zulip_facts(io, config, render=False), db_facts(config))
     checks = run_checks(facts)
     for c in checks:
         # ZulipIO already warned about a zuliprc others can read when it opened the file.
