@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -1069,3 +1070,116 @@ def test_bulk_messages_drain_in_one_response(demo: FakeZulip) -> None:
         params={"queue_id": queue["queue_id"], "last_event_id": 19_999, "dont_block": "true"},
     )
     assert rest.json()["events"] == []
+
+
+# ============================================================================ realm settings
+
+
+def test_realm_settings_custom_emoji_and_render_match_openapi(demo: FakeZulip) -> None:
+    bot, ben = user(demo, "Goals Bot"), user(demo, "Ben Owner")
+    emoji_id = demo.add_custom_emoji("goals_done", ben)
+    demo.add_custom_emoji("old_tick", ben)
+    demo.deactivate_custom_emoji("old_tick")
+    demo.set_private_message_policy(2)
+    demo.set_invite_to_stream_policy(2)
+    r = Recorder(demo, bot)
+    emoji = r.call("get", "/realm/emoji")["emoji"]
+    assert {e["name"]: e["deactivated"] for e in emoji.values()} == {
+        "goals_done": False,
+        "old_tick": True,
+    }
+    rendered = r.call("post", "/messages/render", content=":goals_done: :check: :old_tick: :nope:")
+    html = rendered["rendered"]
+    assert f'src="/user_avatars/2/emoji/images/{emoji_id}.png"' in html
+    assert 'class="emoji emoji-2705"' in html
+    assert ":old_tick: :nope:" in html  # a deactivated or unknown name stays text
+    reg = r.call("post", "/register", event_types=["realm"], fetch_event_types=["realm"])
+    assert reg["realm_private_message_policy"] == 2
+    assert reg["realm_invite_to_stream_policy"] == 2
+    r.call("delete", "/events", queue_id=reg["queue_id"])
+    problems = [
+        f"{method.upper()} {path} {status}: {err}"
+        for path, method, status, body in r.seen
+        for err in schema_errors(path, method, status, body)
+    ]
+    assert not problems, "\n".join(problems)
+    # Reactions take custom emoji by name, as the real server does.
+    mid = demo.send_stream_message(ben, "project-goals", "t", "done")
+    client = demo.client_for(bot)
+    assert client.add_reaction({"message_id": mid, "emoji_name": "goals_done"})["result"] == (
+        "success"
+    )
+    (reaction,) = demo.message(mid)["reactions"]
+    assert (reaction["emoji_code"], reaction["reaction_type"]) == (str(emoji_id), "realm_emoji")
+    refused = client.add_reaction({"message_id": mid, "emoji_name": "old_tick"})
+    assert refused["msg"] == "Emoji 'old_tick' does not exist"
+
+
+def test_stream_post_policy_lets_a_bot_post_where_its_owner_may(demo: FakeZulip) -> None:
+    ben = user(demo, "Ben Owner")
+    admins_bot = user(demo, "Goals Bot")  # owned by Ada, an administrator
+    bens_bot = demo.realm.add_user("Ben's Bot", "bens-bot@example.com", is_bot=True, bot_owner=ben)
+    demo.set_stream_post_policy("project-goals", 2)
+    subs = demo.client_for(admins_bot).get_subscriptions()["subscriptions"]
+    (goals,) = [s for s in subs if s["name"] == "project-goals"]
+    assert (goals["stream_post_policy"], goals["is_announcement_only"]) == (2, True)
+    message = {"type": "stream", "to": "project-goals", "topic": "t", "content": "x"}
+    assert demo.client_for(admins_bot).send_message(message)["result"] == "success"
+    for who in (ben, bens_bot):
+        refused = demo.client_for(who).send_message(message)
+        assert refused["msg"] == "Only organization administrators can send to this stream."
+    demo.set_stream_post_policy("project-goals", 4)
+    refused = demo.client_for(bens_bot).send_message(message)
+    assert refused["msg"] == (
+        "Only organization administrators and moderators can send to this stream."
+    )
+    demo.set_stream_post_policy("project-goals", 1)
+    assert demo.client_for(bens_bot).send_message(message)["result"] == "success"
+
+
+def test_disabled_direct_messages_exempt_bots(demo: FakeZulip) -> None:
+    bot, ben, eve = user(demo, "Goals Bot"), user(demo, "Ben Owner"), user(demo, "Eve Lead")
+    demo.set_private_message_policy(2)
+    humans = demo.client_for(ben).send_message({"type": "private", "to": [eve.user_id],
+                                                 "content": "hi"})  # fmt: skip
+    assert humans["msg"] == "Direct messages are disabled in this organization."
+    to_bot = demo.client_for(ben).send_message(
+        {"type": "private", "to": [bot.user_id], "content": "status polonius"}
+    )
+    assert to_bot["result"] == "success"
+    from_bot = demo.client_for(bot).send_message(
+        {"type": "private", "to": [ben.user_id, eve.user_id], "content": "prompt"}
+    )
+    assert from_bot["result"] == "success"
+
+
+def test_subscribing_others_follows_the_realm_policy(demo: FakeZulip) -> None:
+    bot, dev = user(demo, "Goals Bot"), user(demo, "Dev Owner")
+    request = {"subscriptions": [{"name": "project-goals"}], "principals": [dev.user_id]}
+    demo.set_invite_to_stream_policy(2)  # administrators only
+    refused = demo.client_for(bot).call_endpoint(
+        "users/me/subscriptions", method="POST", request=request
+    )
+    assert refused["msg"] == "Insufficient permission"
+    assert dev.user_id not in demo.stream_subscribers("project-goals")
+    demo.set_invite_to_stream_policy(1)
+    done = demo.client_for(bot).call_endpoint(
+        "users/me/subscriptions", method="POST", request=request
+    )
+    assert done["subscribed"] == {dev.email: ["project-goals"]}
+    assert dev.user_id in demo.stream_subscribers("project-goals")
+
+
+def test_date_and_expires_headers_follow_the_emulator_clock() -> None:
+    """The recording's Expires header is the server's clock (X-RateLimit-Reset minus the minute
+    window); the emulator used the machine's. Replayed at the recording's time, they agree."""
+    (exchange,) = transcript(19)["exchanges"]
+    recorded = exchange["response"]["headers"]
+    at = parsedate_to_datetime(recorded["Expires"]).timestamp()
+    assert int(recorded["X-RateLimit-Reset"]) == at + 60
+    with FakeZulip(golden_realm(), clock=lambda: at + 0.4) as server:
+        replay = Replay(server)
+        response = replay.request(exchange)
+        assert response.headers["Expires"] == recorded["Expires"]
+        assert response.headers["Date"] == recorded["Expires"]
+        assert not compare(exchange["response"]["json"], response.json(), replay)

@@ -255,12 +255,6 @@ class GoalsBot:
         self._stream_names = {
             int(s["stream_id"]): str(s["name"]) for s in result.get("subscriptions", [])
         }
-        if self.config.stream not in self._stream_names.values():
-            log.warning(
-                "the bot is not subscribed to #%s: it will not see owners' replies there; "
-                "subscribe it in Zulip",
-                self.config.stream,
-            )
 
     def subscribers(self) -> frozenset[int]:
         """Who is subscribed to the goals stream, re-read at most every few minutes."""
@@ -773,11 +767,22 @@ def run_bot(config: Config, *, clock: Clock | None = None) -> int:
             listener.site,
             config.stream,
         )
+        check_setup(config, listener, db, clock)
         code = bot.run()
         return 1 if lost.is_set() else code
     finally:
         lease.release()
         db.dispose()
+
+
+def check_setup(config: Config, io: ZulipIO, db: Database, clock: Clock) -> None:
+    """``doctor``'s checks at start-up: a log line per problem, stored for the digest."""
+    from .doctor import startup_checks
+
+    try:
+        startup_checks(config, io, db, clock)
+    except GoalsBotError as exc:  # a check that cannot run must not stop the bot
+        log.warning("set-up checks could not run: %s", exc)
 
 
 def prompt_command(config: Config, *, dry_run: bool, goal: str | None, now: bool = False) -> int:
@@ -802,7 +807,7 @@ def prompt_command(config: Config, *, dry_run: bool, goal: str | None, now: bool
     return 0
 
 
-def digest_command(config: Config, *, dry_run: bool, since: str | None) -> int:
+def digest_command(config: Config, *, dry_run: bool, since: str | None, again: bool = False) -> int:
     from datetime import date, time
 
     from .digest import send_digest
@@ -824,8 +829,11 @@ def digest_command(config: Config, *, dry_run: bool, since: str | None) -> int:
     io = ZulipIO(config.zuliprc)
     me = io.whoami()
     ctx = Context(config, db, clock, io.site, int(me["user_id"]), str(me.get("full_name", "")))
-    report = send_digest(ctx, LockedSender(io), since=since_dt, force=True)
+    # Once per digest week, like the scheduled one; --again posts anew on purpose.
+    report = send_digest(ctx, LockedSender(io), since=since_dt, force=again, manual=not again)
     print(report.render())
+    if report.already and not report.sent and not again:
+        print("`zulip-goals-bot digest --again` posts it anew.")
     return 0
 
 

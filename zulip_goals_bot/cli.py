@@ -82,7 +82,14 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 def cmd_digest(args: argparse.Namespace) -> int:
     from .app import digest_command
 
-    return digest_command(_load(args), dry_run=args.dry_run, since=args.since)
+    return digest_command(_load(args), dry_run=args.dry_run, since=args.since, again=args.again)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .config import config_path
+    from .doctor import doctor_command
+
+    return doctor_command(config_path(args.config), as_json=args.json, fix=args.fix)
 
 
 def cmd_export_blog(args: argparse.Namespace) -> int:
@@ -154,7 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
     dg = sub.add_parser("digest", help="post (or print) the weekly digest now")
     dg.add_argument("--dry-run", action="store_true", help="print, do not post")
     dg.add_argument("--since", metavar="DATE", help="count updates from this date (YYYY-MM-DD)")
+    dg.add_argument(
+        "--again",
+        action="store_true",
+        help="post anew even if this week's digest was already sent",
+    )
     dg.set_defaults(func=cmd_digest)
+
+    doc = sub.add_parser(
+        "doctor",
+        help="check the set-up on this Zulip: a line per check, with the fix for each problem",
+        description="Check bot.conf, the zuliprc, the Zulip account, stream, permissions, "
+        "emoji, owners, the database and the clocks. Sends no message and changes nothing "
+        "unless --fix is given. Exit status: 0 all good, 1 warnings, 2 errors.",
+    )
+    doc.add_argument("--json", action="store_true", help="machine-readable output")
+    doc.add_argument(
+        "--fix",
+        action="store_true",
+        help="subscribe the bot to the goals stream (and, with subscribe_owners = true, the "
+        "owners who are not subscribed)",
+    )
+    doc.set_defaults(func=cmd_doctor)
 
     ex = sub.add_parser("export", help="export updates")
     exsub = ex.add_subparsers(dest="export_command", metavar="FORMAT")

@@ -50,6 +50,12 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("goals", "ack_emoji", "check", "Reaction that acknowledges a stored update."),
     Key("goals", "update_window_minutes", "10", "Messages within this window form one update."),
+    Key(
+        "goals",
+        "subscribe_owners",
+        "false",
+        "doctor --fix also subscribes owners to the stream (if Zulip lets the bot).",
+    ),
     Key("schedule", "enabled", "true", "Send prompts and reminders on schedule."),
     Key("schedule", "weekday", "thursday", "Day prompts go out."),
     Key("schedule", "time", "14:00", "Time prompts go out, in the program timezone (HH:MM)."),
@@ -105,6 +111,7 @@ class Config:
     github_profile_field: str = "GitHub"
     ack_emoji: str = "check"
     update_window_minutes: int = 10
+    subscribe_owners: bool = False
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     digest: DigestConfig = field(default_factory=DigestConfig)
     log_level: str = "INFO"
@@ -259,6 +266,7 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         github_profile_field=r.text("goals", "github_profile_field"),
         ack_emoji=r.text("goals", "ack_emoji") or "check",
         update_window_minutes=r.integer("goals", "update_window_minutes", 0, 1440),
+        subscribe_owners=r.boolean("goals", "subscribe_owners"),
         schedule=schedule,
         digest=digest,
         log_level=level,

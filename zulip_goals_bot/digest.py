@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from . import outbox
 from .context import Context
+from .doctor import attention_lines, load_problems
 from .markdown import (
     SAFE_LENGTH,
     days_ago,
@@ -126,6 +127,7 @@ class DigestData:
     failed: tuple[FailedDelivery, ...] = ()
     claims: tuple[IdentityClaim, ...] = ()
     updated_ids: frozenset[int] = frozenset()  # goals with an owner update since ``since``
+    setup: tuple[str, ...] = ()  # set-up problems an admin must fix (``doctor`` at start-up)
 
 
 def load_digest_data(session: Session, ctx: Context, since: datetime, now: datetime) -> DigestData:
@@ -321,6 +323,7 @@ def _attention(rows: Sequence[_Row], data: DigestData, stream: str, today: date)
         ("Owners the bot cannot reach", unmapped),
         ("Messages that failed", [f"- {f.render()}" for f in data.failed]),
         ("GitHub handles claimed this week", [f"- {c.render()}" for c in data.claims]),
+        ("Set-up problems found when the bot started", list(data.setup)),
     ]
     blocks = [
         f"_{title} ({len(items)}):_\n" + limit_items(items, ATTENTION_LIST_CHARS)
@@ -427,6 +430,8 @@ class DigestReport:
         if self.dry_run:
             split = f" in {len(self.parts)} messages" if len(self.parts) > 1 else ""
             return f"{self.text}\n\n(dry run: would post{split} to {where})"
+        if self.already and not self.sent and not self.failed:
+            return f"Digest {self.period}: nothing posted, already sent this period ({where})"
         return (
             f"Digest {self.period}: {self.sent} sent, {self.already} already sent, "
             f"{self.failed} failed ({where})"
@@ -514,11 +519,14 @@ def send_digest(
     dry_run: bool = False,
     since: datetime | None = None,
     force: bool = False,
+    manual: bool = False,
 ) -> DigestReport:
     """Compose the digest and deliver it once per destination for this digest week.
 
-    ``force`` posts now under a key of its own, so an operator's manual digest neither blocks
-    nor repeats the scheduled one.
+    ``manual`` (``zulip-goals-bot digest``) sends what this week still owes to the topic and to
+    every subscriber, under the week's keys: a second run, a cron job or a retry after a timeout
+    sends nothing more, and neither does the scheduled digest.  ``force`` (``--again``) posts
+    anew under a key of its own (one per minute, so a retry within the minute is not doubled).
     """
     now = ctx.clock.now()
     period = digest_period(ctx, now)
@@ -526,8 +534,9 @@ def send_digest(
     since = since or now - DIGEST_WINDOW
     with ctx.db.read() as session:
         data = load_digest_data(session, ctx, since, now)
+        data = replace(data, setup=tuple(attention_lines(load_problems(session))))
         # A manual digest goes to every subscriber; the weekly one to those of the week's start.
-        targets = digest_targets(ctx, session, None if force else period.start)
+        targets = digest_targets(ctx, session, None if force or manual else period.start)
     cfg = ctx.config
     parts = tuple(
         compose_digest(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import email.utils
 import logging
 import os
 import random
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,8 +70,11 @@ class _Budget:
     reset_at: float = 0.0
 
 
-def _check_zuliprc(path: Path) -> None:
-    """Validate a zuliprc ourselves, so that a broken one gives one clear line, not a traceback."""
+def check_zuliprc(path: Path, *, warn: bool = True) -> None:
+    """Validate a zuliprc ourselves, so that a broken one gives one clear line, not a traceback.
+
+    With ``warn``, a zuliprc that others can read is logged (``doctor`` reports it instead).
+    """
     env_ready = bool(os.environ.get("ZULIP_EMAIL") and os.environ.get("ZULIP_API_KEY"))
     if not path.exists():
         if env_ready and os.environ.get("ZULIP_SITE"):
@@ -88,7 +93,7 @@ def _check_zuliprc(path: Path) -> None:
         env = {"email": "ZULIP_EMAIL", "key": "ZULIP_API_KEY", "site": "ZULIP_SITE"}[key]
         if not parser.has_option("api", key) and not os.environ.get(env):
             raise ConfigError(f"{path}: [api] {key} is missing; expected {what}")
-    if os.name == "posix" and path.stat().st_mode & 0o077:
+    if warn and os.name == "posix" and path.stat().st_mode & 0o077:
         log.warning(
             "%s is readable by other users; it holds the bot's API key (chmod 600 %s)", path, path
         )
@@ -105,7 +110,7 @@ class ZulipIO:
         client_name: str = "zulip-goals-bot",
     ) -> None:
         if zuliprc is not None:
-            _check_zuliprc(zuliprc)
+            check_zuliprc(zuliprc)
         # Set when the bot shuts down: waits end at once and failed calls are not retried, so
         # a stop during an outage takes seconds, not the minutes that the retries would.
         self.stopping = threading.Event()
@@ -148,6 +153,7 @@ class ZulipIO:
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.status = response.status_code
         headers = {k.lower(): v for k, v in response.headers.items()}
+        self._last.date = headers.get("date")
         remaining = headers.get("x-ratelimit-remaining")
         reset = headers.get("x-ratelimit-reset")
         if remaining is None or reset is None:
@@ -248,6 +254,17 @@ class ZulipIO:
         raise ZulipError(
             f"{method} {url} failed after {attempts} attempts ({last})", retryable=True
         )
+
+    def last_server_time(self) -> datetime | None:
+        """The server's clock, from the ``Date`` header of this thread's last response."""
+        value = getattr(self._last, "date", None)
+        if not value:
+            return None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
     # -- identity and realm --------------------------------------------------------------------
 

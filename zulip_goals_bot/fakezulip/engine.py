@@ -27,7 +27,19 @@ from .markdown import (
     find_mentions,
     topic_narrow_path,
 )
-from .realm import Realm, Stream, User, gravatar_url
+from .realm import (
+    DM_POLICY_NOBODY,
+    POLICY_ADMINS,
+    POLICY_MODERATORS,
+    ROLE_MODERATOR,
+    STREAM_POST_ADMINS,
+    STREAM_POST_EVERYONE,
+    STREAM_POST_MODERATORS,
+    Realm,
+    Stream,
+    User,
+    gravatar_url,
+)
 
 ZULIP_VERSION = "8.0-beta2+git"
 ZULIP_FEATURE_LEVEL = 236
@@ -58,6 +70,8 @@ FLAG_ORDER = (
 EDITABLE_FLAGS = frozenset({"read", "starred", "collapsed"})
 FETCHABLE = (
     "message",
+    "realm",
+    "realm_emoji",
     "realm_user",
     "subscription",
     "realm_user_groups",
@@ -206,7 +220,9 @@ class ZulipState:
         self.bot_storage: dict[int, dict[str, str]] = {}
         self.generation = 0
         self.stopping = False
-        self.renderer = Renderer(self._resolve_user_mention, self._resolve_stream_link)
+        self.renderer = Renderer(
+            self._resolve_user_mention, self._resolve_stream_link, self._resolve_custom_emoji
+        )
 
     # ================================================================= helpers
 
@@ -220,6 +236,10 @@ class ZulipState:
     def _resolve_stream_link(self, name: str) -> tuple[int, str] | None:
         stream = self.realm.stream_by_name(name)
         return (stream.stream_id, stream.name) if stream is not None else None
+
+    def _resolve_custom_emoji(self, name: str) -> str | None:
+        found = self.realm.custom_emoji_by_name(name)
+        return found.source_url if found is not None else None
 
     def mentioned_user(self, mention: Mention) -> User | None:
         """The user a ``@**Name**`` / ``@**Name|id**`` refers to, if unambiguous."""
@@ -476,6 +496,7 @@ class ZulipState:
                 raise ApiError(f"Not authorized to send to stream '{stream.name}'")
             if sender.is_guest and sender.user_id not in stream.subscribers:
                 raise ApiError(f"Not authorized to send to stream '{stream.name}'")
+            self.check_stream_post_policy(sender, stream)
             message = Message(
                 id=self.next_message_id,
                 sender=sender,
@@ -501,6 +522,7 @@ class ZulipState:
                 extra["automatic_new_visibility_policy"] = FOLLOWED
         else:
             assert recipients is not None
+            self.check_dm_policy(sender, recipients)
             ids = frozenset({sender.user_id, *(u.user_id for u in recipients)})
             if len(ids) == 1:
                 recipient_id = sender.recipient_id
@@ -544,6 +566,51 @@ class ZulipState:
         self._fan_out_message(message)
         self.notify()
         return message, extra
+
+    @staticmethod
+    def post_policy_refusal(user: User, stream: Stream) -> str | None:
+        """Why the stream's posting policy refuses ``user``, or None (admins always pass)."""
+        policy = stream.stream_post_policy
+        if user.is_admin or user.is_system_bot or policy == STREAM_POST_EVERYONE:
+            return None
+        if policy == STREAM_POST_ADMINS:
+            return "Only organization administrators can send to this stream."
+        if policy == STREAM_POST_MODERATORS and user.role != ROLE_MODERATOR:
+            return "Only organization administrators and moderators can send to this stream."
+        if user.is_guest:
+            return "Guests cannot send to this stream."
+        return None  # full members only: every member is a full member here
+
+    def check_stream_post_policy(self, sender: User, stream: Stream) -> None:
+        """Zulip's rule: a bot may post where its owner may, when it may not itself."""
+        refusal = self.post_policy_refusal(sender, stream)
+        if refusal is not None and sender.is_bot and sender.bot_owner_id is not None:
+            owner = self.realm.user_by_id(sender.bot_owner_id)
+            if owner is not None:
+                refusal = self.post_policy_refusal(owner, stream)
+        if refusal is not None:
+            raise ApiError(refusal)
+
+    def check_dm_policy(self, sender: User, recipients: list[User]) -> None:
+        """With DMs disabled, bots may still send them, and people may still write to one bot."""
+        if self.realm.private_message_policy != DM_POLICY_NOBODY or sender.is_bot:
+            return
+        if len(recipients) == 1 and (recipients[0].is_bot or recipients[0] is sender):
+            return
+        raise ApiError("Direct messages are disabled in this organization.")
+
+    def may_subscribe_others(self, user: User) -> bool:
+        """``invite_to_stream_policy`` (every member counts as a full member here)."""
+        policy = self.realm.invite_to_stream_policy
+        if user.is_admin:
+            return True
+        if policy == POLICY_ADMINS:
+            return False
+        if user.role == ROLE_MODERATOR:
+            return True
+        if policy == POLICY_MODERATORS:
+            return False
+        return not user.is_guest
 
     def _store(self, message: Message) -> None:
         self.messages[message.id] = message
@@ -990,7 +1057,10 @@ class ZulipState:
         message = self.messages.get(message_id)
         if message is None or not self.can_access(user, message):
             raise ApiError("Invalid message(s)")
-        if emoji_code is None:
+        custom = self.realm.custom_emoji_by_name(emoji_name) if emoji_code is None else None
+        if custom is not None:
+            emoji_code, reaction_type = str(custom.emoji_id), "realm_emoji"
+        elif emoji_code is None:
             found = emoji_table.lookup(emoji_name)
             if found is None:
                 raise ApiError(f"Emoji '{emoji_name}' does not exist")
@@ -1406,7 +1476,7 @@ class ZulipState:
             result["can_create_public_streams"] = member
             result["can_create_private_streams"] = member
             result["can_create_web_public_streams"] = False
-            result["can_subscribe_other_users"] = member
+            result["can_subscribe_other_users"] = self.may_subscribe_others(user)
             result["can_invite_others_to_realm"] = user.is_admin
             result["is_admin"] = user.is_admin
             result["is_owner"] = user.is_owner
@@ -1430,6 +1500,10 @@ class ZulipState:
                 for s in sorted(self.realm.streams.values(), key=lambda s: s.name.lower())
                 if user.user_id not in s.subscribers and not s.invite_only
             ]
+        if "realm" in fetch:
+            result.update(self.realm_settings())
+        if "realm_emoji" in fetch:
+            result["realm_emoji"] = self.realm_emoji()
         if "realm_user_groups" in fetch:
             result["realm_user_groups"] = self.user_groups()
         if "custom_profile_fields" in fetch:
@@ -1584,6 +1658,30 @@ class ZulipState:
             for f in sorted(self.realm.profile_fields.values(), key=lambda f: f.order)
         ]
 
+    def realm_settings(self) -> dict[str, Any]:
+        """The ``realm_*`` keys of ``POST /register`` that the emulator models."""
+        return {
+            "realm_name": self.realm.name,
+            "realm_description": f"<p>{self.realm.description}</p>",
+            "realm_private_message_policy": self.realm.private_message_policy,
+            "realm_invite_to_stream_policy": self.realm.invite_to_stream_policy,
+            "realm_waiting_period_threshold": 0,
+        }
+
+    def realm_emoji(self) -> dict[str, dict[str, Any]]:
+        """``GET /realm/emoji``: every custom emoji by id, deactivated ones included."""
+        return {
+            str(e.emoji_id): {
+                "id": str(e.emoji_id),
+                "name": e.name,
+                "source_url": e.source_url,
+                "still_url": None,
+                "deactivated": e.deactivated,
+                "author_id": e.author_id,
+            }
+            for e in sorted(self.realm.custom_emoji.values(), key=lambda e: e.emoji_id)
+        }
+
     def user_groups(self) -> list[dict[str, Any]]:
         nobody = self.realm.group_id("role:nobody")
         return [
@@ -1607,7 +1705,7 @@ class ZulipState:
             "first_message_id": stream.first_message_id,
             "history_public_to_subscribers": stream.history_public_to_subscribers,
             "invite_only": stream.invite_only,
-            "is_announcement_only": False,
+            "is_announcement_only": stream.stream_post_policy == STREAM_POST_ADMINS,
             "is_web_public": False,
             "message_retention_days": None,
             "name": stream.name,
@@ -1615,7 +1713,7 @@ class ZulipState:
             if stream.description
             else "",
             "stream_id": stream.stream_id,
-            "stream_post_policy": 1,
+            "stream_post_policy": stream.stream_post_policy,
             "stream_weekly_traffic": None,
         }
         if include_subscribers:
@@ -1639,7 +1737,7 @@ class ZulipState:
                 "history_public_to_subscribers": stream.history_public_to_subscribers,
                 "in_home_view": True,
                 "invite_only": stream.invite_only,
-                "is_announcement_only": False,
+                "is_announcement_only": stream.stream_post_policy == STREAM_POST_ADMINS,
                 "is_muted": False,
                 "is_web_public": False,
                 "message_retention_days": None,
@@ -1650,7 +1748,7 @@ class ZulipState:
                     self.renderer.render(stream.description) if stream.description else ""
                 ),
                 "stream_id": stream.stream_id,
-                "stream_post_policy": 1,
+                "stream_post_policy": stream.stream_post_policy,
                 "stream_weekly_traffic": None,
                 "wildcard_mentions_notify": None,
             }
@@ -1663,6 +1761,8 @@ class ZulipState:
         self, actor: User, names: list[tuple[str, str]], principals: list[User], invite_only: bool
     ) -> dict[str, Any]:
         """``POST /users/me/subscriptions``: create missing streams, subscribe principals."""
+        if any(u is not actor for u in principals) and not self.may_subscribe_others(actor):
+            raise ApiError("Insufficient permission")
         subscribed: dict[str, list[str]] = {}
         already: dict[str, list[str]] = {}
         for name, description in names:

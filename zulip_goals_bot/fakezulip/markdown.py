@@ -94,14 +94,22 @@ def topic_narrow_path(stream_id: int, stream_name: str, topic: str) -> str:
 
 UserResolver = Callable[[Mention], "tuple[int, str] | None"]
 StreamResolver = Callable[[str], "tuple[int, str] | None"]
+# A custom emoji's name to its image URL, for the realm's active custom emoji only.
+EmojiResolver = Callable[[str], "str | None"]
 
 
 class Renderer:
-    """Render message Markdown to HTML, resolving users and streams through callbacks."""
+    """Render message Markdown to HTML, resolving users, streams and custom emoji."""
 
-    def __init__(self, resolve_user: UserResolver, resolve_stream: StreamResolver) -> None:
+    def __init__(
+        self,
+        resolve_user: UserResolver,
+        resolve_stream: StreamResolver,
+        resolve_emoji: EmojiResolver | None = None,
+    ) -> None:
         self._resolve_user = resolve_user
         self._resolve_stream = resolve_stream
+        self._resolve_emoji = resolve_emoji or (lambda _name: None)
 
     def render(self, content: str) -> str:
         blocks: list[str] = []
@@ -236,9 +244,13 @@ class Renderer:
             f"#{html.escape(name, quote=False)} &gt; {html.escape(topic, quote=False)}</a>"
         )
 
-    @staticmethod
-    def _emoji(m: re.Match[str], keep: Callable[[str], str]) -> str:
+    def _emoji(self, m: re.Match[str], keep: Callable[[str], str]) -> str:
         name = m.group(1)
+        custom = self._resolve_emoji(name)
+        if custom is not None:  # a realm's custom emoji shadows a built-in one of that name
+            return keep(
+                f'<img alt=":{name}:" class="emoji" src="{html.escape(custom)}" title="{name}">'
+            )
         found = emoji.lookup(name)
         if found is None:
             return m.group(0)

@@ -33,6 +33,22 @@ FIELD_USER = 6
 FIELD_EXTERNAL_ACCOUNT = 7
 FIELD_PRONOUNS = 8
 
+# Stream posting policies (``stream_post_policy``), numbered as the API numbers them.
+STREAM_POST_EVERYONE = 1
+STREAM_POST_ADMINS = 2
+STREAM_POST_FULL_MEMBERS = 3
+STREAM_POST_MODERATORS = 4
+
+# The realm's direct message policy (``realm_private_message_policy`` in Zulip 8.0).
+DM_POLICY_EVERYONE = 1
+DM_POLICY_NOBODY = 2
+
+# Who may subscribe other users (``realm_invite_to_stream_policy``): Zulip's common policies.
+POLICY_MEMBERS = 1
+POLICY_ADMINS = 2
+POLICY_FULL_MEMBERS = 3
+POLICY_MODERATORS = 4
+
 _STREAM_COLORS = (
     "#76ce90",
     "#fae589",
@@ -131,9 +147,24 @@ class Stream:
     color: str = "#76ce90"
     subscribers: set[int] = field(default_factory=set)
     first_message_id: int | None = None
+    stream_post_policy: int = STREAM_POST_EVERYONE
 
     def __repr__(self) -> str:
         return f"Stream({self.stream_id}, {self.name!r})"
+
+
+@dataclass
+class CustomEmoji:
+    """A realm's custom emoji (``GET /realm/emoji``); deactivated ones stay listed."""
+
+    emoji_id: int
+    name: str
+    author_id: int | None
+    deactivated: bool = False
+
+    @property
+    def source_url(self) -> str:
+        return f"/user_avatars/2/emoji/images/{self.emoji_id}.png"
 
 
 @dataclass
@@ -183,11 +214,17 @@ class Realm:
         self.streams: dict[int, Stream] = {}
         self.profile_fields: dict[int, ProfileField] = {}
         self.huddle_recipients: dict[frozenset[int], int] = {}
+        self.custom_emoji: dict[int, CustomEmoji] = {}
+        # Realm permissions, with Zulip's defaults.  Every member counts as a full member here
+        # (the emulator has no waiting period), so "full members" only excludes guests.
+        self.private_message_policy = DM_POLICY_EVERYONE
+        self.invite_to_stream_policy = POLICY_MEMBERS
         self.date_created = int(datetime.datetime.now(datetime.UTC).timestamp())
         self._next_user_id = 1
         self._next_stream_id = 1
         self._next_recipient_id = 1
         self._next_field_id = 1
+        self._next_emoji_id = 1
         self.user_groups = [
             UserGroup(group_id=i + 1, name=n, description=d, min_role=r)
             for i, (n, d, r) in enumerate(_SYSTEM_GROUPS)
@@ -363,6 +400,25 @@ class Realm:
                 target.profile_data.pop(field_id, None)
             else:
                 target.profile_data[field_id] = value
+
+    def add_custom_emoji(self, name: str, author: User | int | None = None) -> int:
+        """Add a custom emoji (an image in Zulip); returns its id."""
+        with self.lock:
+            key = name.strip().lower().replace(" ", "_")
+            if self.custom_emoji_by_name(key) is not None:
+                raise ValueError(f"custom emoji {key!r} exists")
+            emoji_id = self._next_emoji_id
+            self._next_emoji_id += 1
+            author_id = author.user_id if isinstance(author, User) else author
+            self.custom_emoji[emoji_id] = CustomEmoji(emoji_id, key, author_id)
+            return emoji_id
+
+    def custom_emoji_by_name(self, name: str, *, active_only: bool = True) -> CustomEmoji | None:
+        with self.lock:
+            for found in self.custom_emoji.values():
+                if found.name == name and not (active_only and found.deactivated):
+                    return found
+        return None
 
     def deactivate_user(self, user: User | int) -> None:
         with self.lock:

@@ -385,7 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         head = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}"]
         head.append("Server: fakezulip")
-        head.append("Date: " + email.utils.formatdate(usegmt=True))
+        # The real server's clock, which the emulator's clock stands for (tests move it).
+        head.append("Date: " + self.server.fake.http_date())
         head.extend(f"{k}: {v}" for k, v in response.headers)
         head.append(f"Content-Length: {len(response.body)}")
         if self.close_connection:
@@ -668,6 +669,64 @@ class FakeZulip:
             target = self._user(user)
             self.state.subscribe(target, [(stream_name, "")], [target], False)
 
+    # ------------------------------------------------------------------ realm settings
+
+    def set_stream_post_policy(self, stream_name: str, policy: int) -> None:
+        """Who may post to a stream (``stream_post_policy``: 1 anyone, 2 admins, 3 full
+        members, 4 moderators); a bot may post where its owner may."""
+        if policy not in (1, 2, 3, 4):
+            raise ValueError(f"stream_post_policy {policy} is not 1, 2, 3 or 4")
+        with self.state.cond:
+            stream = self.realm.stream_by_name(stream_name)
+            if stream is None:
+                raise KeyError(f"no stream {stream_name!r}")
+            stream.stream_post_policy = policy
+
+    def set_private_message_policy(self, policy: int) -> None:
+        """The realm's direct message policy (1 everyone, 2 nobody); bots are exempt."""
+        if policy not in (1, 2):
+            raise ValueError(f"private_message_policy {policy} is not 1 or 2")
+        with self.state.cond:
+            self.realm.private_message_policy = policy
+
+    def set_invite_to_stream_policy(self, policy: int) -> None:
+        """Who may subscribe other users (1 members, 2 admins, 3 full members, 4 moderators)."""
+        if policy not in (1, 2, 3, 4):
+            raise ValueError(f"invite_to_stream_policy {policy} is not 1, 2, 3 or 4")
+        with self.state.cond:
+            self.realm.invite_to_stream_policy = policy
+
+    def add_custom_emoji(self, name: str, author: User | int | None = None) -> int:
+        """Upload a custom emoji named ``name``; returns its id."""
+        with self.state.cond:
+            return self.realm.add_custom_emoji(name, author)
+
+    def deactivate_custom_emoji(self, name: str) -> None:
+        """Deactivate a custom emoji: it stays listed (``deactivated``) but no longer works."""
+        with self.state.cond:
+            found = self.realm.custom_emoji_by_name(name)
+            if found is None:
+                raise KeyError(f"no custom emoji {name!r}")
+            found.deactivated = True
+
+    def stream_subscribers(self, stream_name: str) -> set[int]:
+        """Ids of the users subscribed to a stream."""
+        with self.state.cond:
+            stream = self.realm.stream_by_name(stream_name)
+            if stream is None:
+                raise KeyError(f"no stream {stream_name!r}")
+            return set(stream.subscribers)
+
+    def unsubscribe(self, user: User | int, stream_name: str) -> None:
+        """Unsubscribe, with the events the real server sends."""
+        with self.state.cond:
+            target = self._user(user)
+            self.state.unsubscribe(target, [stream_name], [target])
+
+    def http_date(self) -> str:
+        """The emulator's clock as an HTTP date, as in the ``Date`` and ``Expires`` headers."""
+        return email.utils.formatdate(self.clock(), usegmt=True)
+
     # ------------------------------------------------------------------ inspection
 
     def _plain(self, message: Message) -> dict[str, Any]:
@@ -933,7 +992,7 @@ class FakeZulip:
         body = dumps(body_dict) + b"\n"
         out_headers = [
             ("Content-Type", "application/json"),
-            ("Expires", email.utils.formatdate(usegmt=True)),
+            ("Expires", self.http_date()),
             ("Cache-Control", _NO_CACHE),
             ("Vary", "Accept-Language"),
             ("Content-Language", "en"),
@@ -950,7 +1009,7 @@ class FakeZulip:
         body += b"}\n"
         headers = [
             ("Content-Type", "application/json"),
-            ("Expires", email.utils.formatdate(usegmt=True)),
+            ("Expires", self.http_date()),
             ("Cache-Control", _NO_CACHE),
         ]
         if lp.waited:
@@ -1030,6 +1089,7 @@ class FakeZulip:
             ("events", {"GET": self._h_get_events, "DELETE": self._h_delete_queue}),
             ("messages", {"GET": self._h_get_messages, "POST": self._h_send_message}),
             ("messages/flags", {"POST": self._h_update_flags}),
+            ("messages/render", {"POST": self._h_render}),
             (
                 "messages/{message_id}",
                 {
@@ -1061,6 +1121,7 @@ class FakeZulip:
             ("streams", {"GET": self._h_get_streams}),
             ("streams/{stream_id}/members", {"GET": self._h_get_stream_members}),
             ("realm/profile_fields", {"GET": self._h_profile_fields}),
+            ("realm/emoji", {"GET": self._h_realm_emoji}),
             ("user_groups", {"GET": self._h_user_groups}),
             ("typing", {"POST": self._h_typing}),
             (
@@ -1444,6 +1505,16 @@ class FakeZulip:
         with self.state.cond:
             stream = self._stream_from_match(req, "stream_id")
             return {"subscribers": sorted(stream.subscribers)}
+
+    def _h_realm_emoji(self, req: _Request) -> dict[str, Any]:
+        with self.state.cond:
+            return {"emoji": self.state.realm_emoji()}
+
+    def _h_render(self, req: _Request) -> dict[str, Any]:
+        content = req.params.get_str("content", required=True)
+        assert content is not None
+        with self.state.cond:
+            return {"rendered": self.state.renderer.render(content)}
 
     def _h_profile_fields(self, req: _Request) -> dict[str, Any]:
         with self.state.cond:
