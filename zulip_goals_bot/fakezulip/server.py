@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .engine import (
+    MENTION_FLAGS,
     ApiError,
     Message,
     QueueGone,
@@ -668,6 +669,16 @@ class FakeZulip:
             target = self._user(user)
             self.state.subscribe(target, [(stream_name, "")], [target], False)
 
+    def add_user_group(
+        self, name: str, members: list[User | int] | tuple[User | int, ...], description: str = ""
+    ) -> int:
+        """Create a custom user group that messages can mention as ``@*name*``; its id.
+
+        (The real server also sends a ``user_group`` event; nothing here registers for it.)
+        """
+        with self.state.cond:
+            return self.realm.add_user_group(name, members, description).group_id
+
     # ------------------------------------------------------------------ inspection
 
     def _plain(self, message: Message) -> dict[str, Any]:
@@ -719,6 +730,18 @@ class FakeZulip:
             if found is None:
                 raise KeyError(message_id)
             return self.state.flags_for(self._user(user), found)
+
+    def notified(self, message_id: int) -> dict[int, list[str]]:
+        """Who a message notified: each recipient with a mention flag, and those flags."""
+        with self.state.cond:
+            found = self.state.messages.get(message_id)
+            if found is None:
+                raise KeyError(message_id)
+            return {
+                uid: sorted(flags & MENTION_FLAGS)
+                for uid, flags in found.user_flags.items()
+                if flags & MENTION_FLAGS
+            }
 
     def iter_users(self) -> Iterator[User]:
         """All (non-system) users, by id; convenient for sandboxes and CLIs."""
@@ -1030,6 +1053,7 @@ class FakeZulip:
             ("events", {"GET": self._h_get_events, "DELETE": self._h_delete_queue}),
             ("messages", {"GET": self._h_get_messages, "POST": self._h_send_message}),
             ("messages/flags", {"POST": self._h_update_flags}),
+            ("messages/render", {"POST": self._h_render_message}),
             (
                 "messages/{message_id}",
                 {
@@ -1182,6 +1206,12 @@ class FakeZulip:
             else:
                 raise ApiError("Invalid message type")
         return {"id": message.id, **extra}
+
+    def _h_render_message(self, req: _Request) -> dict[str, Any]:
+        content = req.params.get_str("content", required=True)
+        assert content is not None
+        with self.state.cond:
+            return {"rendered": self.state.renderer.render(content)}
 
     def _h_get_messages(self, req: _Request) -> dict[str, Any]:
         p = req.params
