@@ -31,6 +31,7 @@ from .context import Context
 from .db import Database
 from .errors import GoalsBotError, Stopping, StorageError, ZulipError
 from .lease import Lease
+from .markdown import StreamRef
 from .models import (
     FIRST_START_KEY,
     HIGH_WATER_KEY,
@@ -175,6 +176,7 @@ class GoalsBot:
             site=listener.site,
             bot_user_id=self.bot_user_id,
             bot_name=self.bot_name,
+            streams=look_up_streams(listener, config),
         )
         self.router = Router(
             bot_user_id=self.bot_user_id,
@@ -771,6 +773,20 @@ def run_bot(config: Config, *, clock: Clock | None = None) -> int:
         db.dispose()
 
 
+def look_up_streams(io: ZulipIO, config: Config) -> tuple[StreamRef, ...]:
+    """The goals and digest streams with their ids, for links (see ``markdown.topic_link``).
+
+    A stream Zulip does not know yet costs nothing but the id: links then name it by name.
+    """
+    found: list[StreamRef] = []
+    for name in dict.fromkeys([config.stream, config.digest.stream]):
+        try:
+            found.append(StreamRef(name, io.stream_id(name)))
+        except ZulipError as exc:
+            log.warning("could not look up the id of #%s (%s); links name it by name", name, exc)
+    return tuple(found)
+
+
 def prompt_command(config: Config, *, dry_run: bool, goal: str | None) -> int:
     from .prompts import send_due
 
@@ -779,7 +795,15 @@ def prompt_command(config: Config, *, dry_run: bool, goal: str | None) -> int:
     me = io.whoami()
     db = open_database(config)
     clock = default_clock()
-    ctx = Context(config, db, clock, io.site, int(me["user_id"]), str(me.get("full_name", "")))
+    ctx = Context(
+        config,
+        db,
+        clock,
+        io.site,
+        int(me["user_id"]),
+        str(me.get("full_name", "")),
+        look_up_streams(io, config),
+    )
     sender = LockedSender(io)
     report = send_due(
         ctx,
@@ -806,14 +830,22 @@ def digest_command(config: Config, *, dry_run: bool, since: str | None) -> int:
         except ValueError as exc:
             raise GoalsBotError(f"--since {since!r} is not a date like 2026-11-01") from exc
     db = open_database(config)
-    if dry_run:
+    if dry_run:  # printed without connecting to Zulip: its links name streams by name
         ctx = Context(config, db, clock, _site_from_zuliprc(config), 0, "")
         report = send_digest(ctx, _NoSender(), dry_run=True, since=since_dt)
         print(report.render())
         return 0
     io = ZulipIO(config.zuliprc)
     me = io.whoami()
-    ctx = Context(config, db, clock, io.site, int(me["user_id"]), str(me.get("full_name", "")))
+    ctx = Context(
+        config,
+        db,
+        clock,
+        io.site,
+        int(me["user_id"]),
+        str(me.get("full_name", "")),
+        look_up_streams(io, config),
+    )
     report = send_digest(ctx, LockedSender(io), since=since_dt, force=True)
     print(report.render())
     return 0

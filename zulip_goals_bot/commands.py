@@ -28,6 +28,7 @@ from .errors import GoalsBotError
 from .markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
+    StreamRef,
     ZulipUser,
     days_ago,
     limit_items,
@@ -37,6 +38,8 @@ from .markdown import (
     quote_block,
     shorten,
     split_blocks,
+    stream_link,
+    stream_ref,
     time_tag,
     topic_link,
 )
@@ -301,10 +304,18 @@ class Moment:
     config: Config
     slot: Slot
     site: str
+    streams: tuple[StreamRef, ...] = ()  # see Context.streams
 
     @property
     def today(self) -> date:
         return self.now.astimezone(self.config.timezone).date()
+
+    def stream(self, name: str) -> StreamRef:
+        return stream_ref(name, self.streams)
+
+    @property
+    def goals_stream(self) -> StreamRef:
+        return self.stream(self.config.stream)
 
     def cadence(self, goal: GoalView) -> int:
         return goal.cadence_weeks or self.config.schedule.cadence_weeks
@@ -410,7 +421,7 @@ def render_status(goal: GoalView, m: Moment) -> list[str]:
     link = issue_link(goal)
     if link:
         lines.append(f"**Tracking issue**: {link}")
-    lines.append(f"**Topic**: {topic_link(m.config.stream, goal.zulip_topic)}")
+    lines.append(f"**Topic**: {topic_link(m.goals_stream, goal.zulip_topic)}")
     blocks = ["\n".join(lines)]
     last = goal.last_update
     if last is None:
@@ -440,7 +451,7 @@ def render_history(
     clamp = f" (at most {HISTORY_MAX})" if asked > HISTORY_MAX else ""
     head = (
         f"{goal_title(goal)}: the last {plural(len(updates), 'message')}{clamp}, newest first "
-        f"(topic {topic_link(m.config.stream, goal.zulip_topic)}):"
+        f"(topic {topic_link(m.goals_stream, goal.zulip_topic)}):"
     )
     blocks = [head]
     for u in updates:
@@ -504,11 +515,11 @@ def weekday_name(index: int) -> str:
     return WEEKDAYS[index].capitalize()
 
 
-def schedule_text(config: Config, slot: Slot, now: datetime) -> str:
+def schedule_text(config: Config, slot: Slot, now: datetime, goals_stream: StreamRef) -> str:
     s = config.schedule
     if not s.enabled:
         return "Scheduled prompts are switched off."
-    stream = f"#**{config.stream}**"
+    stream = stream_link(goals_stream)
     where = {
         "topic": f"in each goal's topic in {stream} (by DM to owners not in that stream)",
         "dm": "by direct message to each owner",
@@ -524,15 +535,15 @@ def schedule_text(config: Config, slot: Slot, now: datetime) -> str:
     )
 
 
-def digest_text(config: Config) -> str:
+def digest_text(config: Config, digest_stream: StreamRef) -> str:
     d = config.digest
     if not d.enabled:
         return "The weekly digest is switched off."
     when = f"every {weekday_name(d.weekday)} at {d.at.strftime('%H:%M')} ({d.timezone.key})"
     if d.topic:
         return (
-            f"The weekly digest is posted {when} in {topic_link(d.stream, d.topic)}, and sent by "
-            "DM to subscribers (`subscribe digest`)."
+            f"The weekly digest is posted {when} in {topic_link(digest_stream, d.topic)}, and "
+            "sent by DM to subscribers (`subscribe digest`)."
         )
     return f"The weekly digest is sent {when} by DM to subscribers (`subscribe digest`)."
 
@@ -708,7 +719,7 @@ def handle(
         return Reply.of([unknown_text(command, ctx.bot_name)])
     spec = SPEC_BY_NAME[command.name]
     now = ctx.clock.now()
-    moment = Moment(now=now, config=ctx.config, slot=ctx.slot, site=ctx.site)
+    moment = Moment(now=now, config=ctx.config, slot=ctx.slot, site=ctx.site, streams=ctx.streams)
     try:
         with ctx.db.write() as session:
             admin = _sender_is_admin(ctx, session, sender)
@@ -897,7 +908,7 @@ def cmd_mine(call: Call, command: Command) -> list[str]:
         if due.is_waiting:
             owe += 1
             note = " — **you owe an update**: reply in its topic " + topic_link(
-                call.config.stream, g.zulip_topic
+                m.goals_stream, g.zulip_topic
             )
         last = g.last_update
         seen = f"last update {days_ago(last.sent_at, m.now)}" if last else "no update yet"
@@ -921,8 +932,8 @@ def cmd_about(call: Call, command: Command) -> list[str]:
     return [
         f"**{safe(call.ctx.bot_name)}** {__version__}: asks goal owners for progress updates, "
         "keeps them, and sums them up in a weekly digest. Say `help` for the commands.",
-        schedule_text(config, call.moment.slot, call.now),
-        digest_text(config),
+        schedule_text(config, call.moment.slot, call.now, call.moment.goals_stream),
+        digest_text(config, call.moment.stream(config.digest.stream)),
         contact,
     ]
 
@@ -1044,7 +1055,8 @@ def cmd_subscribe(call: Call, command: Command) -> list[str]:
         return ["You are already subscribed to the weekly digest. (`unsubscribe digest` stops it.)"]
     call.session.add(DigestSubscription(person_id=call.me.id, created_at=call.now))
     note = "" if call.config.digest.enabled else " The digest is switched off right now."
-    return [f"Subscribed: I'll DM you the weekly digest. {digest_text(call.config)}{note}"]
+    about = digest_text(call.config, call.moment.stream(call.config.digest.stream))
+    return [f"Subscribed: I'll DM you the weekly digest. {about}{note}"]
 
 
 def cmd_unsubscribe(call: Call, command: Command) -> list[str]:
@@ -1320,7 +1332,7 @@ def cmd_goal(call: Call, command: Command) -> list[str]:
     call.session.flush()
     return [
         f"Added **{safe(title)}** (`{slug}`, period {period}); its topic is "
-        f"{topic_link(call.config.stream, topic)}. Add owners with "
+        f"{topic_link(call.moment.goals_stream, topic)}. Add owners with "
         f"`owners add {slug} @github-handle`."
     ]
 

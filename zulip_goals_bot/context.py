@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .clock import Clock
 from .config import Config
 from .db import Database
+from .markdown import StreamRef, stream_ref
 from .schedule import Slot
 
 
@@ -18,11 +19,18 @@ class Context:
     site: str  # the Zulip server's URL, for links
     bot_user_id: int
     bot_name: str
+    # The streams whose ids the bot looked up at start-up (the goals and digest streams), so
+    # that links name them by id; see ``markdown.topic_link``.
+    streams: tuple[StreamRef, ...] = ()
 
     @property
     def slot(self) -> Slot:
         s = self.config.schedule
         return Slot(weekday=s.weekday, at=s.at, tz=self.config.timezone)
+
+    def stream(self, name: str) -> StreamRef:
+        """The stream called ``name``, as links name it."""
+        return stream_ref(name, self.streams)
 
     def is_admin_email(self, email: str | None) -> bool:
         return bool(email) and str(email).lower() in self.config.admins
