@@ -79,7 +79,7 @@ def run(sizes: Sizes, tmp: Path, out: dict[str, Figure], profile: Profile) -> No
                 loaded = time.perf_counter()
                 parts = compose_digest(
                     data,
-                    stream=config.stream,
+                    stream=ctx.stream(config.stream),
                     default_cadence=config.schedule.cadence_weeks,
                     slot=ctx.slot,
                     grace_days=config.schedule.grace_days,
