@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -176,7 +176,6 @@ class GoalsBot:
             site=listener.site,
             bot_user_id=self.bot_user_id,
             bot_name=self.bot_name,
-            streams=look_up_streams(listener, config),
         )
         self.router = Router(
             bot_user_id=self.bot_user_id,
@@ -230,6 +229,8 @@ class GoalsBot:
             )
         for outcome in report.linked:
             log.info("mapped %s", outcome.render(dict(report.names)))
+        # Before any thread starts: links written from now on name the streams by id.
+        self.ctx = replace(self.ctx, streams=look_up_streams(self.listener, self.config))
         result = self.listener.call("users/me/subscriptions")
         self._stream_names = {
             int(s["stream_id"]): str(s["name"]) for s in result.get("subscriptions", [])
