@@ -555,6 +555,8 @@ class ZulipState:
     def _mention_targets(self, message: Message) -> tuple[set[int], bool, bool]:
         """Who the message mentions loudly, as its rendering found: users, the members of
         mentioned groups, and whether a stream or topic wildcard was used."""
+        if "@" not in message.content:  # no mention at all: rendering can wait until asked for
+            return set(), False, False
         result = self.renderer.render_message(message.content)
         message.rendered = result.html
         mentioned = set(result.user_ids)
