@@ -79,7 +79,7 @@ def run(sizes: Sizes, tmp: Path, out: dict[str, Figure], profile: Profile) -> No
                 loaded = time.perf_counter()
                 parts = compose_digest(
                     data,
-                    stream=config.stream,
+                    stream=ctx.stream(config.stream),
                     program=ctx.program,
                     site=SITE,
                 )

@@ -29,7 +29,7 @@ from zulip_goals_bot.grammar import (
     parse_away,
     parse_people,
 )
-from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, contains_unsafe_mention
+from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
 from zulip_goals_bot.matching import MatchKind, match_goal
 from zulip_goals_bot.models import (
     DigestSubscription,
@@ -58,6 +58,7 @@ NEXT_PROMPT = "<time:2025-03-13T14:00:00+00:00>"
 LONG_AGO = NOW - timedelta(days=90)  # goals older than the grace period
 SITE = "https://zulip.example.com"
 STREAM = "project-goals"
+STREAM_ID = 7  # links name the goals stream by this id, as the running bot looks it up
 
 ADA = SenderInfo(1, "ada@example.com", "Ada Admin")  # admin by bot.conf
 BEN = SenderInfo(12, "ben@example.com", "Ben Owner")
@@ -212,7 +213,15 @@ def make_world(
     db = new_database(tmp_path, name)
     clock = FrozenClock(NOW)
     config = Config(path=None, zuliprc=tmp_path / "zuliprc", stream=STREAM, admins=admins)
-    ctx = Context(config, db, clock, SITE, bot_user_id=99, bot_name="Goals Bot")
+    ctx = Context(
+        config,
+        db,
+        clock,
+        SITE,
+        bot_user_id=99,
+        bot_name="Goals Bot",
+        streams=(StreamRef(STREAM, STREAM_ID),),
+    )
     return World(ctx, clock, db)
 
 
@@ -509,7 +518,11 @@ def test_status_shows_everything_a_reader_needs(world: World, cast: Cast) -> Non
         "**Tracking issue**: [goals#118](https://github.com/rust-lang/rust-project-goals/issues/118)"
         in text
     )
-    assert "**Topic**: #**project-goals>Scalable Polonius support on nightly (goals#118)**" in text
+    assert (
+        "**Topic**: [#project-goals > Scalable Polonius support on nightly (goals#118)]"
+        "(#narrow/stream/7-project-goals/topic/"
+        "Scalable.20Polonius.20support.20on.20nightly.20.28goals.23118.29)"
+    ) in text
     assert (
         "**Latest update**: by @_**Ben Owner|12**, <time:2025-02-26T12:00:00+00:00> (12 days ago)"
         f" — [view message]({SITE}/#narrow/id/{mid})"
@@ -766,7 +779,11 @@ def test_about(world: World, cast: Cast) -> None:
     assert "every 2 weeks (some goals differ) on Thursday at 14:00 (UTC)" in text
     assert "one reminder 3 days later" in text
     assert f"Next prompts: {NEXT_PROMPT}" in text
-    assert "every Monday at 09:00 (UTC) in #**project-goals>weekly digest**" in text
+    assert (
+        "every Monday at 09:00 (UTC) in [#project-goals > weekly digest]"
+        "(#narrow/stream/7-project-goals/topic/weekly.20digest)"
+    ) in text
+    assert "in each goal's topic in [#project-goals](#narrow/stream/7-project-goals)" in text
     assert "Bot admins: @_**Ada Admin|1**." in text
 
 
@@ -1052,7 +1069,8 @@ def test_goal_add(world: World, cast: Cast) -> None:
     text = world.ask("goal add faster-builds Faster incremental builds", sender=ADA)
     assert text == (
         "Added **Faster incremental builds** (`faster-builds`, period manual); its topic is "
-        "#**project-goals>Faster incremental builds**. Add owners with "
+        "[#project-goals > Faster incremental builds]"
+        "(#narrow/stream/7-project-goals/topic/Faster.20incremental.20builds). Add owners with "
         "`owners add faster-builds @github-handle`."
     )
     assert world.ask("goal add faster-builds Again", sender=ADA) == (

@@ -34,7 +34,7 @@ from zulip_goals_bot.digest import (
 )
 from zulip_goals_bot.errors import ZulipError
 from zulip_goals_bot.goalfiles import GoalDoc, GoalStatus, read_goal_files
-from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, contains_unsafe_mention
+from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
 from zulip_goals_bot.models import (
     Delivery,
     DeliveryKind,
@@ -60,6 +60,7 @@ GOALS_2025H1 = GOALS_2025H1 / "2025h1"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SITE = "https://rust-lang.zulipchat.example"
 STREAM = "project-goals"
+GOALS_STREAM = StreamRef(STREAM, 7)  # links name the stream by this id, as the bot looks it up
 # Monday 2025-03-17 09:00 UTC: the digest slot of the week the golden files show.
 DIGEST_AT = datetime(2025, 3, 17, 9, 0, tzinfo=UTC)
 CREATED = datetime(2025, 2, 1, 12, 0, tzinfo=UTC)
@@ -281,7 +282,8 @@ def make_db(tmp_path: Path) -> Database:
 
 
 def make_ctx(db: Database, clock: FrozenClock, **kwargs: Any) -> Context:
-    return Context(program_config(db.url, **kwargs), db, clock, SITE, 1, "Goals Bot")
+    config = program_config(db.url, **kwargs)
+    return Context(config, db, clock, SITE, 1, "Goals Bot", (GOALS_STREAM,))
 
 
 def goal_docs() -> list[GoalDoc]:
@@ -424,7 +426,7 @@ def compose_for(ctx: Context, now: datetime) -> list[str]:
         data = load_digest_data(session, ctx, now - timedelta(days=7), now)
     return compose_digest(
         data,
-        stream=STREAM,
+        stream=ctx.stream(STREAM),
         program=ctx.program,
         site=ctx.site,
     )
@@ -468,10 +470,12 @@ def test_digest_needs_attention(program: tuple[Context, FrozenClock, dict[str, i
     attention = text[text.index("**Needs attention**") :]
     # Polonius was last updated 2025-02-20: more than a whole period ago.
     assert (
-        "- #**project-goals>Scalable Polonius support on nightly (goals#118)**: "
+        "- [#project-goals > Scalable Polonius support on nightly (goals#118)]"
+        "(#narrow/stream/7-project-goals/topic/"
+        "Scalable.20Polonius.20support.20on.20nightly.20.28goals.23118.29): "
         f"no update for 24 days · @_**lqd|{user_id_of('lqd')}**" in attention
     )
-    assert "_Goals without an owner (1):_\n- #**project-goals>Implement restrictions" in attention
+    assert "_Goals without an owner (1):_\n- [#project-goals > Implement restrictions" in attention
     assert "- @zusez4 (no Zulip account mapped): owner of **Expose experimental LLVM" in attention
     assert "- @yaahc (deactivated): owner of **Metrics Initiative**" in attention
     assert (
@@ -489,7 +493,8 @@ def test_digest_goal_lines(program: tuple[Context, FrozenClock, dict[str, int]])
     text = "\n".join(compose_for(ctx, clock.now()))
     tm = user_id_of("tmandry")
     assert (
-        ":check: **Async** · #**project-goals>Async (goals#105)**\n"
+        ":check: **Async** · [#project-goals > Async (goals#105)]"
+        "(#narrow/stream/7-project-goals/topic/Async.20.28goals.23105.29)\n"
         f"@_**tmandry|{tm}** · updated 2 days ago ([latest update]({SITE}/#narrow/id/5001))\n"
         "> `iter!` is now on nightly behind a feature gate;" in text
     )
@@ -551,7 +556,7 @@ def test_long_digest_is_split_between_goals() -> None:
         for i in range(1, 121)
     )
     data = DigestData(goals=goals, since=DIGEST_AT - timedelta(days=7), now=DIGEST_AT)
-    parts = compose_digest(data, stream=STREAM, program=UTC_PROGRAM, site=SITE)
+    parts = compose_digest(data, stream=GOALS_STREAM, program=UTC_PROGRAM, site=SITE)
     assert len(parts) >= 4
     assert all(len(p) < MAX_MESSAGE_LENGTH for p in parts)
     assert parts[1].startswith(f"_(digest, part 2 of {len(parts)})_\n\n")
@@ -574,7 +579,7 @@ def test_empty_program_digest() -> None:
     data = DigestData(goals=(), since=DIGEST_AT - timedelta(days=7), now=DIGEST_AT)
     parts = compose_digest(
         data,
-        stream=STREAM,
+        stream=GOALS_STREAM,
         program=UTC_PROGRAM,
         site=SITE,
     )
@@ -674,9 +679,9 @@ def test_load_digest_data_uses_at_most_six_statements(tmp_path: Path) -> None:
     assert len(data.updated_ids) == n_goals
     assert len(data.failed) == 1 and data.failed[0].goal_name == "Goal 0"
     assert [c.github for c in data.claims] == ["person0", "person1", "person2"]
-    parts = compose_digest(data, stream=STREAM, program=ctx.program, site=SITE)
+    parts = compose_digest(data, stream=GOALS_STREAM, program=ctx.program, site=SITE)
     assert all(len(p) < MAX_MESSAGE_LENGTH for p in parts)
-    assert sum(p.count("· #**project-goals>Goal ") for p in parts) == n_goals
+    assert sum(p.count("· [#project-goals > Goal ") for p in parts) == n_goals
 
 
 # -- exactly once ----------------------------------------------------------------------------------
@@ -989,6 +994,7 @@ def test_dry_run_sends_nothing_and_renders_the_text(
 
 
 def test_digest_end_to_end_topic_and_two_subscribers(tmp_path: Path) -> None:
+    from zulip_goals_bot.app import look_up_streams
     from zulip_goals_bot.fakezulip import FakeZulip, Realm
     from zulip_goals_bot.zulip_io import ZulipIO
 
@@ -996,6 +1002,7 @@ def test_digest_end_to_end_topic_and_two_subscribers(tmp_path: Path) -> None:
     db = make_db(tmp_path)
     build_program(db, subscribers=())
     realm = Realm.demo()
+    goals_stream_id = realm.stream_by_name(STREAM).stream_id  # type: ignore[union-attr]
     ben = realm.user_by_name("Ben Owner")
     chloe = realm.user_by_name("Chloé Owner")
     dev = realm.user_by_name("Dev Owner")
@@ -1015,7 +1022,10 @@ def test_digest_end_to_end_topic_and_two_subscribers(tmp_path: Path) -> None:
                 session.add(DigestSubscription(person_id=person.id, created_at=CREATED))
     with FakeZulip(realm, clock=clock.timestamp) as server:
         io = ZulipIO(server.write_zuliprc(tmp_path / "zuliprc", bot), sleep=lambda _s: None)
-        ctx = Context(program_config(db.url), db, clock, io.site, bot.user_id, bot.full_name)
+        config = program_config(db.url)
+        streams = look_up_streams(io, config)
+        assert streams == (StreamRef(STREAM, goals_stream_id),)
+        ctx = Context(config, db, clock, io.site, bot.user_id, bot.full_name, streams)
         assert io.site == server.base_url  # message links point at the server, not its API
         expected = compose_for(ctx, clock.now())
         assert len(expected) == 2  # the realistic program needs two messages

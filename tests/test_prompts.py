@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import func, select
 
 from zulip_goals_bot import outbox
+from zulip_goals_bot.app import look_up_streams
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config, ScheduleConfig
 from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.fakezulip import FakeZulip, Realm
 from zulip_goals_bot.fakezulip.realm import User
-from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, contains_unsafe_mention
+from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
 from zulip_goals_bot.models import (
     Delivery,
     DeliveryKind,
@@ -49,6 +50,7 @@ from zulip_goals_bot.zulip_io import Sender, ZulipIO
 from .dbs import new_database
 
 STREAM = "project-goals"
+GOALS_STREAM = StreamRef(STREAM, 7)  # links name the stream by this id, as the bot looks it up
 LONG_AGO = datetime(2024, 6, 1, tzinfo=UTC)
 # A Thursday that starts a period of every cadence (1, 2 and 4 weeks counted from 2024-01-04).
 PERIOD_START_DAY = date(2025, 5, 22)
@@ -114,6 +116,7 @@ class World:
     config: Config
     sender: Sender
     subscribers: set[int] = field(default_factory=set)
+    streams: tuple[StreamRef, ...] = (GOALS_STREAM,)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
     @property
@@ -123,7 +126,8 @@ class World:
 
     @property
     def ctx(self) -> Context:
-        return Context(self.config, self.db, self.clock, "https://zulip.example", 1, "Goals Bot")
+        site = "https://zulip.example"
+        return Context(self.config, self.db, self.clock, site, 1, "Goals Bot", self.streams)
 
     def person(
         self,
@@ -522,7 +526,7 @@ def test_one_dm_per_owner_per_week_listing_all_due_goals(world: World) -> None:
     world.run(start, start + timedelta(days=2))
     [dm] = world.rec.dms_to(world.zulip_id(dev))
     for slug in ("one", "two", "four"):
-        assert f"#**{STREAM}>{slug}**" in dm.content
+        assert f"[#{STREAM} > {slug}](#narrow/stream/7-{STREAM}/topic/{slug})" in dm.content
     assert "`update <goal>:`" in dm.content
     [row] = [d for d in world.deliveries() if d.kind is DeliveryKind.DM_PROMPT]
     assert (row.target, row.period) == (f"person:{dev}", PERIOD_START_DAY.isoformat())
@@ -530,7 +534,7 @@ def test_one_dm_per_owner_per_week_listing_all_due_goals(world: World) -> None:
     world.rec.messages.clear()
     world.run(start + timedelta(days=2), start + timedelta(days=9))
     dms = world.rec.dms_to(world.zulip_id(dev))
-    listed = [re.findall(rf"#\*\*{STREAM}>([a-z]+)\*\*", m.content) for m in dms]
+    listed = [re.findall(rf"\[#{STREAM} > ([a-z]+)\]", m.content) for m in dms]
     assert [
         (m.at, goals) for m, goals in zip(dms, listed, strict=True) if "time for" in m.content
     ] == [(local(FRIDAY + timedelta(days=7), 10, "Asia/Tokyo"), ["one"])]
@@ -698,14 +702,16 @@ def test_texts_read_well(world: World) -> None:
         "You can also send me a direct message. Nothing to report this time? "
         "Reply `skip` here and I'll ask again next period."
     )
-    dm = compose_dm(owners[0], [goal, by_slug["parallel-frontend"]], now, stream=STREAM)
+    dm = compose_dm(owners[0], [goal, by_slug["parallel-frontend"]], now, stream=GOALS_STREAM)
     assert dm == (
         "Hi Ben :wave: time for progress updates on your goals:\n"
         "\n"
-        "- **Stabilize async closures** (#**project-goals>async-closures**): last update "
+        "- **Stabilize async closures** ([#project-goals > async-closures]"
+        "(#narrow/stream/7-project-goals/topic/async-closures)): last update "
         "<time:2025-04-24T15:02:00+00:00> (13 days ago), "
         "[#263](https://github.com/rust-lang/rust-project-goals/issues/263)\n"
-        "- **Parallel front end** (#**project-goals>parallel-frontend**): no update yet\n"
+        "- **Parallel front end** ([#project-goals > parallel-frontend]"
+        "(#narrow/stream/7-project-goals/topic/parallel-frontend)): no update yet\n"
         "\n"
         "A few lines each: what happened, what's next, anything blocking you, and where help "
         "is wanted. A `TL;DR:` line gives the summary, a `Help wanted:` line asks for a hand.\n"
@@ -720,7 +726,7 @@ def test_texts_read_well(world: World) -> None:
         "since I asked <time:2025-05-05T14:00:00+00:00>. A few lines are enough (a `TL;DR:` is "
         "perfect); just reply here, or `skip` if there is nothing to report this time."
     )
-    single = compose_dm_reminder(owners[1], [goal], now, stream=STREAM)
+    single = compose_dm_reminder(owners[1], [goal], now, stream=GOALS_STREAM)
     assert single.startswith("Hi Chloé, a friendly reminder: this goal is still waiting")
     assert single.endswith("Send `skip async-closures`.")
 
@@ -742,6 +748,7 @@ def zulip(world: World, tmp_path: Path) -> Iterator[tuple[FakeZulip, ZulipIO]]:
             if not user.is_bot:
                 world.person(user.full_name, tz=user.timezone or None, zulip_id=user.user_id)
         world.subscribers = io.stream_subscribers(STREAM)
+        world.streams = look_up_streams(io, world.config)
         world.sender = io
         yield server, io
 
@@ -785,9 +792,11 @@ def test_e2e_topic_prompts_dms_and_reminders(
     dm_prompt, dm_reminder = server.direct_messages_to(realm_user(server, "Dev Owner"))
     assert dm_prompt["timestamp"] == int(local(FRIDAY, 10, "Asia/Tokyo").timestamp())
     assert dm_reminder["timestamp"] == int(local(MONDAY, 10, "Asia/Tokyo").timestamp())
+    stream_id = server.realm.stream_by_name(STREAM).stream_id  # type: ignore[union-attr]
     for slug in ("polonius", "parallel-frontend", "cargo-script"):
-        assert f"#**{STREAM}>{slug}**" in dm_prompt["content"]
-        assert f"#**{STREAM}>{slug}**" in dm_reminder["content"]
+        link = f"[#{STREAM} > {slug}](#narrow/stream/{stream_id}-{STREAM}/topic/{slug})"
+        assert link in dm_prompt["content"]
+        assert link in dm_reminder["content"]
     assert server.direct_messages_to(realm_user(server, "Ben Owner")) == []
     sent = [d for d in world.deliveries() if d.kind is DeliveryKind.DM_PROMPT]
     assert [(d.target, d.state) for d in sent] == [(f"person:{dev}", DeliveryState.SENT)]

@@ -128,6 +128,8 @@ def test_zulip_markdown_reads_plainly_in_a_terminal() -> None:
         "@Ben Owner: see #project-goals > Polonius (goals#118), asked "
         "Thu 2025-03-06 14:00 UTC by @Eve Lead; #118"
     )
+    link = "[#project-goals > Ship @\u200b*team*](#narrow/stream/3-project-goals/topic/Ship)"
+    assert plain_text(f"**Topic**: {link}") == "**Topic**: #project-goals > Ship @*team*"
     # A mention the bot neutralized stays visibly not a mention.
     assert plain_text("@\u200b**all**") == "@**all**"
 

@@ -2,7 +2,9 @@
 
 The mention sweep (``BotMessageSweep``) runs after every test of the suite (see
 ``tests/conftest.py``): each message any bot user sent on any emulated server is checked for
-wildcard mentions and for un-silenced mentions of people the message does not address.
+wildcard, group and un-silenced mentions of people the message does not address, in its text
+and in the flags the server gave its readers (the demo realm has a user group, so a group
+mention the server resolves shows as ``mentioned`` on every member).
 """
 
 from __future__ import annotations
@@ -60,6 +62,29 @@ def unsafe_in(content: str, recipients: frozenset[int] = frozenset()) -> list[st
     return problems
 
 
+def addressed(content: str, recipients: frozenset[int]) -> frozenset[int]:
+    """Who a bot message may notify: the owners its salutation names, and a direct message's
+    participants."""
+    head = SALUTATION.match(content)
+    named = {int(i) for i in MENTION_ID.findall(head.group(0))} if head is not None else set()
+    return frozenset(named) | recipients
+
+
+def notified_problems(
+    server: FakeZulip, message: dict[str, Any], recipients: frozenset[int]
+) -> list[str]:
+    """Readers the server notified although the message does not address them (by its flags)."""
+    allowed = addressed(message["content"], recipients)
+    problems = []
+    for uid, flags in sorted(server.notified(message["id"]).items()):
+        if flags == ["mentioned"] and uid in allowed:
+            continue
+        who = server.realm.user_by_id(uid)
+        name = who.full_name if who is not None else str(uid)
+        problems.append(f"{name} was notified ({', '.join(flags)})")
+    return problems
+
+
 def bot_message_problems(server: FakeZulip, after_id: int = 0) -> list[str]:
     """Problems in every message this bot sent on ``server`` with an id above ``after_id``."""
     problems: list[str] = []
@@ -72,13 +97,14 @@ def bot_message_problems(server: FakeZulip, after_id: int = 0) -> list[str]:
         recipients: frozenset[int] = frozenset()
         if message["type"] == "private":
             recipients = frozenset(int(r["id"]) for r in message["display_recipient"])
-        for problem in unsafe_in(message["content"], recipients):
-            where = (
-                f"#{message['display_recipient']} > {message['subject']}"
-                if message["type"] == "stream"
-                else "a direct message"
-            )
-            problems.append(f"message {message['id']} in {where}: {problem}")
+        found = unsafe_in(message["content"], recipients)
+        found += notified_problems(server, message, recipients)
+        where = (
+            f"#{message['display_recipient']} > {message['subject']}"
+            if message["type"] == "stream"
+            else "a direct message"
+        )
+        problems += [f"message {message['id']} in {where}: {problem}" for problem in found]
     return problems
 
 
@@ -192,8 +218,40 @@ def test_sweep_checks_what_this_bot_sent_on_an_emulated_server() -> None:
         server.send_stream_message(bot, "general", "t", "@**all** hi", client="other-bot")
         server.send_stream_message(ben, "general", "t", "@**all** hi")  # people may
         problems = bot_message_problems(server)
-        assert len(problems) == 2 and all(f"message {ours} " in p for p in problems), problems
+        assert [p for p in problems if f"message {ours} " not in p] == []
+        assert f"message {ours} in #general > t: wildcard mention '@**all**'" in problems
+        # The server's flags are checked too: each reader the wildcard notified is named.
+        assert f"message {ours} in #general > t: Ben Owner was notified (" in "\n".join(problems)
         server.delete_message(ours)  # or the suite-wide sweep would fail this test
+
+
+def test_sweep_reads_the_flags_of_group_mentions_the_text_check_cannot_see() -> None:
+    """A group mention inside a broken topic link (as transcript 29 recorded) notifies every
+    member; the sweep names each of them, and spares those a prompt's salutation addresses."""
+    with FakeZulip(Realm.demo()) as server:
+        bot = server.realm.user_by_email("goals-bot@example.com")
+        ben = server.realm.user_by_name("Ben Owner")
+        assert bot is not None and ben is not None
+        team = server.realm.user_group_by_name("goals-team")
+        assert team is not None
+        stream = server.realm.stream_by_name("project-goals")
+        assert stream is not None  # members who do not receive the message are not notified
+        members = sorted(set(server.realm.group_members(team)) & stream.subscribers)
+        link = "#**project-goals>Ship it with @*goals-team* soon**"
+        sent = server.send_stream_message(
+            bot,
+            "project-goals",
+            "t",
+            f"@**Ben Owner|{ben.user_id}**: see {link}",
+            client=OUR_CLIENT,
+        )
+        assert sorted(server.notified(sent)) == members
+        message = server.message(sent)
+        problems = notified_problems(server, message, frozenset())
+        named = {u.full_name for u in server.iter_users() if u.user_id in members}
+        assert len(problems) == len(members) - 1  # Ben is addressed by the salutation
+        assert {p.split(" was notified")[0] for p in problems} == named - {"Ben Owner"}
+        server.delete_message(sent)
 
 
 # ============================================================================ refusals, end to end

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -33,6 +33,7 @@ from .context import Context
 from .db import Database
 from .errors import GoalsBotError, Stopping, StorageError, ZulipError
 from .lease import Lease
+from .markdown import StreamRef
 from .models import (
     FIRST_START_KEY,
     HIGH_WATER_KEY,
@@ -251,6 +252,9 @@ class GoalsBot:
             )
         for outcome in report.linked:
             log.info("mapped %s", outcome.render(dict(report.names)))
+        # Before any thread starts: links written from now on name the streams by id.
+        self.ctx = replace(self.ctx, streams=look_up_streams(self.listener, self.config))
+        self.command_handler = GoalsBotHandler(self.ctx)
         result = self.listener.call("users/me/subscriptions")
         self._stream_names = {
             int(s["stream_id"]): str(s["name"]) for s in result.get("subscriptions", [])
@@ -785,6 +789,20 @@ def check_setup(config: Config, io: ZulipIO, db: Database, clock: Clock) -> None
         log.warning("set-up checks could not run: %s", exc)
 
 
+def look_up_streams(io: ZulipIO, config: Config) -> tuple[StreamRef, ...]:
+    """The goals and digest streams with their ids, for links (see ``markdown.topic_link``).
+
+    A stream Zulip does not know yet costs nothing but the id: links then name it by name.
+    """
+    found: list[StreamRef] = []
+    for name in dict.fromkeys([config.stream, config.digest.stream]):
+        try:
+            found.append(StreamRef(name, io.stream_id(name)))
+        except ZulipError as exc:
+            log.warning("could not look up the id of #%s (%s); links name it by name", name, exc)
+    return tuple(found)
+
+
 def prompt_command(config: Config, *, dry_run: bool, goal: str | None, now: bool = False) -> int:
     from .prompts import send_due
 
@@ -793,7 +811,15 @@ def prompt_command(config: Config, *, dry_run: bool, goal: str | None, now: bool
     me = io.whoami()
     db = open_database(config)
     clock = default_clock()
-    ctx = Context(config, db, clock, io.site, int(me["user_id"]), str(me.get("full_name", "")))
+    ctx = Context(
+        config,
+        db,
+        clock,
+        io.site,
+        int(me["user_id"]),
+        str(me.get("full_name", "")),
+        look_up_streams(io, config),
+    )
     sender = LockedSender(io)
     report = send_due(
         ctx,
@@ -821,14 +847,22 @@ def digest_command(config: Config, *, dry_run: bool, since: str | None, again: b
         except ValueError as exc:
             raise GoalsBotError(f"--since {since!r} is not a date like 2026-11-01") from exc
     db = open_database(config)
-    if dry_run:
+    if dry_run:  # printed without connecting to Zulip: its links name streams by name
         ctx = Context(config, db, clock, _site_from_zuliprc(config), 0, "")
         report = send_digest(ctx, _NoSender(), dry_run=True, since=since_dt)
         print(report.render())
         return 0
     io = ZulipIO(config.zuliprc)
     me = io.whoami()
-    ctx = Context(config, db, clock, io.site, int(me["user_id"]), str(me.get("full_name", "")))
+    ctx = Context(
+        config,
+        db,
+        clock,
+        io.site,
+        int(me["user_id"]),
+        str(me.get("full_name", "")),
+        look_up_streams(io, config),
+    )
     # Once per digest week, like the scheduled one; --again posts anew on purpose.
     report = send_digest(ctx, LockedSender(io), since=since_dt, force=again, manual=not again)
     print(report.render())

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .clock import Clock
 from .config import Config
 from .db import Database
+from .markdown import StreamRef, stream_ref
 from .program import Program
 from .schedule import Slot
 
@@ -19,6 +20,9 @@ class Context:
     site: str  # the Zulip server's URL, for links
     bot_user_id: int
     bot_name: str
+    # The streams whose ids the bot looked up at start-up (the goals and digest streams), so
+    # that links name them by id; see ``markdown.topic_link``.
+    streams: tuple[StreamRef, ...] = ()
 
     @property
     def program(self) -> Program:
@@ -27,6 +31,10 @@ class Context:
     @property
     def slot(self) -> Slot:
         return self.program.slot
+
+    def stream(self, name: str) -> StreamRef:
+        """The stream called ``name``, as links name it."""
+        return stream_ref(name, self.streams)
 
     def is_admin_email(self, email: str | None) -> bool:
         return bool(email) and str(email).lower() in self.config.admins

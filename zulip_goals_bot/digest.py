@@ -23,6 +23,7 @@ from .context import Context
 from .doctor import attention_lines, load_problems
 from .markdown import (
     SAFE_LENGTH,
+    StreamRef,
     days_ago,
     limit_items,
     message_link,
@@ -58,8 +59,9 @@ EXCERPT_LINES = 3
 HELP_CHARS = 200
 # Zulip's error messages can be long; the digest only needs the gist.
 ERROR_CHARS = 160
-# One "Needs attention" list (e.g. 200 overdue goals) never takes more than this many characters.
-ATTENTION_LIST_CHARS = 3_000
+# One "Needs attention" list (e.g. 200 overdue goals) never takes more than this many characters;
+# at about 200 characters a line (a topic link carries its URL), that is some 25 goals.
+ATTENTION_LIST_CHARS = 5_000
 # Failed deliveries read from the database for one digest (they are also in the logs).
 MAX_FAILED_LOADED = 100
 # Room under SAFE_LENGTH is kept for the "(part 2 of 3)" line added after the split.
@@ -234,7 +236,7 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}".rstrip() for line in text.split("\n"))
 
 
-def _goal_block(row: _Row, *, stream: str, updated: bool, now: datetime, site: str) -> str:
+def _goal_block(row: _Row, *, stream: StreamRef, updated: bool, now: datetime, site: str) -> str:
     """A goal as the digest shows it: mark, title, topic, owners, freshness, help, excerpt."""
     goal = row.goal
     owners = ", ".join(_who(p) for p in goal.poc) or "_no owner_"
@@ -283,7 +285,7 @@ def _groups(rows: Sequence[_Row]) -> list[tuple[str, list[_Row]]]:
     return [(title, sorted(rs, key=lambda r: r.goal.name.casefold())) for title, rs in groups]
 
 
-def _attention(rows: Sequence[_Row], data: DigestData, stream: str, today: date) -> list[str]:
+def _attention(rows: Sequence[_Row], data: DigestData, stream: StreamRef, today: date) -> list[str]:
     """The "Needs attention" lists, one block each, every one bounded in length."""
     now = data.now
     prompted = [r for r in rows if r.state not in _NOT_PROMPTED]
@@ -352,7 +354,7 @@ _NOT_PROMPTED = frozenset(
 def compose_digest(
     data: DigestData,
     *,
-    stream: str,
+    stream: StreamRef,
     program: Program,
     site: str,
 ) -> list[str]:
@@ -541,7 +543,7 @@ def send_digest(
     parts = tuple(
         compose_digest(
             data,
-            stream=cfg.stream,
+            stream=ctx.stream(cfg.stream),
             program=ctx.program,
             site=ctx.site,
         )

@@ -60,19 +60,71 @@ class ZulipUser:
         return f"@{'_' if silent else ''}**{name}|{self.user_id}**"
 
 
-def topic_link(stream: str, topic: str) -> str:
-    return f"#**{stream}>{topic}**"
+@dataclass(frozen=True, slots=True)
+class StreamRef:
+    """A stream as links name it: its name, and its id once the bot has looked it up.
+
+    Links name a stream by id (they keep working after a rename); without an id (a dry run that
+    does not connect to Zulip) they name it by its name alone, which Zulip resolves too.
+    """
+
+    name: str
+    stream_id: int | None = None
+
+
+def stream_ref(name: str, known: Iterable[StreamRef]) -> StreamRef:
+    """The stream called ``name`` (Zulip ignores case), with its id if ``known`` has it."""
+    lowered = name.lower()
+    return next((s for s in known if s.name.lower() == lowered), StreamRef(name))
+
+
+def narrow_encode(text: str) -> str:
+    """One part of a Zulip narrow URL: percent-encoding with "." as the escape, as Zulip 8.0
+    writes it, so that the part holds no Markdown and no character that ends a link."""
+    return quote(text, safe="").replace(".", "%2E").replace("%", ".")
+
+
+def _stream_slug(stream: StreamRef) -> str:
+    if stream.stream_id is None:
+        return narrow_encode(stream.name)
+    return f"{stream.stream_id}-{narrow_encode(stream.name.replace(' ', '-'))}"
+
+
+def topic_narrow(stream: StreamRef, topic: str) -> str:
+    """The in-app address of a topic, relative to the server (Zulip renders it as a link)."""
+    return f"#narrow/stream/{_stream_slug(stream)}/topic/{narrow_encode(topic)}"
+
+
+# Two stars or two dollars in a row start Zulip syntax (mentions, #** links, bold-italic, TeX)
+# that the server parses even inside a link's text; a zero-width space between them stops it.
+_DOUBLED = re.compile(r"([*$])(?=[*$])")
+
+
+def link_text(text: str) -> str:
+    """``text`` made plain inside the brackets of a Markdown link: no mention, no link syntax,
+    no code span, and no bracket that would end the link early."""
+    text = " ".join(text.split())
+    text = text.replace("`", "'").replace("[", "(").replace("]", ")")
+    return neutralize(_DOUBLED.sub(lambda m: m.group(1) + _ZWSP, text))
+
+
+def topic_link(stream: StreamRef, topic: str) -> str:
+    """A link to a topic that no topic name can turn into Markdown.
+
+    Zulip's own ``#**stream>topic**`` syntax parses the topic: a topic holding ``@*group*``
+    breaks the link and pings the whole group (seen on a real Zulip 8.0 server).  Here the
+    topic only appears encoded in the URL and as inert link text.
+    """
+    return f"[{link_text(f'#{stream.name} > {topic}')}]({topic_narrow(stream, topic)})"
+
+
+def stream_link(stream: StreamRef) -> str:
+    """A link to a stream, written like ``topic_link``."""
+    return f"[{link_text('#' + stream.name)}](#narrow/stream/{_stream_slug(stream)})"
 
 
 def message_link(site: str, message_id: int) -> str:
     return f"{site.rstrip('/')}/#narrow/id/{message_id}"
-
-
-def topic_url(site: str, stream: str, topic: str) -> str:
-    def enc(s: str) -> str:
-        return quote(s, safe="").replace("%", ".")
-
-    return f"{site.rstrip('/')}/#narrow/stream/{enc(stream)}/topic/{enc(topic)}"
 
 
 def time_tag(when: datetime) -> str:

@@ -36,6 +36,7 @@ from .config import Config
 from .context import Context
 from .markdown import (
     MAX_MESSAGE_LENGTH,
+    StreamRef,
     days_ago,
     limit_items,
     neutralize,
@@ -178,15 +179,18 @@ def plan(
     subscribers: frozenset[int],
     now: datetime,
     config: Config,
+    goals_stream: StreamRef | None = None,
     *,
     kickoff: bool = False,
 ) -> list[PlannedDelivery]:
     """Every prompt, reminder and DM owed at ``now`` and not yet in ``sent``; pure.
 
+    ``goals_stream`` is the goals stream as DMs link to it (by default, by its name alone).
     ``kickoff`` starts a round at once: goals still in their grace are asked too, and DMs go
     out now instead of at each owner's local hour. What it sends is keyed by the current
     period like any prompt, so a second kick-off, or the schedule, never asks twice.
     """
+    stream = goals_stream or StreamRef(config.stream)
     sched = config.schedule
     program = Program.from_config(config)
     history = _History(sent)
@@ -221,12 +225,12 @@ def plan(
         key = (DeliveryKind.DM_PROMPT, person_target(person_id), week.key)
         tz = zone(person.timezone, config.timezone)
         if key not in sent and (kickoff or now >= local_send_time(week, sched.dm_local_hour, tz)):
-            out.append(_dm_request(DeliveryKind.DM_PROMPT, person, week, dues, now, config))
+            out.append(_dm_request(DeliveryKind.DM_PROMPT, person, week, dues, now, stream))
     for person_id, dues in sorted(dm_reminders.items()):
         person = people[person_id]
         key = (DeliveryKind.DM_REMINDER, person_target(person_id), week.key)
         if key not in sent:
-            out.append(_dm_request(DeliveryKind.DM_REMINDER, person, week, dues, now, config))
+            out.append(_dm_request(DeliveryKind.DM_REMINDER, person, week, dues, now, stream))
     return out
 
 
@@ -261,14 +265,14 @@ def _dm_request(
     week: Period,
     dues: Sequence[_DueGoal],
     now: datetime,
-    config: Config,
+    stream: StreamRef,
 ) -> PlannedDelivery:
     goals = [d.goal for d in dues]
     if kind is DeliveryKind.DM_PROMPT:
-        text = compose_dm(person, goals, now, stream=config.stream)
+        text = compose_dm(person, goals, now, stream=stream)
         what = "DM prompt"
     else:
-        text = compose_dm_reminder(person, goals, now, stream=config.stream)
+        text = compose_dm_reminder(person, goals, now, stream=stream)
         what = "DM reminder"
     assert person.zulip_user_id is not None  # only reachable owners get here
     request = outbox.Request(
@@ -368,7 +372,7 @@ def compose_reminder(
     )
 
 
-def _goal_item(goal: GoalView, now: datetime, stream: str) -> str:
+def _goal_item(goal: GoalView, now: datetime, stream: StreamRef) -> str:
     parts = [f"**{_title(goal)}** ({topic_link(stream, goal.zulip_topic)})"]
     parts.append(_last_update(goal, now))
     tracking = _tracking(goal)
@@ -377,7 +381,7 @@ def _goal_item(goal: GoalView, now: datetime, stream: str) -> str:
     return "- " + ", ".join(parts[:1]) + ": " + ", ".join(parts[1:])
 
 
-def _goal_list(goals: Sequence[GoalView], now: datetime, stream: str, frame: int) -> str:
+def _goal_list(goals: Sequence[GoalView], now: datetime, stream: StreamRef, frame: int) -> str:
     items = [_goal_item(g, now, stream) for g in goals]
     return limit_items(items, MAX_MESSAGE_LENGTH - frame - DM_FRAME_RESERVE)
 
@@ -397,7 +401,9 @@ def _how_to_reply(goals: Sequence[GoalView]) -> str:
     )
 
 
-def compose_dm(person: PersonView, goals: Sequence[GoalView], now: datetime, *, stream: str) -> str:
+def compose_dm(
+    person: PersonView, goals: Sequence[GoalView], now: datetime, *, stream: StreamRef
+) -> str:
     """One DM asking an owner about all of their goals that are due, however many."""
     if len(goals) == 1:
         head = f"Hi {_first_name(person)} :wave: time for a progress update on your goal:"
@@ -413,7 +419,7 @@ def compose_dm(person: PersonView, goals: Sequence[GoalView], now: datetime, *, 
 
 
 def compose_dm_reminder(
-    person: PersonView, goals: Sequence[GoalView], now: datetime, *, stream: str
+    person: PersonView, goals: Sequence[GoalView], now: datetime, *, stream: StreamRef
 ) -> str:
     """One DM reminding an owner of the goals still silent since their DM prompt."""
     noun = "this goal is" if len(goals) == 1 else "these goals are"
@@ -537,7 +543,9 @@ def send_due(
     with ctx.db.read() as session:
         goals = load_goals(session)
         sent = load_sent(session, _oldest_key(goals, now, ctx.config)) if goals else {}
-    planned = plan(goals, sent, subscribers, now, ctx.config, kickoff=kickoff)
+    planned = plan(
+        goals, sent, subscribers, now, ctx.config, ctx.stream(ctx.config.stream), kickoff=kickoff
+    )
     if goal_slug is not None:
         wanted = {g.id for g in goals if g.slug.lower() == goal_slug.strip().lower()}
         if not wanted:

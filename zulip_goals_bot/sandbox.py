@@ -244,7 +244,7 @@ _GROUP_MENTION = re.compile(r"@_?\*([^*\n]+)\*")
 _TOPIC_LINK = re.compile(r"#\*\*([^*>\n]+)>([^*\n]+)\*\*")
 _STREAM_LINK = re.compile(r"#\*\*([^*\n]+)\*\*")
 _TIME = re.compile(r"<time:([^>\s]+)>")
-_LINK = re.compile(r"\[([^\]\n]+)\]\((?:https?://|/)[^)\s]*\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\((?:https?://|/|#narrow/)[^)\s]*\)")
 _ZWSP = "\u200b"
 
 

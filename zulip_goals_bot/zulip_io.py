@@ -290,6 +290,10 @@ class ZulipIO:
                 return {int(u) for u in sub.get("subscribers", [])}
         return set()
 
+    def stream_id(self, name: str) -> int:
+        """The id of the stream called ``name``; ZulipError if there is none the bot can see."""
+        return int(self.call("get_stream_id", request={"stream": name})["stream_id"])
+
     # -- events ----------------------------------------------------------------------------
 
     def register(self, event_types: Sequence[str] = EVENT_TYPES) -> tuple[str, int]:

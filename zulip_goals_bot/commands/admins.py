@@ -155,7 +155,7 @@ def cmd_goal(call: Call, command: Command) -> list[str]:
     call.session.flush()
     return [
         f"Added **{safe(title)}** (`{slug}`, period {period}); its topic is "
-        f"{topic_link(call.config.stream, topic)}. Add owners with "
+        f"{topic_link(call.moment.goals_stream, topic)}. Add owners with "
         f"`owners add {slug} @github-handle`."
     ]
 

@@ -24,6 +24,7 @@ from ..grammar import (
 from ..markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
+    StreamRef,
     ZulipUser,
     days_ago,
     limit_items,
@@ -34,6 +35,8 @@ from ..markdown import (
     safe,
     shorten,
     split_blocks,
+    stream_link,
+    stream_ref,
     time_tag,
     topic_link,
 )
@@ -88,6 +91,14 @@ class Moment:
     config: Config
     site: str
     program: Program
+    streams: tuple[StreamRef, ...] = ()  # see Context.streams
+
+    def stream(self, name: str) -> StreamRef:
+        return stream_ref(name, self.streams)
+
+    @property
+    def goals_stream(self) -> StreamRef:
+        return self.stream(self.config.stream)
 
     @property
     def slot(self) -> Slot:
@@ -193,7 +204,7 @@ def render_status(goal: GoalView, m: Moment) -> list[str]:
     link = issue_link(goal)
     if link:
         lines.append(f"**Tracking issue**: {link}")
-    lines.append(f"**Topic**: {topic_link(m.config.stream, goal.zulip_topic)}")
+    lines.append(f"**Topic**: {topic_link(m.goals_stream, goal.zulip_topic)}")
     blocks = ["\n".join(lines)]
     last = goal.last_update
     if last is None:
@@ -223,7 +234,7 @@ def render_history(
     clamp = f" (at most {HISTORY_MAX})" if asked > HISTORY_MAX else ""
     head = (
         f"{goal_title(goal)}: the last {plural(len(updates), 'message')}{clamp}, newest first "
-        f"(topic {topic_link(m.config.stream, goal.zulip_topic)}):"
+        f"(topic {topic_link(m.goals_stream, goal.zulip_topic)}):"
     )
     blocks = [head]
     for u in updates:
@@ -287,11 +298,11 @@ def weekday_name(index: int) -> str:
     return WEEKDAYS[index].capitalize()
 
 
-def schedule_text(config: Config, slot: Slot, now: datetime) -> str:
+def schedule_text(config: Config, slot: Slot, now: datetime, goals_stream: StreamRef) -> str:
     s = config.schedule
     if not s.enabled:
         return "Scheduled prompts are switched off."
-    stream = f"#**{config.stream}**"
+    stream = stream_link(goals_stream)
     where = {
         "topic": f"in each goal's topic in {stream} (by DM to owners not in that stream)",
         "dm": "by direct message to each owner",
@@ -307,15 +318,15 @@ def schedule_text(config: Config, slot: Slot, now: datetime) -> str:
     )
 
 
-def digest_text(config: Config) -> str:
+def digest_text(config: Config, digest_stream: StreamRef) -> str:
     d = config.digest
     if not d.enabled:
         return "The weekly digest is switched off."
     when = f"every {weekday_name(d.weekday)} at {d.at.strftime('%H:%M')} ({d.timezone.key})"
     if d.topic:
         return (
-            f"The weekly digest is posted {when} in {topic_link(d.stream, d.topic)}, and sent by "
-            "DM to subscribers (`subscribe digest`)."
+            f"The weekly digest is posted {when} in {topic_link(digest_stream, d.topic)}, and "
+            "sent by DM to subscribers (`subscribe digest`)."
         )
     return f"The weekly digest is sent {when} by DM to subscribers (`subscribe digest`)."
 

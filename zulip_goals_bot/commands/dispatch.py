@@ -57,7 +57,9 @@ def handle(
         return Reply.of([unknown_text(command, ctx.bot_name)])
     spec = SPEC_BY_NAME[command.name]
     now = ctx.clock.now()
-    moment = Moment(now=now, config=ctx.config, site=ctx.site, program=ctx.program)
+    moment = Moment(
+        now=now, config=ctx.config, site=ctx.site, program=ctx.program, streams=ctx.streams
+    )
     try:
         with ctx.db.write() as session:
             admin = _sender_is_admin(ctx, session, sender)

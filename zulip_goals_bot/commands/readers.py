@@ -119,7 +119,7 @@ def cmd_mine(call: Call, command: Command) -> list[str]:
         if due.is_waiting:
             owe += 1
             note = " — **you owe an update**: reply in its topic " + topic_link(
-                call.config.stream, g.zulip_topic
+                m.goals_stream, g.zulip_topic
             )
         last = g.last_update
         seen = f"last update {days_ago(last.sent_at, m.now)}" if last else "no update yet"
@@ -143,8 +143,8 @@ def cmd_about(call: Call, command: Command) -> list[str]:
     return [
         f"**{safe(call.ctx.bot_name)}** {__version__}: asks goal owners for progress updates, "
         "keeps them, and sums them up in a weekly digest. Say `help` for the commands.",
-        schedule_text(config, call.moment.slot, call.now),
-        digest_text(config),
+        schedule_text(config, call.moment.slot, call.now, call.moment.goals_stream),
+        digest_text(config, call.moment.stream(config.digest.stream)),
         contact,
     ]
 
@@ -189,7 +189,8 @@ def cmd_subscribe(call: Call, command: Command) -> list[str]:
         return ["You are already subscribed to the weekly digest. (`unsubscribe digest` stops it.)"]
     call.session.add(DigestSubscription(person_id=call.me.id, created_at=call.now))
     note = "" if call.config.digest.enabled else " The digest is switched off right now."
-    return [f"Subscribed: I'll DM you the weekly digest. {digest_text(call.config)}{note}"]
+    about = digest_text(call.config, call.moment.stream(call.config.digest.stream))
+    return [f"Subscribed: I'll DM you the weekly digest. {about}{note}"]
 
 
 def cmd_unsubscribe(call: Call, command: Command) -> list[str]:

@@ -20,11 +20,8 @@ from typing import Any
 
 from . import emoji as emoji_table
 from .markdown import (
-    STREAM_WILDCARDS,
-    TOPIC_WILDCARD,
     Mention,
     Renderer,
-    find_mentions,
     topic_narrow_path,
 )
 from .realm import (
@@ -68,6 +65,8 @@ FLAG_ORDER = (
     "historical",
 )
 EDITABLE_FLAGS = frozenset({"read", "starred", "collapsed"})
+# The flags that mean a message notified its reader.
+MENTION_FLAGS = frozenset({"mentioned", "stream_wildcard_mentioned", "topic_wildcard_mentioned"})
 FETCHABLE = (
     "message",
     "realm",
@@ -221,7 +220,10 @@ class ZulipState:
         self.generation = 0
         self.stopping = False
         self.renderer = Renderer(
-            self._resolve_user_mention, self._resolve_stream_link, self._resolve_custom_emoji
+            self._resolve_user_mention,
+            self._resolve_stream_link,
+            self._resolve_group_mention,
+            self._resolve_custom_emoji,
         )
 
     # ================================================================= helpers
@@ -240,6 +242,10 @@ class ZulipState:
     def _resolve_custom_emoji(self, name: str) -> str | None:
         found = self.realm.custom_emoji_by_name(name)
         return found.source_url if found is not None else None
+
+    def _resolve_group_mention(self, name: str) -> tuple[int, str] | None:
+        group = self.realm.user_group_by_name(name)
+        return (group.group_id, group.name) if group is not None else None
 
     def mentioned_user(self, mention: Mention) -> User | None:
         """The user a ``@**Name**`` / ``@**Name|id**`` refers to, if unambiguous."""
@@ -619,21 +625,18 @@ class ZulipState:
             message.stream.first_message_id = message.id
 
     def _mention_targets(self, message: Message) -> tuple[set[int], bool, bool]:
-        mentioned: set[int] = set()
-        stream_wc = topic_wc = False
-        for mention in find_mentions(message.content):
-            if mention.user_id is None and mention.name in STREAM_WILDCARDS:
-                stream_wc = stream_wc or not mention.silent
-                continue
-            if mention.user_id is None and mention.name == TOPIC_WILDCARD:
-                topic_wc = topic_wc or (not mention.silent and message.stream is not None)
-                continue
-            if mention.silent:
-                continue
-            user = self.mentioned_user(mention)
-            if user is not None:
-                mentioned.add(user.user_id)
-        return mentioned, stream_wc, topic_wc
+        """Who the message mentions loudly, as its rendering found: users, the members of
+        mentioned groups, and whether a stream or topic wildcard was used."""
+        if "@" not in message.content:  # no mention at all: rendering can wait until asked for
+            return set(), False, False
+        result = self.renderer.render_message(message.content)
+        message.rendered = result.html
+        mentioned = set(result.user_ids)
+        for group in self.realm.user_groups:
+            if group.group_id in result.group_ids:
+                mentioned |= self.realm.all_group_members(group)
+        topic_wc = result.topic_wildcard and message.stream is not None
+        return mentioned, result.stream_wildcard, topic_wc
 
     def _content_flags(
         self, message: Message, uid: int, mentioned: set[int], stream_wc: bool, topic_wc: bool
@@ -808,7 +811,7 @@ class ZulipState:
             }
             mentioned, stream_wc, topic_wc = self._mention_targets(message)
             for uid, flags in message.user_flags.items():
-                flags -= {"mentioned", "stream_wildcard_mentioned", "topic_wildcard_mentioned"}
+                flags -= MENTION_FLAGS
                 flags |= self._content_flags(message, uid, mentioned, stream_wc, topic_wc)
 
         moved: list[Message] = [message]
@@ -1276,9 +1279,7 @@ class ZulipState:
             if operand == "dm":
                 result = m.stream is None
             elif operand == "mentioned":
-                result = bool(
-                    fl & {"mentioned", "stream_wildcard_mentioned", "topic_wildcard_mentioned"}
-                )
+                result = bool(fl & MENTION_FLAGS)
             elif operand == "starred":
                 result = "starred" in fl
             elif operand == "unread":
@@ -1684,15 +1685,17 @@ class ZulipState:
 
     def user_groups(self) -> list[dict[str, Any]]:
         nobody = self.realm.group_id("role:nobody")
+        everyone = self.realm.group_id("role:everyone")
         return [
             {
                 "id": g.group_id,
                 "name": g.name,
                 "description": g.description,
                 "members": self.realm.group_members(g),
-                "direct_subgroup_ids": [],
-                "is_system_group": True,
-                "can_mention_group": nobody,
+                "direct_subgroup_ids": list(g.subgroup_ids),
+                "is_system_group": g.is_system,
+                # Custom groups are created mentionable by everyone, as the recorded one is.
+                "can_mention_group": nobody if g.is_system else everyone,
             }
             for g in self.realm.user_groups
         ]

@@ -1,8 +1,11 @@
 """Just enough of Zulip's Markdown dialect: mentions (which drive message flags) and HTML.
 
 Mention detection must match the server's, because flags such as ``mentioned`` are what
-bots react to.  The HTML rendering only needs to be plausible: it fills
-``rendered_content`` and the ``apply_markdown=true`` variants of messages.
+bots react to, so the flags come from the rendering itself, as on the real server: a mention
+counts only where the renderer made one (not in code, silenced inside quotes, and inside a
+``#**stream>topic**`` link exactly as Zulip 8.0 parses it; see the recorded transcript 29).
+The rest of the HTML only needs to be plausible: it fills ``rendered_content`` and the
+``apply_markdown=true`` variants of messages.
 """
 
 from __future__ import annotations
@@ -11,22 +14,30 @@ import html
 import re
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import emoji
 
-# What may precede an "@": start, whitespace, quotes, brackets, slash or "<".
-USER_MENTION_RE = re.compile(r"(?<![^\s'\"(\{\[/<])@(_?)\*\*([^*]+)\*\*")
-STREAM_LINK_RE = re.compile(r"#\*\*([^*>]+)(?:>([^*]+))?\*\*")
-FENCE_RE = re.compile(r"^\s*(```|~~~)")
+# What may precede an "@" or a "#**" link: start, whitespace, quotes, brackets, slash or "<".
+_BEFORE = r"(?<![^\s'\"(\{\[/<])"
+USER_MENTION_RE = re.compile(_BEFORE + r"@(_?)\*\*([^*]+)\*\*")
+GROUP_MENTION_RE = re.compile(_BEFORE + r"@(_?)\*([^*]+)\*")
+TOPIC_LINK_RE = re.compile(_BEFORE + r"#\*\*([^*>]+)>([^*]+)\*\*")
+STREAM_LINK_RE = re.compile(_BEFORE + r"#\*\*([^*]+)\*\*")
+# A fence: three or more backticks or tildes, then an optional language word.
+FENCE_RE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
+QUOTE_LANGS = frozenset({"quote", "quoted"})
 CODE_SPAN_RE = re.compile(r"`([^`\n]+)`")
-LINK_RE = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+|/[^)\s]*)\)")
+LINK_RE = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+|/[^)\s]*|#[^)\s]*)\)")
 AUTOLINK_RE = re.compile(r"(?<![\w\"=/])(https?://[^\s<]+[^\s<.,:;\"')\]])")
 EMOJI_RE = re.compile(r"(?<![\w:]):([a-z0-9_+-]+):(?![\w:])")
 BOLD_RE = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 ITALIC_RE = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
 STRIKE_RE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
-PLACEHOLDER_RE = re.compile("\x00(\\d+)\x00")
+# Python-Markdown's placeholder for an inline element already rendered.  Its exact form matters:
+# a placeholder inside a topic link's topic ends up in the link's URL, as on the real server.
+PLACEHOLDER = "\x02klzzwxh:{:04d}\x03"
+PLACEHOLDER_RE = re.compile("\x02klzzwxh:(\\d{4})\x03")
 
 STREAM_WILDCARDS = frozenset({"all", "everyone", "stream"})
 TOPIC_WILDCARD = "topic"
@@ -52,8 +63,28 @@ class Mention:
         return None
 
 
+@dataclass
+class Rendered:
+    """A message's HTML and whom it notifies, as the server's renderer reports them."""
+
+    html: str = ""
+    user_ids: set[int] = field(default_factory=set)  # loud @**user** mentions
+    group_ids: set[int] = field(default_factory=set)  # loud @*group* mentions
+    stream_wildcard: bool = False  # a loud @**all** / @**everyone** / @**stream**
+    topic_wildcard: bool = False  # a loud @**topic**
+
+
+def silence(line: str) -> str:
+    """What the server does to every quoted line: each mention becomes a silent one."""
+    line = USER_MENTION_RE.sub(lambda m: f"@_**{m.group(2)}**", line)
+    return GROUP_MENTION_RE.sub(lambda m: f"@_*{m.group(2)}*", line)
+
+
 def strip_code(content: str) -> str:
-    """Remove fenced blocks and code spans: mentions inside them are not mentions."""
+    """Remove fenced blocks and code spans: mentions inside them are not mentions.
+
+    A quote fence (```quote) is removed too: the server silences every mention in it.
+    """
     out: list[str] = []
     fence: str | None = None
     for line in content.split("\n"):
@@ -62,7 +93,7 @@ def strip_code(content: str) -> str:
             fence = m.group(1)
             continue
         if fence is not None:
-            if line.strip().startswith(fence):
+            if line.strip() == fence:
                 fence = None
             continue
         out.append(line)
@@ -94,24 +125,53 @@ def topic_narrow_path(stream_id: int, stream_name: str, topic: str) -> str:
 
 UserResolver = Callable[[Mention], "tuple[int, str] | None"]
 StreamResolver = Callable[[str], "tuple[int, str] | None"]
+GroupResolver = Callable[[str], "tuple[int, str] | None"]
 # A custom emoji's name to its image URL, for the realm's active custom emoji only.
 EmojiResolver = Callable[[str], "str | None"]
 
 
+class _Pass:
+    """One message being rendered: the stashed inline fragments and the mentions found."""
+
+    def __init__(self) -> None:
+        self.frags: list[str] = []
+        self.result = Rendered()
+
+    def keep(self, fragment: str) -> str:
+        self.frags.append(fragment)
+        return PLACEHOLDER.format(len(self.frags) - 1)
+
+    def restore(self, text: str) -> str:
+        while PLACEHOLDER_RE.search(text):
+            text = PLACEHOLDER_RE.sub(lambda m: self.frags[int(m.group(1))], text)
+        return text
+
+
 class Renderer:
-    """Render message Markdown to HTML, resolving users, streams and custom emoji."""
+    """Render message Markdown to HTML, resolving users, streams, groups and custom emoji."""
 
     def __init__(
         self,
         resolve_user: UserResolver,
         resolve_stream: StreamResolver,
+        resolve_group: GroupResolver | None = None,
         resolve_emoji: EmojiResolver | None = None,
     ) -> None:
         self._resolve_user = resolve_user
         self._resolve_stream = resolve_stream
-        self._resolve_emoji = resolve_emoji or (lambda _name: None)
+        self._resolve_group: GroupResolver = resolve_group or (lambda _name: None)
+        self._resolve_emoji: EmojiResolver = resolve_emoji or (lambda _name: None)
 
     def render(self, content: str) -> str:
+        return self.render_message(content).html
+
+    def render_message(self, content: str) -> Rendered:
+        """The HTML of ``content`` and the mentions that notify someone."""
+        state = _Pass()
+        state.result.html = self._blocks(content, state)
+        return state.result
+
+    def _blocks(self, content: str, state: _Pass) -> str:
         blocks: list[str] = []
         lines = content.split("\n")
         i = 0
@@ -119,7 +179,7 @@ class Renderer:
 
         def flush_para() -> None:
             if para:
-                blocks.append("<p>" + "<br>\n".join(self.inline(p) for p in para) + "</p>")
+                blocks.append("<p>" + "<br>\n".join(self.inline(p, state) for p in para) + "</p>")
                 para.clear()
 
         while i < len(lines):
@@ -127,13 +187,17 @@ class Renderer:
             fence = FENCE_RE.match(line)
             if fence:
                 flush_para()
-                marker = fence.group(1)
+                marker, lang = fence.group(1), fence.group(2).lower()
                 body: list[str] = []
                 i += 1
-                while i < len(lines) and not lines[i].strip().startswith(marker):
+                while i < len(lines) and lines[i].strip() != marker:
                     body.append(lines[i])
                     i += 1
                 i += 1
+                if lang in QUOTE_LANGS:  # the server turns it into "> " lines
+                    inner = self._blocks("\n".join(silence(b) for b in body), state)
+                    blocks.append(f"<blockquote>\n{inner}\n</blockquote>")
+                    continue
                 code = html.escape("\n".join(body), quote=False)
                 blocks.append(
                     f'<div class="codehilite"><pre><span></span><code>{code}\n</code></pre></div>'
@@ -145,10 +209,10 @@ class Renderer:
                 i += 1
                 continue
             heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
-            if heading and not stripped.startswith("#**"):
+            if heading:
                 flush_para()
                 level = len(heading.group(1))
-                blocks.append(f"<h{level}>{self.inline(heading.group(2))}</h{level}>")
+                blocks.append(f"<h{level}>{self.inline(heading.group(2), state)}</h{level}>")
                 i += 1
                 continue
             if re.match(r"^[*+-]\s+", stripped) or re.match(r"^\d+[.)]\s+", stripped):
@@ -160,35 +224,35 @@ class Renderer:
                     items.append(re.sub(pattern, "", lines[i].strip(), count=1))
                     i += 1
                 tag = "ol" if ordered else "ul"
-                inner = "\n".join(f"<li>{self.inline(item)}</li>" for item in items)
+                inner = "\n".join(f"<li>{self.inline(item, state)}</li>" for item in items)
                 blocks.append(f"<{tag}>\n{inner}\n</{tag}>")
                 continue
             if stripped.startswith(">"):
                 flush_para()
                 quoted: list[str] = []
                 while i < len(lines) and lines[i].strip().startswith(">"):
-                    quoted.append(lines[i].strip()[1:].lstrip())
+                    quoted.append(silence(lines[i].strip()[1:].lstrip()))
                     i += 1
-                blocks.append(f"<blockquote>\n{self.render(chr(10).join(quoted))}\n</blockquote>")
+                inner = self._blocks("\n".join(quoted), state)
+                blocks.append(f"<blockquote>\n{inner}\n</blockquote>")
                 continue
             para.append(line)
             i += 1
         flush_para()
         return "\n".join(blocks)
 
-    def inline(self, text: str) -> str:
-        """Inline Markdown of one line; code spans and mentions are protected first."""
-        frags: list[str] = []
-
-        def keep(fragment: str) -> str:
-            frags.append(fragment)
-            return f"\x00{len(frags) - 1}\x00"
-
+    def inline(self, text: str, state: _Pass | None = None) -> str:
+        """Inline Markdown of one line, in the server's order: code spans, user mentions, topic
+        and stream links, group mentions, links, then emphasis; each result is stashed."""
+        state = state or _Pass()
+        keep = state.keep
         text = CODE_SPAN_RE.sub(
             lambda m: keep(f"<code>{html.escape(m.group(1), quote=False)}</code>"), text
         )
-        text = USER_MENTION_RE.sub(lambda m: self._mention(m, keep), text)
+        text = USER_MENTION_RE.sub(lambda m: self._mention(m, state), text)
+        text = TOPIC_LINK_RE.sub(lambda m: self._topic_link(m, keep), text)
         text = STREAM_LINK_RE.sub(lambda m: self._stream_link(m, keep), text)
+        text = GROUP_MENTION_RE.sub(lambda m: self._group_mention(m, state), text)
         text = LINK_RE.sub(
             lambda m: keep(
                 f'<a href="{html.escape(m.group(2))}">{html.escape(m.group(1), quote=False)}</a>'
@@ -204,44 +268,65 @@ class Renderer:
         text = BOLD_RE.sub(r"<strong>\1</strong>", text)
         text = STRIKE_RE.sub(r"<del>\1</del>", text)
         text = ITALIC_RE.sub(r"<em>\1</em>", text)
-        while "\x00" in text:
-            text = PLACEHOLDER_RE.sub(lambda m: frags[int(m.group(1))], text)
-        return text
+        return state.restore(text)
 
-    def _mention(self, m: re.Match[str], keep: Callable[[str], str]) -> str:
+    def _mention(self, m: re.Match[str], state: _Pass) -> str:
         mention = Mention(silent=m.group(1) == "_", target=m.group(2))
         name = mention.name
+        silent = " silent" if mention.silent else ""
+        shown_name = name if mention.silent else f"@{name}"
         if name in STREAM_WILDCARDS and mention.user_id is None:
-            return keep(f'<span class="user-mention" data-user-id="*">@{name}</span>')
+            state.result.stream_wildcard |= not mention.silent
+            return state.keep(
+                f'<span class="user-mention{silent}" data-user-id="*">{shown_name}</span>'
+            )
         if name == TOPIC_WILDCARD and mention.user_id is None:
-            return keep(f'<span class="topic-mention">@{name}</span>')
+            state.result.topic_wildcard |= not mention.silent
+            return state.keep(f'<span class="topic-mention{silent}">{shown_name}</span>')
         found = self._resolve_user(mention)
         if found is None:
             return m.group(0)
         user_id, full_name = found
-        shown = html.escape(full_name, quote=False)
-        if mention.silent:
-            return keep(
-                f'<span class="user-mention silent" data-user-id="{user_id}">{shown}</span>'
-            )
-        return keep(f'<span class="user-mention" data-user-id="{user_id}">@{shown}</span>')
+        if not mention.silent:
+            state.result.user_ids.add(user_id)
+        shown = html.escape(full_name if mention.silent else f"@{full_name}", quote=False)
+        return state.keep(
+            f'<span class="user-mention{silent}" data-user-id="{user_id}">{shown}</span>'
+        )
+
+    def _group_mention(self, m: re.Match[str], state: _Pass) -> str:
+        silent = m.group(1) == "_"
+        found = self._resolve_group(m.group(2))
+        if found is None:
+            return m.group(0)
+        group_id, name = found
+        if not silent:
+            state.result.group_ids.add(group_id)
+        shown = html.escape(name if silent else f"@{name}", quote=False)
+        css = "user-group-mention silent" if silent else "user-group-mention"
+        return state.keep(f'<span class="{css}" data-user-group-id="{group_id}">{shown}</span>')
+
+    def _topic_link(self, m: re.Match[str], keep: Callable[[str], str]) -> str:
+        found = self._resolve_stream(m.group(1))
+        if found is None:
+            return m.group(0)
+        stream_id, name = found
+        topic = m.group(2)
+        href = "/" + topic_narrow_path(stream_id, name, topic)
+        return keep(
+            f'<a class="stream-topic" data-stream-id="{stream_id}" href="{html.escape(href)}">'
+            f"#{html.escape(name, quote=False)} &gt; {html.escape(topic, quote=False)}</a>"
+        )
 
     def _stream_link(self, m: re.Match[str], keep: Callable[[str], str]) -> str:
         found = self._resolve_stream(m.group(1))
         if found is None:
             return m.group(0)
         stream_id, name = found
-        topic = m.group(2)
         slug = stream_slug(stream_id, name)
-        if topic is None:
-            return keep(
-                f'<a class="stream" data-stream-id="{stream_id}" href="/#narrow/stream/{slug}">'
-                f"#{html.escape(name, quote=False)}</a>"
-            )
-        href = "/" + topic_narrow_path(stream_id, name, topic)
         return keep(
-            f'<a class="stream-topic" data-stream-id="{stream_id}" href="{href}">'
-            f"#{html.escape(name, quote=False)} &gt; {html.escape(topic, quote=False)}</a>"
+            f'<a class="stream" data-stream-id="{stream_id}" href="/#narrow/stream/{slug}">'
+            f"#{html.escape(name, quote=False)}</a>"
         )
 
     def _emoji(self, m: re.Match[str], keep: Callable[[str], str]) -> str:

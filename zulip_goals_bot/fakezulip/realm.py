@@ -62,27 +62,43 @@ _STREAM_COLORS = (
     "#c2726a",
 )
 
-_SYSTEM_GROUPS = (
-    ("role:internet", "Everyone on the internet", None),
-    ("role:everyone", "Everyone including guests", ROLE_GUEST),
-    ("role:members", "Everyone except guests", ROLE_MEMBER),
+# Zulip 8.0's system groups, in the order (and with the descriptions) the server lists them.
+# Each holds the users of one role directly and the group above it as a subgroup, so that
+# "role:members" reaches moderators through "role:fullmembers".
+_SYSTEM_GROUPS: tuple[tuple[str, str, int | None, str | None], ...] = (
+    ("role:nobody", "Nobody", None, None),
+    ("role:owners", "Owners of this organization", ROLE_OWNER, None),
     (
-        "role:fullmembers",
-        "Members of this organization, not including new accounts and guests",
-        ROLE_MEMBER,
+        "role:administrators",
+        "Administrators of this organization, including owners",
+        ROLE_ADMINISTRATOR,
+        "role:owners",
     ),
     (
         "role:moderators",
         "Moderators of this organization, including administrators",
         ROLE_MODERATOR,
+        "role:administrators",
     ),
     (
-        "role:administrators",
-        "Administrators of this organization, including owners",
-        ROLE_ADMINISTRATOR,
+        "role:fullmembers",
+        "Members of this organization, not including new accounts and guests",
+        ROLE_MEMBER,
+        "role:moderators",
     ),
-    ("role:owners", "Owners of this organization", ROLE_OWNER),
-    ("role:nobody", "Nobody", 0),
+    (
+        "role:members",
+        "Members of this organization, not including guests",
+        ROLE_MEMBER,
+        "role:fullmembers",
+    ),
+    (
+        "role:everyone",
+        "Everyone in this organization, including guests",
+        ROLE_GUEST,
+        "role:members",
+    ),
+    ("role:internet", "Everyone on the Internet", None, "role:everyone"),
 )
 
 
@@ -182,12 +198,18 @@ class ProfileField:
 
 @dataclass
 class UserGroup:
-    """A system user group; the real server always has these and refers to them by id."""
+    """A user group: a system group of one role (the real server always has these and refers to
+    them by id), or a custom group that people can mention with ``@*name*``."""
 
     group_id: int
     name: str
     description: str
-    min_role: int | None
+    # System groups: the role whose users are the direct members.
+    role: int | None = None
+    # Custom groups: the direct members.
+    members: set[int] = field(default_factory=set)
+    subgroup_ids: list[int] = field(default_factory=list)
+    is_system: bool = True
 
 
 class Realm:
@@ -201,6 +223,7 @@ class Realm:
         email_address_visibility: str = "everyone",
         fake_email_domain: str = "zulipdev.com",
         description: str = "A Zulip organization emulated for tests.",
+        first_group_id: int = 1,
     ) -> None:
         if email_address_visibility not in ("everyone", "nobody"):
             raise ValueError("email_address_visibility must be 'everyone' or 'nobody'")
@@ -225,10 +248,14 @@ class Realm:
         self._next_recipient_id = 1
         self._next_field_id = 1
         self._next_emoji_id = 1
-        self.user_groups = [
-            UserGroup(group_id=i + 1, name=n, description=d, min_role=r)
-            for i, (n, d, r) in enumerate(_SYSTEM_GROUPS)
-        ]
+        self.user_groups: list[UserGroup] = []
+        for n, d, role, sub in _SYSTEM_GROUPS:
+            subgroups = [self.group_id(sub)] if sub is not None else []
+            self.user_groups.append(
+                UserGroup(
+                    first_group_id + len(self.user_groups), n, d, role=role, subgroup_ids=subgroups
+                )
+            )
         # Cross-realm system bot that posts "topic moved" notices; never listed in /users.
         self.notification_bot = self._new_user(
             full_name="Notification Bot",
@@ -502,18 +529,73 @@ class Realm:
         return user.is_bot or self.email_address_visibility == "everyone"
 
     def group_members(self, group: UserGroup) -> list[int]:
+        """The direct members, as ``GET /user_groups`` lists them."""
         with self.lock:
-            if group.min_role is None:
-                return []
-            return sorted(
-                u.user_id for u in self.users.values() if u.is_active and u.role <= group.min_role
-            )
+            if group.is_system:
+                if group.role is None:
+                    return []
+                return sorted(
+                    u.user_id for u in self.users.values() if u.is_active and u.role == group.role
+                )
+            return sorted(group.members)
 
     def group_id(self, name: str) -> int:
         for group in self.user_groups:
             if group.name == name:
                 return group.group_id
         raise KeyError(name)
+
+    def user_group_by_name(self, name: str) -> UserGroup | None:
+        """A group as a mention names it: case-insensitively, custom groups only (Zulip 8.0
+        does not let anyone mention a system group)."""
+        with self.lock:
+            key = name.lower()
+            return next(
+                (g for g in self.user_groups if not g.is_system and g.name.lower() == key), None
+            )
+
+    def all_group_members(self, group: UserGroup) -> set[int]:
+        """Everyone a mention of the group reaches: its members and its subgroups' members."""
+        with self.lock:
+            by_id = {g.group_id: g for g in self.user_groups}
+            seen: set[int] = set()
+            members: set[int] = set()
+            todo = [group]
+            while todo:
+                g = todo.pop()
+                if g.group_id in seen:
+                    continue
+                seen.add(g.group_id)
+                members.update(self.group_members(g))
+                todo += [by_id[i] for i in g.subgroup_ids if i in by_id]
+            return members
+
+    def add_user_group(
+        self,
+        name: str,
+        members: list[User | int] | tuple[User | int, ...] = (),
+        description: str = "",
+        *,
+        group_id: int | None = None,
+    ) -> UserGroup:
+        """Create a custom user group (mentionable as ``@*name*``) with these members."""
+        with self.lock:
+            if any(g.name.lower() == name.lower() for g in self.user_groups):
+                raise ValueError(f"user group {name!r} exists")
+            if group_id is None:
+                group_id = max((g.group_id for g in self.user_groups), default=0) + 1
+            elif any(g.group_id == group_id for g in self.user_groups):
+                raise ValueError(f"user group id {group_id} is taken")
+            group = UserGroup(
+                group_id,
+                name,
+                description,
+                members={self._user_or_raise(m).user_id for m in members},
+                is_system=False,
+            )
+            self.user_groups.append(group)
+            self.user_groups.sort(key=lambda g: g.group_id)
+            return group
 
     # ------------------------------------------------------------------ fixtures
 
@@ -530,6 +612,11 @@ class Realm:
         realm.add_user("Chloé Owner", "chloe@example.com", timezone="America/New_York")
         realm.add_user("Dev Owner", "dev@example.com", timezone="Asia/Tokyo")
         realm.add_user("Eve Lead", "eve@example.com", timezone="UTC")
+        realm.add_user_group(
+            "goals-team",
+            [u for u in realm.users.values() if not u.is_bot],
+            "Everyone who runs or owns a goal",
+        )
         realm.add_stream("project-goals", "Progress on the program's goals")
         realm.add_stream("general", "Everything else")
         for user in realm.users.values():

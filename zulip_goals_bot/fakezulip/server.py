@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .engine import (
+    MENTION_FLAGS,
     ApiError,
     Message,
     QueueGone,
@@ -727,6 +728,16 @@ class FakeZulip:
         """The emulator's clock as an HTTP date, as in the ``Date`` and ``Expires`` headers."""
         return email.utils.formatdate(self.clock(), usegmt=True)
 
+    def add_user_group(
+        self, name: str, members: list[User | int] | tuple[User | int, ...], description: str = ""
+    ) -> int:
+        """Create a custom user group that messages can mention as ``@*name*``; its id.
+
+        (The real server also sends a ``user_group`` event; nothing here registers for it.)
+        """
+        with self.state.cond:
+            return self.realm.add_user_group(name, members, description).group_id
+
     # ------------------------------------------------------------------ inspection
 
     def _plain(self, message: Message) -> dict[str, Any]:
@@ -778,6 +789,18 @@ class FakeZulip:
             if found is None:
                 raise KeyError(message_id)
             return self.state.flags_for(self._user(user), found)
+
+    def notified(self, message_id: int) -> dict[int, list[str]]:
+        """Who a message notified: each recipient with a mention flag, and those flags."""
+        with self.state.cond:
+            found = self.state.messages.get(message_id)
+            if found is None:
+                raise KeyError(message_id)
+            return {
+                uid: sorted(flags & MENTION_FLAGS)
+                for uid, flags in found.user_flags.items()
+                if flags & MENTION_FLAGS
+            }
 
     def iter_users(self) -> Iterator[User]:
         """All (non-system) users, by id; convenient for sandboxes and CLIs."""
@@ -1089,7 +1112,7 @@ class FakeZulip:
             ("events", {"GET": self._h_get_events, "DELETE": self._h_delete_queue}),
             ("messages", {"GET": self._h_get_messages, "POST": self._h_send_message}),
             ("messages/flags", {"POST": self._h_update_flags}),
-            ("messages/render", {"POST": self._h_render}),
+            ("messages/render", {"POST": self._h_render_message}),
             (
                 "messages/{message_id}",
                 {
@@ -1243,6 +1266,12 @@ class FakeZulip:
             else:
                 raise ApiError("Invalid message type")
         return {"id": message.id, **extra}
+
+    def _h_render_message(self, req: _Request) -> dict[str, Any]:
+        content = req.params.get_str("content", required=True)
+        assert content is not None
+        with self.state.cond:
+            return {"rendered": self.state.renderer.render(content)}
 
     def _h_get_messages(self, req: _Request) -> dict[str, Any]:
         p = req.params
@@ -1509,12 +1538,6 @@ class FakeZulip:
     def _h_realm_emoji(self, req: _Request) -> dict[str, Any]:
         with self.state.cond:
             return {"emoji": self.state.realm_emoji()}
-
-    def _h_render(self, req: _Request) -> dict[str, Any]:
-        content = req.params.get_str("content", required=True)
-        assert content is not None
-        with self.state.cond:
-            return {"rendered": self.state.renderer.render(content)}
 
     def _h_profile_fields(self, req: _Request) -> dict[str, Any]:
         with self.state.cond:
