@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from zulip_goals_bot.app import GoalsBot, _Outgoing
+from zulip_goals_bot.app import GoalsBot
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db import Database
@@ -41,6 +41,7 @@ from zulip_goals_bot.models import (
     Update,
     UpdateKind,
 )
+from zulip_goals_bot.outgoing import Outgoing
 from zulip_goals_bot.topics import goal_topic
 
 from .dbs import new_database
@@ -99,13 +100,8 @@ class Harness:
     topics: dict[str, str]
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
-    def drain(self) -> list[_Outgoing]:
-        out = []
-        while not self.bot._outgoing.empty():
-            item = self.bot._outgoing.get_nowait()
-            assert item is not None
-            out.append(item)
-        return out
+    def drain(self) -> list[Outgoing]:
+        return self.bot.outgoing.drain()
 
 
 def make_harness(tmp_path: Path) -> Harness:
@@ -296,7 +292,7 @@ def message_event(h: Harness, spec: Mapping[str, Any], message_id: int) -> dict[
     return {"type": "message", "message": message, "flags": flags}
 
 
-def check_answer(item: _Outgoing) -> list[str]:
+def check_answer(item: Outgoing) -> list[str]:
     """Why an answer the bot queued would be invalid on Zulip, if it would."""
     if item.kind == "react":
         return []

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import event
 
 from zulip_goals_bot.db import Database
-from zulip_goals_bot.replies import IncomingMessage, store_messages
+from zulip_goals_bot.replies import IncomingMessage
+from zulip_goals_bot.store import store_messages
 
 from .test_fuzz import BEN, CHLOE, EVE, NOW, Harness, make_harness, message_event
 

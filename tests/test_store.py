@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from zulip_goals_bot.app import STORE_SLICE
+from zulip_goals_bot.catchup import StoredMessage, reconcile
+from zulip_goals_bot.ingest import STORE_SLICE
 from zulip_goals_bot.models import HandledMessage, Update, UpdateKind
-from zulip_goals_bot.replies import StoredMessage, reconcile
 
 from .test_fuzz import BEN, CHLOE, NOW, Member, make_harness, message_event
 

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import select, update
-from zulip_bots.lib import BotIdentity, BotStorage
+from sqlalchemy import select
 
 from . import __version__
 from .clock import Clock, default_clock
@@ -31,29 +29,21 @@ from .commands.bot_handler import GoalsBotHandler
 from .config import Config
 from .context import Context
 from .db import Database
-from .errors import GoalsBotError, Stopping, StorageError, ZulipError
+from .errors import GoalsBotError, Stopping, ZulipError
+from .ingest import Ingest, Stats
 from .lease import Lease
 from .markdown import StreamRef
 from .models import (
     FIRST_START_KEY,
-    HIGH_WATER_KEY,
     BotState,
     Delivery,
     DeliveryKind,
     HandledMessage,
-    Update,
-    UpdateSource,
 )
+from .outgoing import ACK_OWED, LockedSender, ReplyCollector, SendQueue
 from .people import map_people, sync_users
-from .replies import (
-    BatchEffects,
-    IncomingMessage,
-    MalformedMessage,
-    Router,
-    apply_delete,
-    apply_edit,
-    store_messages,
-)
+from .replies import IncomingMessage, MalformedMessage
+from .store import BatchEffects, Router
 from .zulip_io import QueueLost, ZulipIO
 
 log = logging.getLogger("zulip_goals_bot")
@@ -62,17 +52,6 @@ log = logging.getLogger("zulip_goals_bot")
 # latency is the only cost of a long interval.  Tests set ZULIP_GOALS_BOT_TICK_SECONDS lower.
 TICK_SECONDS = 30.0
 TICK_ENV = "ZULIP_GOALS_BOT_TICK_SECONDS"
-# Events stored per transaction. A backlog of 20,000 in one transaction holds all their ORM rows
-# at once (the bot's peak memory went from 140 to 210 MB); slices of 1,000 halve the storage rate
-# (each transaction re-reads owners, people and topics), 5,000 keep it.
-STORE_SLICE = 5_000
-# How far back start-up looks for edits, moves and deletes it missed: long enough to cover the
-# current prompt period of a two-week cadence and a long weekend of downtime.
-CATCH_UP_DAYS = timedelta(days=21)
-# More than this share of recent updates gone at once means lost access, not deletions.
-CATCH_UP_MAX_DELETED_SHARE = 0.5
-# A batch that cannot be stored (database busy, disk full) is retried after this pause.
-STORE_RETRY_SECONDS = 1.0
 # Deliveries interrupted by a crash are finished on start-up unless they are older than this.
 STALE_PROMPT = timedelta(days=2)
 STALE_DIGEST = timedelta(days=6)
@@ -80,108 +59,8 @@ STALE_DIGEST = timedelta(days=6)
 SUBSCRIBERS_TTL_SECONDS = 600.0
 # How long shutdown waits for the sender to flush acknowledgements already queued.
 SHUTDOWN_FLUSH_SECONDS = 2.0
-# Outcomes of a message whose acknowledgement is owed (set in its batch's transaction) and done
-# (set once the reaction is on Zulip); start-up reacts to the owed ones, so a crash between the
-# commit and the reaction loses no acknowledgement (reacting twice is harmless).
-ACK_OWED = "ack owed"
-ACK_DONE = "acknowledged"
 # How long the event loop waits before registering again after an error.
 EVENT_LOOP_RETRY_SECONDS = 5.0
-# Acknowledgements are marked done in batches of at most this many, or when the queue runs dry.
-ACK_MARK_BATCH = 100
-
-
-class LockedSender:
-    """Serializes a ZulipIO between the sender thread, the scheduler and commands."""
-
-    def __init__(self, io: ZulipIO) -> None:
-        self.io = io
-        self._lock = threading.Lock()
-
-    def send_stream(self, stream: str, topic: str, content: str) -> int:
-        with self._lock:
-            return self.io.send_stream(stream, topic, content)
-
-    def send_dm(self, user_ids: Sequence[int], content: str) -> int:
-        with self._lock:
-            return self.io.send_dm(user_ids, content)
-
-    def add_reaction(self, message_id: int, emoji_name: str) -> None:
-        with self._lock:
-            self.io.add_reaction(message_id, emoji_name)
-
-    def find_own(
-        self, stream: str | None, topic: str | None, user_ids: Sequence[int], content: str
-    ) -> int | None:
-        with self._lock:
-            return self.io.find_own(stream, topic, user_ids, content)
-
-    def stream_subscribers(self, stream: str) -> set[int]:
-        with self._lock:
-            return self.io.stream_subscribers(stream)
-
-
-class ReplyCollector:
-    """The bot-handler object the command handler answers through (zulip_bots' protocol).
-
-    It only collects the reply parts: the sender thread sends them in order after the batch, and
-    marks the command answered once the last part is out.
-    """
-
-    def __init__(self, bot_user_id: int, bot_name: str, bot_email: str) -> None:
-        self.texts: list[str] = []
-        self.user_id = bot_user_id
-        self.email = bot_email
-        self.full_name = bot_name
-
-    def identity(self) -> BotIdentity:
-        return BotIdentity(self.full_name, self.email)
-
-    @property
-    def storage(self) -> BotStorage:
-        raise NotImplementedError("the goals bot keeps its state in its own database")
-
-    def send_reply(
-        self, message: dict[str, Any], response: str, widget_content: str | None = None
-    ) -> dict[str, Any] | None:
-        self.texts.append(response)
-        return None
-
-    def send_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        raise NotImplementedError("commands answer with send_reply")
-
-    def react(self, message: dict[str, Any], emoji_name: str) -> dict[str, Any]:
-        raise NotImplementedError("commands answer with send_reply")
-
-    def update_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        raise NotImplementedError("commands answer with send_reply")
-
-    def get_config_info(self, bot_name: str, optional: bool = False) -> dict[str, str]:
-        return {}
-
-    def quit(self, message: str = "") -> None:
-        raise NotImplementedError("the goals bot stops on SIGTERM")
-
-
-@dataclass
-class _Outgoing:
-    """One thing for the sender thread to do."""
-
-    kind: str  # "react", "stream", "dm", or "flush" (nothing to send: only ``after``)
-    args: tuple[Any, ...]
-    after: Callable[[], None] | None = None
-
-
-@dataclass
-class Stats:
-    batches: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    commands: int = 0
-    errors: int = 0
-    events: int = 0
-    started: datetime | None = None
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class GoalsBot:
@@ -203,9 +82,8 @@ class GoalsBot:
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.stats = Stats()
-        self._outgoing: queue.Queue[_Outgoing | None] = queue.Queue()
+        self.outgoing = SendQueue(db, self.sender, self._count_error)
         self._processing = threading.Lock()
-        self._stream_names: dict[int, str] = {}
         self._subscribers: frozenset[int] | None = None
         self._subscribers_at = 0.0
         me = listener.whoami()
@@ -228,6 +106,19 @@ class GoalsBot:
             program=self.ctx.program,
             update_window=timedelta(minutes=config.update_window_minutes),
         )
+        self.ingest = Ingest(db, self.router, listener, clock, self.stop, self._after_commit,
+                             self.stats)  # fmt: skip
+
+    def _count_error(self) -> None:
+        self.stats.errors += 1
+
+    def process_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Store a batch of events (see ``Ingest.process_events``), then send what it owes."""
+        self.ingest.process_events(events)
+
+    def flush_sender(self, timeout: float) -> bool:
+        """Wait until everything queued for sending so far (reactions, answers) has been sent."""
+        return self.outgoing.flush(timeout)
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -256,7 +147,7 @@ class GoalsBot:
         self.ctx = replace(self.ctx, streams=look_up_streams(self.listener, self.config))
         self.command_handler = GoalsBotHandler(self.ctx)
         result = self.listener.call("users/me/subscriptions")
-        self._stream_names = {
+        self.ingest.stream_names = {
             int(s["stream_id"]): str(s["name"]) for s in result.get("subscriptions", [])
         }
 
@@ -317,119 +208,11 @@ class GoalsBot:
 
     # -- storing events ----------------------------------------------------------------------
 
-    def high_water(self) -> int:
-        with self.db.read() as session:
-            row = session.get(BotState, HIGH_WATER_KEY)
-            return int(row.value) if row is not None else 0
-
-    def _set_high_water(self, session: Any, message_id: int) -> None:
-        row = session.get(BotState, HIGH_WATER_KEY)
-        now = self.clock.now()
-        if row is None:
-            session.add(BotState(key=HIGH_WATER_KEY, value=str(message_id), updated_at=now))
-        elif int(row.value) < message_id:
-            row.value = str(message_id)
-            row.updated_at = now
-
-    def process_events(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Store a batch, a transaction per slice, retrying each while the database is busy.
-
-        Acknowledgements and answers wait for the last slice: sent in between, they would
-        compete with storing the rest of a backlog.
-        """
-        done = BatchEffects()
-        for start in range(0, len(events), STORE_SLICE):
-            effects = self._store_slice(events[start : start + STORE_SLICE])
-            if effects is None:  # stopping: what is stored is owed and found again on start-up
-                break
-            done.acknowledge += effects.acknowledge
-            done.direct_replies += effects.direct_replies
-            done.commands += effects.commands
-        self._after_commit(done)
-
-    def _store_slice(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects | None:
-        while not self.stop.is_set():
-            try:
-                effects = self._store(events)
-            except StorageError as exc:
-                log.error("could not store %d events: %s; retrying", len(events), exc)
-                self.stats.errors += 1
-                self.stop.wait(STORE_RETRY_SECONDS)
-                continue
-            log.debug(
-                "stored %d events: %d updates, %d duplicates, %d commands",
-                len(events),
-                effects.stored,
-                effects.duplicates,
-                len(effects.commands),
-            )
-            self.stats.batches += 1
-            self.stats.stored += effects.stored
-            self.stats.duplicates += effects.duplicates
-            return effects
-        return None
-
-    def _store(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects:
-        total = BatchEffects()
-        now = self.clock.now()
-        with self.db.write() as session:
-            chunk: list[IncomingMessage] = []
-            top = 0
-
-            def flush() -> None:
-                if chunk:
-                    e = store_messages(session, self.router, chunk, now)
-                    total.acknowledge += e.acknowledge
-                    total.commands += e.commands
-                    total.direct_replies += e.direct_replies
-                    total.stored += e.stored
-                    total.duplicates += e.duplicates
-                    chunk.clear()
-
-            for event in events:
-                kind = event.get("type")
-                try:
-                    if kind == "message":
-                        msg = IncomingMessage.from_api(
-                            event.get("message") or {}, event.get("flags") or ()
-                        )
-                        top = max(top, msg.id)
-                        chunk.append(msg)
-                    elif kind in ("update_message", "delete_message"):
-                        flush()
-                        self._follow(session, event)
-                    else:
-                        log.warning("skipping event %s of unknown type %r", event.get("id"), kind)
-                except MalformedMessage as exc:
-                    log.warning("skipping a malformed %s event %s: %s", kind, event.get("id"), exc)
-            flush()
-            if top:
-                self._set_high_water(session, top)
-            if total.acknowledge:
-                session.execute(
-                    update(HandledMessage)
-                    .where(HandledMessage.zulip_message_id.in_(total.acknowledge))
-                    .values(outcome=ACK_OWED)
-                    .execution_options(synchronize_session=False)
-                )
-        return total
-
-    def _follow(self, session: Any, event: Mapping[str, Any]) -> None:
-        """Apply an edit or delete in a savepoint, so a malformed one undoes only itself."""
-        try:
-            with session.begin_nested():
-                if event.get("type") == "update_message":
-                    apply_edit(session, self.router, event, self._stream_names)
-                else:
-                    apply_delete(session, event)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedMessage(f"{type(exc).__name__}: {exc}") from exc
-
     def _after_commit(self, effects: BatchEffects) -> None:
         for mid in effects.acknowledge:
-            self._outgoing.put(_Outgoing("react", (mid, self.config.ack_emoji)))
+            self.outgoing.react(mid, self.config.ack_emoji)
         for user_id, text in effects.direct_replies:
-            self._outgoing.put(_Outgoing("dm", ([user_id], text)))
+            self.outgoing.dm([user_id], text)
         for msg in effects.commands:
             self._run_command(msg)
 
@@ -449,9 +232,9 @@ class GoalsBot:
         for i, part in enumerate(replies.texts):
             after = mark if i == len(replies.texts) - 1 else None
             if msg.is_stream:
-                self._outgoing.put(_Outgoing("stream", (msg.stream, msg.topic, part), after=after))
+                self.outgoing.stream(msg.stream, msg.topic, part, after)
             else:
-                self._outgoing.put(_Outgoing("dm", ([msg.sender_id], part), after=after))
+                self.outgoing.dm([msg.sender_id], part, after)
 
     def _mark_command_done(self, message_id: int) -> Callable[[], None]:
         def mark() -> None:
@@ -478,140 +261,7 @@ class GoalsBot:
         if ids:
             log.info("acknowledging %d updates left unacknowledged by the last run", len(ids))
         for mid in ids:
-            self._outgoing.put(_Outgoing("react", (mid, self.config.ack_emoji)))
-
-    def _mark_acked(self, message_ids: list[int]) -> None:
-        if not message_ids:
-            return
-        try:
-            with self.db.write() as session:
-                session.execute(
-                    update(HandledMessage)
-                    .where(
-                        HandledMessage.zulip_message_id.in_(message_ids),
-                        HandledMessage.outcome == ACK_OWED,
-                    )
-                    .values(outcome=ACK_DONE)
-                    .execution_options(synchronize_session=False)
-                )
-        except GoalsBotError as exc:  # they are reacted to again after a restart: harmless
-            log.error("could not record %d acknowledgements: %s", len(message_ids), exc)
-        message_ids.clear()
-
-    def flush_sender(self, timeout: float) -> bool:
-        """Wait until everything queued for sending so far (reactions, answers) has been sent."""
-        done = threading.Event()
-        self._outgoing.put(_Outgoing("flush", (), after=done.set))
-        return done.wait(timeout)
-
-    def sender_loop(self) -> None:
-        acked: list[int] = []
-        left = 0  # items not sent because the bot is stopping
-        while True:
-            if acked and (len(acked) >= ACK_MARK_BATCH or self._outgoing.empty()):
-                self._mark_acked(acked)
-            item = self._outgoing.get()
-            if item is None:
-                self._mark_acked(acked)
-                if left:
-                    # Acknowledgements owed and unanswered commands are found again on start-up.
-                    log.info("stopping: %d reactions or answers left for the next start", left)
-                return
-            if left:
-                left += 1
-                continue
-            try:
-                if item.kind == "react":
-                    self.sender.add_reaction(*item.args)
-                    acked.append(int(item.args[0]))
-                elif item.kind == "stream":
-                    self.sender.send_stream(*item.args)
-                elif item.kind == "dm":
-                    self.sender.send_dm(*item.args)
-                if item.after is not None:
-                    item.after()
-            except Stopping:
-                left = 1
-            except GoalsBotError as exc:
-                log.error("could not send %s: %s", item.kind, exc)
-                self.stats.errors += 1
-            except Exception:
-                log.exception("sender crashed on %s", item.kind)
-                self.stats.errors += 1
-
-    def backfill(self) -> int:
-        """Store every message newer than the high-water mark, oldest first."""
-        count = 0
-        for page in self.listener.messages_after(self.high_water()):
-            self.process_events(
-                [{"type": "message", "message": m, "flags": m.get("flags", [])} for m in page]
-            )
-            count += len(page)
-            if self.stop.is_set():
-                break
-        if count:
-            log.info("backfill: %d messages since the last run", count)
-        return count
-
-    def catch_up_on_edits(self) -> None:
-        """Replay edits, moves and deletes of recent updates that happened while nobody listened.
-
-        Zulip keeps no events for a queue that did not exist; comparing the stored updates of the
-        last ``CATCH_UP_DAYS`` with the messages as Zulip shows them now finds those changes.
-        """
-        from .replies import StoredMessage, reconcile
-
-        since = self.clock.now() - CATCH_UP_DAYS
-        with self.db.read() as session:
-            stored = [
-                StoredMessage(*row)
-                for row in session.execute(
-                    select(
-                        Update.zulip_message_id,
-                        Update.edited_at,
-                        Update.stream,
-                        Update.topic,
-                        Update.content,
-                    )
-                    .where(
-                        Update.sent_at >= since,
-                        Update.deleted.is_(False),
-                        Update.source != UpdateSource.IMPORT,
-                    )
-                    .order_by(Update.zulip_message_id)
-                )
-            ]
-        if not stored:
-            return
-        wanted = {s.zulip_message_id for s in stored}
-        last = stored[-1].zulip_message_id
-        seen: dict[int, dict[str, Any]] = {}
-        covered = 0
-        for page in self.listener.messages_after(stored[0].zulip_message_id - 1):
-            seen.update((int(m["id"]), m) for m in page if int(m["id"]) in wanted)
-            covered = max(int(m["id"]) for m in page)
-            if covered >= last or self.stop.is_set():
-                break
-        else:
-            covered = last  # Zulip said these were the newest: nothing stored is beyond them
-        found = reconcile(stored, seen, covered, max_deleted_share=CATCH_UP_MAX_DELETED_SHARE)
-        if found.withheld:
-            log.warning(
-                "%d of %d recent updates are no longer visible on Zulip; not marking them "
-                "deleted (is the bot still subscribed to #%s?): message ids %s",
-                len(found.withheld),
-                len(stored),
-                self.config.stream,
-                found.withheld[:20],
-            )
-        if found.events:
-            log.info(
-                "caught up with changes made while away: %d edited, %d moved, %d deleted",
-                found.edited,
-                found.moved,
-                found.deleted,
-            )
-            self.process_events(found.events)
+            self.outgoing.react(mid, self.config.ack_emoji)
 
     def event_loop(self) -> None:
         while not self.stop.is_set():
@@ -619,8 +269,8 @@ class GoalsBot:
                 queue_id, last_event_id = self.listener.register()
                 log.info("registered event queue %s", queue_id)
                 with self._processing:
-                    self.backfill()
-                    self.catch_up_on_edits()
+                    self.ingest.backfill()
+                    self.ingest.catch_up_on_edits()
                 self.ready.set()
                 log.info("ready: listening for events")
                 while not self.stop.is_set():
@@ -680,7 +330,7 @@ class GoalsBot:
         self.recover_deliveries()
         self.recover_commands()
         self.recover_acks()
-        sender = threading.Thread(target=self.sender_loop, name="sender", daemon=True)
+        sender = threading.Thread(target=self.outgoing.run, name="sender", daemon=True)
         sender.start()
         listener = threading.Thread(target=self.event_loop, name="events", daemon=True)
         listener.start()
@@ -709,7 +359,7 @@ class GoalsBot:
             self.sender.io.stopping.set()
             # Wait for the batch being stored, so that it is committed or rolled back whole.
             acquired = self._processing.acquire(timeout=3.0)
-            self._outgoing.put(None)
+            self.outgoing.close()
             sender.join(timeout=SHUTDOWN_FLUSH_SECONDS)
             if acquired:
                 self._processing.release()
@@ -801,95 +451,3 @@ def look_up_streams(io: ZulipIO, config: Config) -> tuple[StreamRef, ...]:
         except ZulipError as exc:
             log.warning("could not look up the id of #%s (%s); links name it by name", name, exc)
     return tuple(found)
-
-
-def prompt_command(config: Config, *, dry_run: bool, goal: str | None, now: bool = False) -> int:
-    from .prompts import send_due
-
-    setup_logging("WARNING")
-    io = ZulipIO(config.zuliprc)
-    me = io.whoami()
-    db = open_database(config)
-    clock = default_clock()
-    ctx = Context(
-        config,
-        db,
-        clock,
-        io.site,
-        int(me["user_id"]),
-        str(me.get("full_name", "")),
-        look_up_streams(io, config),
-    )
-    sender = LockedSender(io)
-    report = send_due(
-        ctx,
-        sender,
-        frozenset(sender.stream_subscribers(config.stream)),
-        dry_run=dry_run,
-        goal_slug=goal,
-        kickoff=now,
-    )
-    print(report.render())
-    return 0
-
-
-def digest_command(config: Config, *, dry_run: bool, since: str | None, again: bool = False) -> int:
-    from datetime import date, time
-
-    from .digest import send_digest
-
-    setup_logging("WARNING")
-    clock = default_clock()
-    since_dt = None
-    if since:
-        try:
-            since_dt = datetime.combine(date.fromisoformat(since), time(0), tzinfo=config.timezone)
-        except ValueError as exc:
-            raise GoalsBotError(f"--since {since!r} is not a date like 2026-11-01") from exc
-    db = open_database(config)
-    if dry_run:  # printed without connecting to Zulip: its links name streams by name
-        ctx = Context(config, db, clock, _site_from_zuliprc(config), 0, "")
-        report = send_digest(ctx, _NoSender(), dry_run=True, since=since_dt)
-        print(report.render())
-        return 0
-    io = ZulipIO(config.zuliprc)
-    me = io.whoami()
-    ctx = Context(
-        config,
-        db,
-        clock,
-        io.site,
-        int(me["user_id"]),
-        str(me.get("full_name", "")),
-        look_up_streams(io, config),
-    )
-    # Once per digest week, like the scheduled one; --again posts anew on purpose.
-    report = send_digest(ctx, LockedSender(io), since=since_dt, force=again, manual=not again)
-    print(report.render())
-    if report.already and not report.sent and not again:
-        print("`zulip-goals-bot digest --again` posts it anew.")
-    return 0
-
-
-class _NoSender:
-    """A dry run must not send; this makes any attempt an error rather than a message."""
-
-    def send_stream(self, stream: str, topic: str, content: str) -> int:
-        raise GoalsBotError("dry run: nothing is sent")
-
-    def send_dm(self, user_ids: Sequence[int], content: str) -> int:
-        raise GoalsBotError("dry run: nothing is sent")
-
-    def add_reaction(self, message_id: int, emoji_name: str) -> None:
-        raise GoalsBotError("dry run: nothing is sent")
-
-
-def _site_from_zuliprc(config: Config) -> str:
-    import configparser
-
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read(config.zuliprc, encoding="utf-8")
-        return parser.get("api", "site", fallback=os.environ.get("ZULIP_SITE", ""))
-    except configparser.Error:
-        return os.environ.get("ZULIP_SITE", "")

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .errors import GoalsBotError
 
 if TYPE_CHECKING:
     from .config import Config
+    from .context import Context
+    from .zulip_io import ZulipIO
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -73,16 +76,92 @@ def cmd_goals_list(args: argparse.Namespace) -> int:
     return list_command(_load(args), show_all=args.all, as_json=args.json)
 
 
-def cmd_prompt(args: argparse.Namespace) -> int:
-    from .app import prompt_command
+def _connect(config: Config) -> tuple[Context, ZulipIO]:
+    """A context for a one-off command: the bot's identity and stream ids from Zulip."""
+    from .app import look_up_streams, open_database, setup_logging
+    from .clock import default_clock
+    from .context import Context
+    from .zulip_io import ZulipIO
 
-    return prompt_command(_load(args), dry_run=args.dry_run, goal=args.goal, now=args.now)
+    setup_logging("WARNING")
+    io = ZulipIO(config.zuliprc)
+    me = io.whoami()
+    ctx = Context(
+        config,
+        open_database(config),
+        default_clock(),
+        io.site,
+        int(me["user_id"]),
+        str(me.get("full_name", "")),
+        look_up_streams(io, config),
+    )
+    return ctx, io
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from .outgoing import LockedSender
+    from .prompts import send_due
+
+    config = _load(args)
+    ctx, io = _connect(config)
+    sender = LockedSender(io)
+    report = send_due(
+        ctx,
+        sender,
+        frozenset(sender.stream_subscribers(config.stream)),
+        dry_run=args.dry_run,
+        goal_slug=args.goal,
+        kickoff=args.now,
+    )
+    print(report.render())
+    return 0
+
+
+class _NoSender:
+    """A dry run must not send; this makes any attempt an error rather than a message."""
+
+    def send_stream(self, stream: str, topic: str, content: str) -> int:
+        raise GoalsBotError("dry run: nothing is sent")
+
+    def send_dm(self, user_ids: Sequence[int], content: str) -> int:
+        raise GoalsBotError("dry run: nothing is sent")
+
+    def add_reaction(self, message_id: int, emoji_name: str) -> None:
+        raise GoalsBotError("dry run: nothing is sent")
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
-    from .app import digest_command
+    from datetime import date, datetime, time
 
-    return digest_command(_load(args), dry_run=args.dry_run, since=args.since, again=args.again)
+    from .app import open_database, setup_logging
+    from .clock import default_clock
+    from .context import Context
+    from .digest import send_digest
+    from .outgoing import LockedSender
+    from .zulip_io import site_from_zuliprc
+
+    config = _load(args)
+    since = None
+    if args.since:
+        try:
+            day = date.fromisoformat(args.since)
+        except ValueError as exc:
+            raise GoalsBotError(f"--since {args.since!r} is not a date like 2026-11-01") from exc
+        since = datetime.combine(day, time(0), tzinfo=config.timezone)
+    if args.dry_run:  # printed without connecting to Zulip: its links name streams by name
+        setup_logging("WARNING")
+        site = site_from_zuliprc(config.zuliprc)
+        ctx = Context(config, open_database(config), default_clock(), site, 0, "")
+        print(send_digest(ctx, _NoSender(), dry_run=True, since=since).render())
+        return 0
+    ctx, io = _connect(config)
+    # Once per digest week, like the scheduled one; --again posts anew on purpose.
+    again = bool(args.again)
+    report = send_digest(ctx, LockedSender(io), since=since, force=again, manual=not again)
+    print(report.render())
+    if report.already and not report.sent and not again:
+        print("`zulip-goals-bot digest --again` posts it anew.")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -213,8 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import GoalsBotError
-
     try:
         result: int = args.func(args)
         return result

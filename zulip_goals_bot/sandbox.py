@@ -643,7 +643,7 @@ class Sandbox:
             if not self._sender_flushed(max(deadline - time.monotonic(), 0.01)):
                 return False
             # Sending made new events (the bot's own messages and reactions): one more round.
-            if self._bot_listening() and self.bot._outgoing.empty():
+            if self._bot_listening() and self.bot.outgoing.empty():
                 return True
 
     def show(self) -> None:

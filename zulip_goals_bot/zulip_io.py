@@ -70,6 +70,16 @@ class _Budget:
     reset_at: float = 0.0
 
 
+def site_from_zuliprc(path: Path) -> str:
+    """The server URL a zuliprc names (for links in output made without connecting), or ''."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+        return parser.get("api", "site", fallback=os.environ.get("ZULIP_SITE", ""))
+    except (configparser.Error, UnicodeDecodeError):
+        return os.environ.get("ZULIP_SITE", "")
+
+
 def check_zuliprc(path: Path, *, warn: bool = True) -> None:
     """Validate a zuliprc ourselves, so that a broken one gives one clear line, not a traceback.
 

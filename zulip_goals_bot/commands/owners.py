@@ -14,7 +14,7 @@ from ..markdown import safe, time_tag
 from ..matching import echo
 from ..models import Goal, GoalState, Update, UpdateKind, UpdateSource
 from ..prompts import skip_goal
-from ..replies import set_content
+from ..store import set_content
 from .answers import DUE_TEXT, goal_title
 from .call import Call, require_owner, resolve_goal
 
