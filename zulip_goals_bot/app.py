@@ -637,6 +637,10 @@ class GoalsBot:
         if not self.config.schedule.enabled and not self.config.digest.enabled:
             return
         try:
+            from .rollover import send_closing_notes
+
+            # Goals that ended with a rollover get their closing note, whoever imported it.
+            send_closing_notes(self.ctx.db, self.sender, self.config.stream, self.clock.now)
             if self.config.schedule.enabled:
                 from .prompts import send_due
 
@@ -792,7 +796,9 @@ def prompt_command(config: Config, *, dry_run: bool, goal: str | None) -> int:
     return 0
 
 
-def digest_command(config: Config, *, dry_run: bool, since: str | None) -> int:
+def digest_command(
+    config: Config, *, dry_run: bool, since: str | None, period: str | None = None
+) -> int:
     from datetime import date, time
 
     from .digest import send_digest
@@ -808,13 +814,13 @@ def digest_command(config: Config, *, dry_run: bool, since: str | None) -> int:
     db = open_database(config)
     if dry_run:
         ctx = Context(config, db, clock, _site_from_zuliprc(config), 0, "")
-        report = send_digest(ctx, _NoSender(), dry_run=True, since=since_dt)
+        report = send_digest(ctx, _NoSender(), dry_run=True, since=since_dt, goals_period=period)
         print(report.render())
         return 0
     io = ZulipIO(config.zuliprc)
     me = io.whoami()
     ctx = Context(config, db, clock, io.site, int(me["user_id"]), str(me.get("full_name", "")))
-    report = send_digest(ctx, LockedSender(io), since=since_dt, force=True)
+    report = send_digest(ctx, LockedSender(io), since=since_dt, force=True, goals_period=period)
     print(report.render())
     return 0
 

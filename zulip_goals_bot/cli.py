@@ -64,7 +64,14 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 def cmd_goals_import(args: argparse.Namespace) -> int:
     from .registry import import_command
 
-    return import_command(_load(args), args.paths, period=args.period, dry_run=args.dry_run)
+    return import_command(
+        _load(args),
+        args.paths,
+        period=args.period,
+        dry_run=args.dry_run,
+        statuses=args.status,
+        rollover=args.rollover,
+    )
 
 
 def cmd_goals_list(args: argparse.Namespace) -> int:
@@ -82,13 +89,21 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 def cmd_digest(args: argparse.Namespace) -> int:
     from .app import digest_command
 
-    return digest_command(_load(args), dry_run=args.dry_run, since=args.since)
+    return digest_command(_load(args), dry_run=args.dry_run, since=args.since, period=args.period)
 
 
 def cmd_export_blog(args: argparse.Namespace) -> int:
     from .blog import export_command
 
-    return export_command(_load(args), since=args.since, until=args.until, output=args.output)
+    return export_command(
+        _load(args), since=args.since, until=args.until, output=args.output, period=args.period
+    )
+
+
+def cmd_people_import(args: argparse.Namespace) -> int:
+    from .teamfiles import people_import_command
+
+    return people_import_command(_load(args), args.path, dry_run=args.dry_run)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -134,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     gi.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     gi.add_argument("--period", help="period name, e.g. 2025h1 (default: the folder name)")
     gi.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    gi.add_argument(
+        "--status",
+        metavar="LIST",
+        help="statuses prompted in this period, e.g. Accepted,Proposed (instead of bot.conf's "
+        "active_statuses; remembered for later imports of the period)",
+    )
+    gi.add_argument(
+        "--rollover",
+        action="store_true",
+        help="this period follows the running one: goals that continue keep their topic and "
+        "history, the others end with one closing note",
+    )
     gi.set_defaults(func=cmd_goals_import)
     gl = gsub.add_parser("list", help="list goals")
     gl.add_argument("--all", action="store_true", help="include inactive and retired goals")
@@ -148,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg = sub.add_parser("digest", help="post (or print) the weekly digest now")
     dg.add_argument("--dry-run", action="store_true", help="print, do not post")
     dg.add_argument("--since", metavar="DATE", help="count updates from this date (YYYY-MM-DD)")
+    dg.add_argument("--period", metavar="NAME", help="goals of this period (default: the newest)")
     dg.set_defaults(func=cmd_digest)
 
     ex = sub.add_parser("export", help="export updates")
@@ -157,7 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument("--since", required=True, metavar="DATE", help="first day (inclusive)")
     eb.add_argument("--until", metavar="DATE", help="last day (exclusive; default: today)")
     eb.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    eb.add_argument("--period", metavar="NAME", help="goals of this period (default: the newest)")
     eb.set_defaults(func=cmd_export_blog)
+
+    people = sub.add_parser("people", help="the people behind the GitHub handles")
+    psub = people.add_subparsers(dest="people_command", metavar="ACTION")
+    psub.required = True
+    pi = psub.add_parser(
+        "import", help="link GitHub handles to Zulip accounts from team records or a people file"
+    )
+    pi.add_argument(
+        "path",
+        type=Path,
+        metavar="PATH",
+        help="a folder of per-person TOML files, or a people file",
+    )
+    pi.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    pi.set_defaults(func=cmd_people_import)
 
     sb = sub.add_parser("sandbox", help="try the bot against an embedded Zulip, in the terminal")
     sb.add_argument("--goals", type=Path, metavar="PATH", help="goal files (default: samples)")

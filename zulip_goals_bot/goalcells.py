@@ -16,11 +16,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from markdown_it.token import Token
 
-# GitHub's rules for a login: letters, digits, single inner hyphens, at most 39 characters; not
-# part of an e-mail address, a URL path or an ``@org/team`` mention.
-_HANDLE_RE = re.compile(
-    r"(?<![\w@/.])@([A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38})(?![\w/@-])"
-)
 _TEMPLATE_RE = re.compile(r"\{\{.*?(?:\}\}|\Z)", re.S)
 _URL_RE = re.compile(r"https?://[^\s<>()\[\]]+")
 _GITHUB_ISSUE_URL_RE = re.compile(
@@ -124,11 +119,6 @@ def dedup(items: Iterable[str], *, skip: Iterable[str] = ()) -> tuple[str, ...]:
             seen.add(key)
             out.append(item)
     return tuple(out)
-
-
-def handles_in(text: str) -> tuple[str, ...]:
-    """GitHub handles written as ``@handle``, first spelling kept, in order."""
-    return dedup(m.group(1) for m in _HANDLE_RE.finditer(text))
 
 
 def team_name(text: str) -> str | None:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from .goalcells import (
     Cell,
     dedup,
-    handles_in,
     links,
     not_applicable,
     page_ref,
@@ -32,6 +31,7 @@ from .goalcells import (
     zulip_channel,
 )
 from .goalpage import Block, Page, Row, ownership, parse_page, sibling_links
+from .handles import handles_in
 
 if TYPE_CHECKING:
     pass

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 from .goalcells import (
     Cell,
-    handles_in,
     links,
     page_ref,
     plain,
@@ -30,6 +29,7 @@ from .goalcells import (
     text_of,
     visible,
 )
+from .handles import handles_in
 
 __all__ = ["Block", "Page", "Row", "ownership", "parse_page"]
 
