@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -25,6 +25,8 @@ from . import __version__
 from .config import WEEKDAYS, Config
 from .context import Context
 from .errors import GoalsBotError
+from .grouping import RoadmapGroup, goal_groups, roadmap_groups
+from .handles import handles_of, render_handles
 from .markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
@@ -55,7 +57,18 @@ from .models import (
 )
 from .people import SenderInfo, ensure_people
 from .prompts import skip_goal
-from .queries import GoalName, GoalView, OwnerView, UpdateView, goal_names, load_goals
+from .queries import (
+    ChampionView,
+    GoalName,
+    GoalView,
+    OwnerView,
+    UpdateView,
+    goal_names,
+    load_champions,
+    load_goals,
+    load_roadmaps,
+    person_view,
+)
 from .queries import updates_for_goal as load_history
 from .replies import goal_topic_name
 from .schedule import DueState, Slot, due_state, next_prompt, period_at
@@ -111,13 +124,14 @@ SPECS: tuple[Spec, ...] = (
          ANYONE),
     Spec("history", "history <goal> [N]", f"the last N updates and comments (default "
          f"{HISTORY_DEFAULT}, at most {HISTORY_MAX})", "history polonius 10", ANYONE),
-    Spec("list", "list [flagship | team <name> | due | overdue | paused]", "goals at a glance",
-         "list team compiler", ANYONE),
-    Spec("mine", "mine", "the goals you own, and whether you owe an update", "mine", ANYONE),
+    Spec("list", "list [flagship | roadmap <name> | team <name> | due | overdue | paused]",
+         "goals at a glance", "list team compiler", ANYONE),
+    Spec("mine", "mine", "the goals you own or champion, and whether you owe an update", "mine",
+         ANYONE),
     Spec("overdue", "overdue", "goals that have missed more than one update", "overdue",
          ANYONE),
-    Spec("subscribe", "subscribe digest", "get the weekly digest by DM", "subscribe digest",
-         ANYONE),
+    Spec("subscribe", "subscribe digest [champion]", "get the weekly digest by DM (`champion`: "
+         "only the goals you champion)", "subscribe digest", ANYONE),
     Spec("unsubscribe", "unsubscribe digest", "stop the digest DMs", "unsubscribe digest",
          ANYONE),
     Spec("iam", "I am @github-handle", "link the GitHub handle that goal files name you by",
@@ -160,10 +174,16 @@ ALIASES: Mapping[str, str] = {
     "im": "iam",
     "unpause": "resume",
 }
-LIST_FILTERS = ("flagship", "team", "due", "overdue", "paused", "all")
+LIST_FILTERS = ("flagship", "roadmap", "team", "due", "overdue", "paused", "all")
+# `list` filters that take a name after them.
+_NAMED_FILTERS = frozenset({"team", "roadmap"})
 OWNERS_ACTIONS = ("set", "add", "remove")
 # What may follow `subscribe`: only the digest can be subscribed to.
 _DIGEST_WORDS = frozenset({"", "digest", "to digest", "the digest", "to the digest"})
+# ... and for only the goals one champions (`subscribe digest champion`).
+_CHAMPION_DIGEST_WORDS = frozenset(
+    {"digest champion", "champion digest", "digest champions", "champion", "digest as champion"}
+)
 # Commands that take no argument: only the bare word is a command (in a DM, "back from
 # holidays, here is what happened" is an update, not `back`).
 _BARE = frozenset({"help", "about", "mine", "overdue", "back", "subscribers"})
@@ -244,8 +264,12 @@ def is_command(text: str, bot_name: str) -> bool:
         case name if name in _BARE:
             return not rest and not command.sub
         case "list":
-            return command.sub in ("", *LIST_FILTERS) and (command.sub == "team" or not rest)
-        case "subscribe" | "unsubscribe":
+            return command.sub in ("", *LIST_FILTERS) and (
+                command.sub in _NAMED_FILTERS or not rest
+            )
+        case "subscribe":
+            return rest.lower() in _DIGEST_WORDS | _CHAMPION_DIGEST_WORDS
+        case "unsubscribe":
             return rest.lower() in _DIGEST_WORDS
         case "iam":
             return len(command.args) == 1
@@ -392,19 +416,43 @@ def when_text(when: datetime, now: datetime) -> str:
     return f"{time_tag(when)} ({days_ago(when, now)})"
 
 
-def render_status(goal: GoalView, m: Moment) -> list[str]:
-    """The `status` answer: one block per fact, the update quoted."""
+def render_status(
+    goal: GoalView,
+    m: Moment,
+    *,
+    champions: Sequence[ChampionView] = (),
+    people: Mapping[str, ZulipUser] | None = None,
+) -> list[str]:
+    """The `status` answer: one block per fact, the update quoted.
+
+    ``champions`` are the goal's team champions; ``people`` the Zulip accounts of GitHub handles
+    the latest update names (shown as silent mentions).
+    """
     due = m.due(goal)
     state = goal.state.value if goal.active else f"{goal.state.value}, not prompted"
     lines = [f"{due.mark} {goal_title(goal)} — {DUE_TEXT[due]}"]
     if goal.short_title and goal.short_title != goal.title:
         lines.append(f"**Title**: {safe(goal.title)}")
+    if goal.summary:
+        lines.append(f"**What and why**: {safe(goal.summary)}")
     lines.append(f"**Status**: {safe(goal.status)} (bot: {state}) · `{goal.slug}` · {goal.period}")
+    if goal.ended_in:
+        lines.append(
+            f"**Ended** with period {safe(goal.period)}: it did not continue into "
+            f"{safe(goal.ended_in)}; its history stays."
+        )
+    if goal.highlight:
+        lines.append(f"**Highlight**: {safe(goal.highlight)}")
     if goal.flagship:
         flagship = "" if goal.flagship.lower() in ("yes", "true") else f": {safe(goal.flagship)}"
         lines.append(f"**Flagship goal**{flagship}")
+    if goal.roadmaps:
+        lines.append(f"**Roadmaps**: {', '.join(safe(r.name) for r in goal.roadmaps)}")
     owners = ", ".join(owner_text(o, m.today) for o in goal.owners) or "none yet"
     lines.append(f"**Owners**: {owners}")
+    if champions:
+        named = [c.silent() + (f" ({safe(c.team)})" if c.team else "") for c in champions]
+        lines.append(f"**Champions**: {', '.join(named)}")
     if goal.teams:
         lines.append(f"**Teams**: {', '.join(safe(t) for t in goal.teams)}")
     link = issue_link(goal)
@@ -416,13 +464,15 @@ def render_status(goal: GoalView, m: Moment) -> list[str]:
     if last is None:
         blocks.append("**Latest update**: none yet.")
     else:
+        quoted = excerpt(last, STATUS_QUOTE_CHARS, STATUS_QUOTE_LINES, prefer_tldr=True)
         blocks.append(
             f"**Latest update**: by {author_text(last)}, {when_text(last.sent_at, m.now)} — "
             f"[view message]({message_link(m.site, last.zulip_message_id)})\n"
-            + quote_block(excerpt(last, STATUS_QUOTE_CHARS, STATUS_QUOTE_LINES, prefer_tldr=True))
+            + quote_block(render_handles(quoted, people))
         )
         if last.help_wanted:
-            blocks.append(f"**Help wanted**: {shorten(neutralize(last.help_wanted), 500)}")
+            help_text = shorten(neutralize(last.help_wanted), 500)
+            blocks.append(f"**Help wanted**: {render_handles(help_text, people)}")
     upcoming = m.next_prompt(goal)
     cadence = plural(m.cadence(goal), "week")
     if upcoming is not None:
@@ -818,9 +868,24 @@ def _require_owner(call: Call, goal: GoalView, verb: str) -> None:
 # -- read-only commands -------------------------------------------------------------------
 
 
+def _zulip_people(session: Session, handles: Collection[str]) -> dict[str, ZulipUser]:
+    """Zulip accounts of these GitHub handles (those linked to one), in one statement."""
+    if not handles:
+        return {}
+    rows = session.execute(select(Person).where(Person.github.in_(sorted(handles)))).scalars()
+    return {p.github: user for p in rows if p.github and (user := person_view(p).user)}
+
+
 def cmd_status(call: Call, command: Command) -> list[str]:
     goal = resolve_goal(call, command, command.text, own_default=True)
-    return render_status(goal, call.moment)
+    last = goal.last_update
+    named = handles_of([last.tldr, last.content, last.help_wanted]) if last else set()
+    return render_status(
+        goal,
+        call.moment,
+        champions=load_champions(call.session, [goal.id]).get(goal.id, ()),
+        people=_zulip_people(call.session, named),
+    )
 
 
 def cmd_history(call: Call, command: Command) -> list[str]:
@@ -840,7 +905,16 @@ def cmd_list(call: Call, command: Command) -> list[str]:
         case "" | "all":
             return [render_goal_list("Goals", goals, m, hint)]
         case "flagship":
-            return [render_goal_list("Flagship goals", [g for g in goals if g.is_flagship], m)]
+            groups = [
+                group
+                for group in goal_groups(goals, lambda g: g, by_team=False)
+                if group.kind.is_flagship_like
+            ]
+            if not groups:
+                return [render_goal_list("Flagship goals", [], m)]
+            return [render_goal_list(safe(g.title), list(g.items), m) for g in groups]
+        case "roadmap":
+            return list_roadmap(call, goals, command.text.strip())
         case "due":
             due = [g for g in goals if m.due(g).is_waiting]
             return [render_goal_list("Goals waiting for an update", due, m)]
@@ -871,8 +945,47 @@ def cmd_list(call: Call, command: Command) -> list[str]:
         case other:
             raise CommandError(
                 f"I can't list '{echo(other)}'. Say `list`, `list flagship`, "
-                "`list team <name>`, `list due`, `list overdue` or `list paused`."
+                "`list roadmap <name>`, `list team <name>`, `list due`, `list overdue` or "
+                "`list paused`."
             )
+
+
+# How close (rapidfuzz WRatio, 0-100) a typed roadmap name must come to a roadmap's name.
+ROADMAP_MATCH = 75
+
+
+def _roadmap_line(group: RoadmapGroup) -> str:
+    summary = f" — {safe(group.page.summary)}" if group.page and group.page.summary else ""
+    return f"- **{safe(group.name)}** ({plural(len(group.goals), 'goal')}){summary}"
+
+
+def list_roadmap(call: Call, goals: Sequence[GoalView], query: str) -> list[str]:
+    """`list roadmap [<name>]`: the roadmaps, or one roadmap with its goals."""
+    from rapidfuzz import fuzz, process
+
+    groups = roadmap_groups(goals, load_roadmaps(call.session))
+    if not groups:
+        raise CommandError("No goal names a roadmap, and no roadmap page was imported.")
+    if not query:
+        return [
+            f"Roadmaps ({len(groups)}); say `list roadmap <name>` for one of them:\n"
+            + limit_items([_roadmap_line(g) for g in groups], SAFE_LENGTH)
+        ]
+    keys = {i: f"{g.name} {g.page.slug if g.page else ''}" for i, g in enumerate(groups)}
+    best = process.extractOne(query, keys, scorer=fuzz.WRatio, score_cutoff=ROADMAP_MATCH)
+    if best is None:
+        names = ", ".join(f"**{safe(g.name)}**" for g in groups)
+        raise CommandError(f"I don't know a roadmap called '{echo(query)}'. Roadmaps: {names}")
+    group = groups[best[2]]
+    head = [f"**Roadmap: {safe(group.name)}**"]
+    if group.page is not None:
+        if group.page.summary:
+            head.append(f"**What and why**: {safe(group.page.summary)}")
+        if group.page.owners:
+            contacts = ", ".join(f"@{h}" for h in group.page.owners)
+            head.append(f"**Point of contact**: {contacts} · period {safe(group.page.period)}")
+    goals_text = render_goal_list(f"Goals of roadmap {safe(group.name)}", group.goals, call.moment)
+    return ["\n".join(head), goals_text]
 
 
 def cmd_overdue(call: Call, command: Command) -> list[str]:
@@ -883,12 +996,16 @@ def cmd_mine(call: Call, command: Command) -> list[str]:
     ids = _owned_goal_ids(call.session, call.me.id, live_only=False)
     goals = load_goals(call.session, goal_ids=ids) if ids else []
     m = call.moment
-    if not goals:
+    champion_of = load_champions(call.session, github=call.me.github) if call.me.github else {}
+    championed = load_goals(call.session, goal_ids=list(champion_of)) if champion_of else []
+    if not goals and not championed:
         known = f" (GitHub @{call.me.github})" if call.me.github else ""
         return [
             f"You{known} don't own any goal that I know of. If a goal file lists your GitHub "
             "handle, tell me who you are: `I am @your-handle`."
         ]
+    if not goals:
+        return [limit_items(_champion_lines(championed, champion_of, m), SAFE_LENGTH)]
     lines = [f"You own {plural(len(goals), 'goal')}:"]
     owe = 0
     for g in goals:
@@ -908,7 +1025,27 @@ def cmd_mine(call: Call, command: Command) -> list[str]:
         lines.append("Nothing is waiting for you. :check:")
     if call.me.away_until is not None and call.me.away_until >= m.today:
         lines.append(f"You are away until {call.me.away_until.isoformat()} (say `back` to return).")
+    if championed:
+        lines += ["", *_champion_lines(championed, champion_of, m)]
     return [limit_items(lines, SAFE_LENGTH)]
+
+
+def _champion_lines(
+    goals: Sequence[GoalView], champion_of: Mapping[int, Sequence[ChampionView]], m: Moment
+) -> list[str]:
+    """The goals someone champions: never prompted, but worth a look."""
+    lines = [
+        f"You champion {plural(len(goals), 'goal')} (you are not asked for updates; "
+        "`subscribe digest champion` sends you their digest):"
+    ]
+    for g in goals:
+        teams = sorted({c.team for c in champion_of.get(g.id, ()) if c.team})
+        team = f" for {', '.join(safe(t) for t in teams)}" if teams else ""
+        last = g.last_update
+        seen = f"last update {days_ago(last.sent_at, m.now)}" if last else "no update yet"
+        due = m.due(g)
+        lines.append(f"- {due.mark} {goal_title(g)} (`{g.slug}`){team}: {DUE_TEXT[due]}; {seen}")
+    return lines
 
 
 def cmd_about(call: Call, command: Command) -> list[str]:
@@ -1029,22 +1166,43 @@ def cmd_transition(call: Call, command: Command) -> list[str]:
 # -- digest subscription ------------------------------------------------------------------
 
 
-def _digest_words_ok(command: Command) -> None:
-    if command.text.strip().lower().rstrip(".!") not in _DIGEST_WORDS:
-        raise CommandError(
-            f"The weekly digest is the only thing to {command.name} to: "
-            f"say `{command.name} digest`."
-        )
+def _digest_words_ok(command: Command) -> str:
+    """The subscription's scope ("all" or "champion"), or an error for anything else."""
+    words = " ".join(command.text.strip().lower().rstrip(".!").split())
+    if words in _DIGEST_WORDS:
+        return "all"
+    if command.name == "subscribe" and words in _CHAMPION_DIGEST_WORDS:
+        return "champion"
+    raise CommandError(
+        f"The weekly digest is the only thing to {command.name} to: say `{command.name} digest`"
+        + (" (or `subscribe digest champion` for the goals you champion)." if command.name ==
+           "subscribe" else ".")
+    )  # fmt: skip
 
 
 def cmd_subscribe(call: Call, command: Command) -> list[str]:
-    _digest_words_ok(command)
+    scope = _digest_words_ok(command)
     existing = call.session.get(DigestSubscription, call.me.id)
+    what = "the weekly digest" if scope == "all" else "the weekly digest of the goals you champion"
+    if existing is not None and existing.scope == scope:
+        return [f"You are already subscribed to {what}. (`unsubscribe digest` stops it.)"]
     if existing is not None:
-        return ["You are already subscribed to the weekly digest. (`unsubscribe digest` stops it.)"]
-    call.session.add(DigestSubscription(person_id=call.me.id, created_at=call.now))
+        existing.scope = scope
+        said = f"Changed: from now on I'll DM you {what}."
+    else:
+        call.session.add(DigestSubscription(person_id=call.me.id, created_at=call.now, scope=scope))
+        said = f"Subscribed: I'll DM you {what}."
     note = "" if call.config.digest.enabled else " The digest is switched off right now."
-    return [f"Subscribed: I'll DM you the weekly digest. {digest_text(call.config)}{note}"]
+    if scope == "champion":
+        if call.me.github is None:
+            note += (
+                " I don't know your GitHub handle yet, so I can't tell which goals you champion: "
+                "say `I am @your-handle`."
+            )
+        else:
+            count = len(load_champions(call.session, github=call.me.github))
+            note += f" You champion {plural(count, 'goal')} as GitHub @{call.me.github}."
+    return [f"{said} {digest_text(call.config)}{note}"]
 
 
 def cmd_unsubscribe(call: Call, command: Command) -> list[str]:

@@ -104,8 +104,10 @@ def links(cell: Cell) -> list[tuple[str, str]]:
         elif tok.type == "link_close" and current is not None:
             out.append((" ".join("".join(current).split()), href))
             current = None
-        elif current is not None and tok.type in ("text", "code_inline"):
+        elif current is not None and tok.type == "text":
             current.append(tok.content)
+        elif current is not None and tok.type == "code_inline":
+            current.append(f"{tok.markup}{tok.content}{tok.markup}")
     return out
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .queries import GoalView
+from .queries import GoalView, RoadmapPage
 
 T = TypeVar("T")
 
@@ -66,15 +66,17 @@ def _letters(name: str) -> str:
 
 
 def canonical_names(names: Iterable[str]) -> dict[str, str]:
-    """Each spelling mapped to the spelling its group uses (the most common one, then the first
-    in alphabetical order); spellings group when their letters match or nearly match."""
+    """Each spelling mapped to the spelling its group uses; spellings group when their letters
+    match or nearly match."""
     from rapidfuzz import fuzz
 
     given = [n for n in names if n and n.strip()]
     counts = Counter(" ".join(n.split()) for n in given)
     clusters: list[list[str]] = []
     keys: list[str] = []
-    for name in sorted(counts, key=lambda n: (-counts[n], n.casefold())):
+    # The most common spelling names the group; on a tie the longer one, which keeps the code
+    # marks and punctuation the program's own pages use ("Beyond the `&`").
+    for name in sorted(counts, key=lambda n: (-counts[n], -len(n), n.casefold())):
         letters = _letters(name)
         for i, key in enumerate(keys):
             if letters == key or (letters and fuzz.ratio(letters, key) >= THEME_SIMILARITY):
@@ -131,4 +133,52 @@ def goal_groups(
     return [
         Group(kind, name, tuple(sorted(buckets[(kind, name)], key=lambda i: key(goal(i)))))
         for kind, name in sorted(buckets, key=rank)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RoadmapGroup:
+    """A roadmap and its goals; ``page`` when the folder has a page for it."""
+
+    name: str
+    page: RoadmapPage | None
+    goals: tuple[GoalView, ...]
+
+
+def roadmap_groups(goals: Sequence[GoalView], pages: Sequence[RoadmapPage]) -> list[RoadmapGroup]:
+    """Every roadmap (pages, and names goals give without a page) with the goals naming it.
+
+    A goal's Roadmap row finds its page by the page it links to, else by name (the page's short
+    title or title, spelled about the same); names without a page group among themselves.
+    Pages come newest period first, so a name used by two periods finds the newest page.
+    """
+    by_slug: dict[str, RoadmapPage] = {}
+    for p in pages:
+        by_slug.setdefault(p.slug.casefold(), p)
+    page_names = {_letters(p.name): p for p in reversed(by_slug.values())}
+    page_names |= {
+        _letters(p.title): p for p in by_slug.values() if _letters(p.title) not in page_names
+    }
+    loose = canonical_names(
+        [r.name for g in goals for r in g.roadmaps] + [p.name for p in by_slug.values()]
+    )
+    members: dict[str, list[GoalView]] = defaultdict(list)
+    found: dict[str, RoadmapPage | None] = {}
+    for g in goals:
+        for ref in g.roadmaps:
+            page: RoadmapPage | None = by_slug.get((ref.slug or "").casefold())
+            page = page or page_names.get(_letters(ref.name))
+            if page is None:
+                page = page_names.get(_letters(loose.get(ref.name, ref.name)))
+            key = page.name if page is not None else loose.get(ref.name, ref.name)
+            found.setdefault(key, page)
+            if all(m.id != g.id for m in members[key]):
+                members[key].append(g)
+    for p in by_slug.values():
+        found.setdefault(p.name, p)
+    return [
+        RoadmapGroup(
+            name, found[name], tuple(sorted(members.get(name, []), key=lambda g: g.name.casefold()))
+        )
+        for name in sorted(found, key=str.casefold)
     ]

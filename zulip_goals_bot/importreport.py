@@ -269,6 +269,8 @@ class ImportReport:
                 "add them to the people file:"
             )
             lines += _wrap(", ".join(f"@{h}" for h in self.unmapped))
+        elif self.nothing_prompted:
+            lines.append("No goal is prompted, so no owner needs a Zulip account yet.")
         else:
             lines.append("Every owner of an active goal has a Zulip account.")
         return "\n".join(lines)

@@ -25,6 +25,7 @@ from .models import (
     GoalState,
     OwnerRole,
     Person,
+    Roadmap,
     Skip,
     Update,
     UpdateKind,
@@ -344,6 +345,34 @@ def moved_from(session: Session, period: str) -> set[int]:
             select(GoalPastPeriod.goal_id).where(GoalPastPeriod.period == period)
         ).scalars()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RoadmapPage:
+    """A roadmap page as imported: its name, what and why, and point(s) of contact."""
+
+    period: str
+    slug: str
+    title: str
+    short_title: str | None
+    summary: str | None
+    owners: tuple[str, ...]  # GitHub handles
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+
+def load_roadmaps(session: Session) -> list[RoadmapPage]:
+    """Every imported roadmap page, newest period first, in one statement."""
+    rows = session.execute(
+        select(Roadmap).order_by(Roadmap.created_at.desc(), Roadmap.period.desc(), Roadmap.slug)
+    ).scalars()
+    return [
+        RoadmapPage(r.period, r.slug, r.title, r.short_title, r.summary,
+                    tuple(h for h in r.owners.split(",") if h))
+        for r in rows
+    ]  # fmt: skip
 
 
 def newest_period(goals: Iterable[GoalView], *, ignore: Iterable[str] = ()) -> str | None:

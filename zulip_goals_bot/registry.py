@@ -571,7 +571,8 @@ def apply_plan(session: Session, plan: ImportPlan, now: datetime) -> dict[str, i
     handles |= {o.github for c in owner_changes for o in c.fields.owners}
     # Champions get a row too, so that mapping the handle to a Zulip account (people file,
     # `people import`, profiles) finds them before they ever talk to the bot.
-    handles |= {ch.github for c in [*plan.creates, *plan.changes] for ch in c.fields.champions}
+    fields = [c.fields for c in plan.creates] + [c.fields for c in plan.changes]
+    handles |= {ch.github for f in fields for ch in f.champions}
     people = _people_for(session, handles, now)
 
     created: dict[str, Goal] = {}
