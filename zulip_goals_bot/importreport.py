@@ -11,7 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .outlook import Outlook, ReasonGroup
+from .outlook import Outlook, Reason, ReasonGroup
 
 if TYPE_CHECKING:
     from .people import MappingReport
@@ -116,8 +116,18 @@ class ImportReport:
         return sum(1 for o in self.outlooks if o.prompted and o.reason is not None)
 
     @property
+    def finished(self) -> bool:
+        """Every goal of the imported period ended or continued into a later period: nothing
+        is left to prompt, and that is as it should be."""
+        moved = any(p.moved_on for p in self.plans)
+        return all(o.reason is Reason.ENDED for o in self.outlooks) and (
+            bool(self.outlooks) or moved
+        )
+
+    @property
     def nothing_prompted(self) -> bool:
-        return self.prompted == 0
+        """No goal will be asked for updates, though some could be: the import missed."""
+        return self.prompted == 0 and not self.finished
 
     @property
     def created(self) -> int:
@@ -158,7 +168,13 @@ class ImportReport:
 
     def _outlook_lines(self) -> list[str]:
         total = len(self.outlooks)
-        if self.nothing_prompted:
+        periods = ", ".join(dict.fromkeys(p.period for p in self.plans))
+        if self.finished:
+            lines = [
+                f"{periods} has ended: its goals continued into a later period or ended, so none "
+                "of them is prompted."
+            ]
+        elif self.nothing_prompted:
             lines = [
                 f"NO GOAL WILL BE PROMPTED: none of the {total} goals of "
                 f"{', '.join(dict.fromkeys(p.period for p in self.plans)) or 'this import'} "
@@ -242,6 +258,13 @@ class ImportReport:
                 lines.append(f"  {self.closing_note}")
         elif self.closing_note:
             lines += ["", self.closing_note]
+        moved_on = [name(p.period, s) for p in self.plans for s in p.moved_on]
+        if moved_on:
+            lines += [
+                "",
+                "Continued into a later period since (left as they are there):",
+                *_wrap(", ".join(moved_on)),
+            ]
         created_roadmaps = [n for r in self.roadmaps for n in r.created]
         if created_roadmaps:
             lines += ["", "Roadmaps created:", *_wrap(", ".join(created_roadmaps))]

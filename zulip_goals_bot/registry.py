@@ -209,6 +209,7 @@ class ImportPlan:
     kept: tuple[str, ...] = ()  # missing, but their file has problems: not retired
     duplicates: tuple[str, ...] = ()  # files whose slug another file of the period already used
     ends: tuple[GoalEnd, ...] = ()  # earlier goals that end with this rollover
+    moved_on: tuple[str, ...] = ()  # files of goals that continued into a later period
 
     @property
     def is_empty(self) -> bool:
@@ -336,6 +337,7 @@ def plan_import(
     retire_missing: bool = True,
     keep_slugs: Collection[str] = (),
     earlier: Sequence[StoredGoal] = (),
+    moved_on: Collection[str] = (),
 ) -> ImportPlan:
     """Decide what importing ``docs`` into ``period`` does; pure.
 
@@ -347,7 +349,8 @@ def plan_import(
 
     ``earlier`` (a rollover) are the goals of the periods this one follows: a new file that
     continues one of them moves it into this period, keeping its topic and history, and the live
-    ones nobody continues end (``ImportPlan.ends``).
+    ones nobody continues end (``ImportPlan.ends``).  ``moved_on`` are slugs of this period's
+    goals that have continued into a later period since: their files change nothing.
     """
     by_slug = {g.fields.slug: g for g in existing}
     by_issue: dict[int, list[StoredGoal]] = defaultdict(list)
@@ -362,6 +365,7 @@ def plan_import(
     changes: list[GoalChange] = []
     unchanged: list[str] = []
     duplicates: list[str] = []
+    left: list[str] = []
 
     for path, doc in docs:
         fields = fields_from_doc(doc, str(path), active_statuses)
@@ -370,6 +374,9 @@ def plan_import(
             continue
         seen.add(fields.slug)
         stored = by_slug.get(fields.slug)
+        if stored is None and fields.slug in moved_on:
+            left.append(fields.slug)
+            continue
         if stored is None and fields.tracking_issue is not None:
             stored = next(
                 (
@@ -431,6 +438,7 @@ def plan_import(
         kept=tuple(kept),
         duplicates=tuple(duplicates),
         ends=ends,
+        moved_on=tuple(left),
     )
 
 
@@ -840,6 +848,11 @@ def import_goals(
                     retire_missing=any(s.whole_folder and s.docs for s in group),
                     keep_slugs=broken,
                     earlier=load_earlier(session, name) if rollover else (),
+                    moved_on=set(
+                        session.execute(
+                            select(GoalPastPeriod.slug).where(GoalPastPeriod.period == name)
+                        ).scalars()
+                    ),
                 )
                 apply_plan(session, plan, now)
                 plans.append(plan)
