@@ -53,11 +53,11 @@ class Outlook:
         return self.reason is None or not self.reason.blocks
 
     def label(self) -> str:
-        """A few words for a table column: 'yes', 'no: status Proposed', ..."""
+        """A few words for a table column: 'yes', 'no: status Proposed', 'waiting: ...'."""
         if self.reason is None:
             return "yes"
         if not self.reason.blocks:
-            return f"yes, once fixed: {self.reason.value}"
+            return f"waiting: {self.reason.value}"
         if self.reason is Reason.STATUS:
             return f"no: status {self.goal.status}"
         return f"no: {self.reason.value}"

@@ -160,7 +160,8 @@ class PeopleImportReport:
             lines.append(self.zulip_note)
         lines.append(self.mapping.render())
         if self.renamed:
-            lines.append(f"Names filled in for {self.renamed} people not linked to Zulip.")
+            names = "a person" if self.renamed == 1 else f"{self.renamed} people"
+            lines.append(f"Names filled in for {names} not linked to Zulip.")
         if self.problems:
             lines += ["", "Files that could not be read (skipped):"]
             lines += [f"  {p}" for p in self.problems]
