@@ -31,7 +31,11 @@ from zulip_goals_bot.models import (
     UpdateSource,
 )
 from zulip_goals_bot.people import SenderInfo
+from zulip_goals_bot.registry import import_goals
+from zulip_goals_bot.rollover import send_closing_notes
+from zulip_goals_bot.zulip_io import ZulipIO
 
+from .dbs import new_database
 from .support import DATA, BotProcess, database_for, run_cli, wait_until, write_conf
 
 H2, ANNUAL = DATA / "goalfiles-later" / "2025h2", DATA / "goalfiles-later" / "2026"
@@ -198,3 +202,47 @@ def test_the_running_bot_posts_the_closing_notes_an_offline_import_owed(
     code, out = cli(conf, clock, "goals", "import", str(ANNUAL), "--rollover")
     assert code == 0 and "closing note" not in out, out
     assert all(len(closing_notes(server, t)) == 1 for t in topics)
+
+
+def test_a_closing_note_that_failed_is_posted_once_when_retried(
+    tmp_path: Path, server: FakeZulip, clock: FileClock
+) -> None:
+    bot = server.realm.user_by_email("goals-bot@example.com")
+    assert bot is not None
+    rc = server.write_zuliprc(tmp_path / "zuliprc", bot)
+    rc.chmod(0o600)
+    io = ZulipIO(rc, sleep=lambda _s: None)
+    db = new_database(tmp_path)
+    import_goals(db, [H2], now=SEPTEMBER, statuses=("Accepted", "Proposed"))
+    import_goals(db, [ANNUAL], now=JANUARY, statuses=("Accepted", "Proposed"), rollover=True)
+    topics = [goals_by_slug(db)[slug].zulip_topic for slug in ENDED]
+    server.faults.fail_next(1, status=400, path_prefix="messages", method="POST")
+    assert send_closing_notes(db, io, STREAM, clock.now) == 1
+    assert sorted(len(closing_notes(server, t)) for t in topics) == [0, 1]
+    assert send_closing_notes(db, io, STREAM, clock.now) == 1  # the failed one, once
+    assert send_closing_notes(db, io, STREAM, clock.now) == 0
+    assert [len(closing_notes(server, t)) for t in topics] == [1, 1]
+
+
+def test_a_goal_that_ended_is_taken_up_again_by_a_later_period(tmp_path: Path) -> None:
+    db = new_database(tmp_path)
+    statuses = ("Accepted", "Proposed")
+    import_goals(db, [H2], now=SEPTEMBER, statuses=statuses)
+    import_goals(db, [ANNUAL], now=JANUARY, statuses=statuses, rollover=True)
+    ended = goals_by_slug(db)["faster-backend"]
+    assert (ended.state, ended.ended_in) == (GoalState.COMPLETED, "2026")
+    folder = tmp_path / "2027"
+    folder.mkdir()
+    text = (H2 / "faster-backend.md").read_text(encoding="utf-8")
+    (folder / "debug-backend.md").write_text(text, encoding="utf-8")  # issue #405 again
+    report = import_goals(db, [folder], now=JANUARY + timedelta(days=365), statuses=statuses,
+                          rollover=True)  # fmt: skip
+    (back,) = [c for p in report.plans for c in p.continued]
+    assert ("state", "ended", "active") in [(d.name, d.old, d.new) for d in back.changes]
+    again = goals_by_slug(db)["debug-backend"]
+    assert (again.id, again.zulip_topic) == (ended.id, ended.zulip_topic)
+    assert (again.period, again.state, again.ended_in) == ("2027", GoalState.ACTIVE, None)
+    assert {e.slug for p in report.plans for e in p.ends} == {
+        "docs-search", "faster-links", "field-places-2026", "new-goal", "reborrow-ergo",
+        "trait-dormancy",
+    }  # fmt: skip

@@ -898,7 +898,8 @@ def cmd_history(call: Call, command: Command) -> list[str]:
 
 
 def cmd_list(call: Call, command: Command) -> list[str]:
-    goals = load_goals(call.session)
+    # Goals that ended with their period are history: `status` finds them, lists do not.
+    goals = [g for g in load_goals(call.session) if not g.ended_in]
     m = call.moment
     hint = "Narrow it down with `list team <name>`, `list flagship` or `list due`."
     match command.sub:
@@ -994,10 +995,12 @@ def cmd_overdue(call: Call, command: Command) -> list[str]:
 
 def cmd_mine(call: Call, command: Command) -> list[str]:
     ids = _owned_goal_ids(call.session, call.me.id, live_only=False)
-    goals = load_goals(call.session, goal_ids=ids) if ids else []
+    goals = [g for g in load_goals(call.session, goal_ids=ids) if not g.ended_in] if ids else []
     m = call.moment
     champion_of = load_champions(call.session, github=call.me.github) if call.me.github else {}
-    championed = load_goals(call.session, goal_ids=list(champion_of)) if champion_of else []
+    championed = [
+        g for g in load_goals(call.session, goal_ids=list(champion_of)) if not g.ended_in
+    ] if champion_of else []  # fmt: skip
     if not goals and not championed:
         known = f" (GitHub @{call.me.github})" if call.me.github else ""
         return [

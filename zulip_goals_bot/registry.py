@@ -129,6 +129,7 @@ class StoredGoal:
     fields: GoalFields
     state: GoalState
     zulip_topic: str
+    ended_in: str | None = None  # the period whose rollover ended it
 
     # What rollover.continued_goal looks at.
     @property
@@ -401,6 +402,10 @@ def plan_import(
         revive = stored.state is GoalState.RETIRED and not stored.fields.active
         if revive:
             diffs.insert(0, FieldChange("state", "retired", "active"))
+        if moved_from is not None and stored.ended_in is not None:
+            # It had ended with its period, and a later period takes it up again.
+            revive = True
+            diffs.insert(0, FieldChange("state", "ended", "active"))
         if moved_from is not None:
             diffs.insert(0, FieldChange("period", moved_from, period))
         if diffs:
@@ -509,6 +514,7 @@ def load_stored(session: Session, where: ColumnElement[bool]) -> list[StoredGoal
             ),
             state=g.state,
             zulip_topic=g.zulip_topic,
+            ended_in=g.ended_in,
         )
         for g in goals
     ]
@@ -608,6 +614,7 @@ def apply_plan(session: Session, plan: ImportPlan, now: datetime) -> dict[str, i
             _set_fields(goal, change.fields)
             if change.revive:
                 goal.state = GoalState.ACTIVE
+                goal.ended_in = None
             goal.updated_at = now
     session.flush()
     champion_changes = [c for c in plan.changes if any(d.name == "champions" for d in c.changes)]

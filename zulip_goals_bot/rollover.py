@@ -22,7 +22,7 @@ from . import outbox
 from .db import Database
 from .goalfiles import GoalDoc
 from .markdown import neutralize
-from .models import Delivery, DeliveryKind, Goal
+from .models import Delivery, DeliveryKind, DeliveryState, Goal
 from .zulip_io import Sender
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ def continued_goal(
 
     ``taken`` are ids already continued by another file, so two files never take one goal.
     """
-    free = [g for g in earlier if g.id not in taken]
+    # The most recent goal first: an issue carried over several periods continues its last one.
+    free = sorted((g for g in earlier if g.id not in taken), key=lambda g: -g.id)
     for ref in doc.continues:
         for g in free:
             by_page = ref.slug is not None and ref.slug.casefold() == g.slug.casefold()
@@ -93,13 +94,21 @@ class ClosingNote:
 
 
 def owed_closing_notes(db: Database) -> list[ClosingNote]:
-    """Ended goals whose closing note was never claimed, in two statements."""
+    """Ended goals whose closing note is neither sent nor being sent, in two statements.
+
+    A note whose sending failed is owed again (the outbox retries a failed delivery); one
+    claimed by a process that crashed is finished by that bot's recovery, not here.
+    """
     with db.read() as session:
-        claimed = set(
-            session.execute(
-                select(Delivery.goal_id).where(Delivery.kind == DeliveryKind.CLOSING)
-            ).scalars()
-        )
+        claimed = {
+            (goal_id, period)
+            for goal_id, period in session.execute(
+                select(Delivery.goal_id, Delivery.period).where(
+                    Delivery.kind == DeliveryKind.CLOSING,
+                    Delivery.state != DeliveryState.FAILED,
+                )
+            )
+        }
         rows = session.execute(
             select(Goal.id, Goal.title, Goal.short_title, Goal.slug, Goal.period, Goal.zulip_topic,
                    Goal.ended_in)
@@ -109,7 +118,7 @@ def owed_closing_notes(db: Database) -> list[ClosingNote]:
     return [
         ClosingNote(gid, topic, period, compose_closing_note(short or title, slug, period, ended))
         for gid, title, short, slug, period, topic, ended in rows
-        if gid not in claimed
+        if (gid, period) not in claimed
     ]
 
 
