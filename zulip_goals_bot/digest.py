@@ -111,6 +111,8 @@ class FailedDelivery:
     def render(self) -> str:
         if self.kind in (DeliveryKind.PROMPT, DeliveryKind.REMINDER, DeliveryKind.DIGEST):
             what = self.kind.value
+        elif self.kind is DeliveryKind.CLOSING:
+            what = "closing note"
         else:
             what = "DM " + ("prompt" if self.kind is DeliveryKind.DM_PROMPT else "reminder")
         if self.goal_name:

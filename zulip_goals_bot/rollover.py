@@ -71,14 +71,17 @@ def continued_goal(
 
 def compose_closing_note(title: str, slug: str, period: str, next_period: str | None) -> str:
     """The note in an ended goal's topic: what happened, that nothing is lost, where to look."""
-    after = (
-        f" The goals of **{neutralize(next_period)}** have their own topics." if next_period else ""
-    )
+    after = f" The goals of **{_plain(next_period)}** have their own topics." if next_period else ""
     return (
-        f":checkered_flag: **{neutralize(title)}** ended with period **{neutralize(period)}**: "
-        f"it did not continue into the next one, so I will not ask for updates here any more. "
-        f"Its history stays, and `status {slug}` still answers.{after}"
+        f":checkered_flag: **{_plain(title)}** ended with period **{_plain(period)}**: "
+        "it did not continue into the next one, so I will not ask for updates here any more. "
+        f"Its history stays, and `status {slug.replace('`', '')}` still answers.{after}"
     )
+
+
+def _plain(text: str) -> str:
+    """Stored text inside bold marks: unable to ping, unable to end the bold early."""
+    return neutralize(text).replace("*", "")
 
 
 @dataclass(frozen=True, slots=True)
