@@ -26,7 +26,7 @@ from zulip_goals_bot.config import Config
 from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.digest import compose_digest, load_digest_data
-from zulip_goals_bot.goalfiles import GoalStatus, ProblemKind, read_pages
+from zulip_goals_bot.goalfiles import GoalStatus, ProblemKind, parse_goal, read_pages
 from zulip_goals_bot.grouping import GroupKind, canonical_names, goal_groups
 from zulip_goals_bot.markdown import contains_unsafe_mention
 from zulip_goals_bot.models import GoalChampion, Roadmap
@@ -140,6 +140,23 @@ def test_later_rows_become_fields_and_unknown_rows_are_kept() -> None:
     assert (roadmap.name, roadmap.owners) == ("Beyond the `&`", ("hana",))
     assert roadmap.summary == "Smart pointers get the conveniences of `&` and `&mut`"
     assert roadmap.extra == {"Application area": "Systems & embedded, Cross-language interop"}
+
+
+def test_continuation_is_read_from_a_row_or_from_prose_naming_a_goal() -> None:
+    text = (
+        "# Next steps\n\n| Metadata | |\n|---|---|\n| Point of contact | @a |\n"
+        "| Status | Accepted |\n| Continuation of | [rust-lang/rust-project-goals#12] |\n\n"
+        "This continues [our work](https://github.com/rust-lang/rust/issues/130000), "
+        "rust-lang/rust#5 and [rust-lang/rust-project-goals#77], and the "
+        "[2025H2 goal](https://rust-lang.github.io/rust-project-goals/2025h2/x.html).\n\n"
+        "Unrelated prose links [a page](../2025h2/y.md).\n"
+    )
+    refs = parse_goal(text, "next").continues
+    assert [(r.period, r.slug, r.issue) for r in refs] == [
+        (None, None, 12),  # any issue in the row
+        ("2025h2", "x", None),
+        (None, None, 77),  # only goals-repository issues in prose
+    ]
 
 
 def test_theme_spellings_that_differ_slightly_are_one_theme() -> None:

@@ -241,8 +241,10 @@ _CONTINUES_RE = re.compile(
     r"\b(?:continuation|continues|continuing|follow[- ]?up|carr(?:y|ies|ied) over|successor)\b",
     re.I,
 )
-_ISSUE_RE = re.compile(r"#(\d{1,9})(?!\d)")
-_GITHUB_ISSUE_RE = re.compile(r"github\.com/[\w.-]+/[\w.-]+/issues/(\d{1,9})(?!\d)", re.I)
+_ISSUE_RE = re.compile(r"(?:(?P<repo>[\w.-]+/[\w.-]+))?#(?P<number>\d{1,9})(?!\d)")
+_GITHUB_ISSUE_RE = re.compile(
+    r"github\.com/(?P<repo>[\w.-]+/[\w.-]+)/issues/(?P<number>\d{1,9})(?!\d)", re.I
+)
 
 
 def _key(row: Row) -> str:
@@ -281,21 +283,26 @@ def is_index_page(slug: str, text: str) -> bool:
 
 
 def _continues(rows: Iterable[Row], blocks: Iterable[Block]) -> tuple[ContinuesRef, ...]:
-    """Earlier goals named by a 'Continuation of' row or by prose saying so, with a link."""
-    cells = [r.value for r in rows]
-    cells += [b.cell for b in blocks if b.kind == "paragraph" and b.cell is not None
+    """Earlier goals named by a 'Continuation of' row, or by prose saying so with a link.
+
+    Prose often links to other issues (``rust-lang/rust#123``); there only issues of a goals
+    repository count, so an unrelated issue number never takes over an earlier goal.
+    """
+    cells = [(r.value, False) for r in rows]
+    cells += [(b.cell, True) for b in blocks if b.kind == "paragraph" and b.cell is not None
               and _CONTINUES_RE.search(plain(b.cell))]  # fmt: skip
     out: list[ContinuesRef] = []
-    for cell in cells:
-        for text, href in links(cell):
-            page = page_ref(href)
-            issue = _GITHUB_ISSUE_RE.search(href) or _ISSUE_RE.search(text)
+    for cell, prose in cells:
+        refs = [*links(cell), (plain(cell), "")]
+        for text, href in refs:
+            page = page_ref(href) if href else None
             if page is not None:
                 out.append(ContinuesRef(period=page[0], slug=page[1]))
-            elif issue is not None:
-                out.append(ContinuesRef(issue=int(issue.group(1))))
-        if not links(cell):
-            out += [ContinuesRef(issue=int(m.group(1))) for m in _ISSUE_RE.finditer(plain(cell))]
+                continue
+            for m in [*_GITHUB_ISSUE_RE.finditer(href), *_ISSUE_RE.finditer(text)]:
+                repo = m.group("repo") or ""
+                if not prose or "goals" in repo.casefold():
+                    out.append(ContinuesRef(issue=int(m.group("number"))))
     return tuple(dict.fromkeys(out))
 
 

@@ -8,6 +8,7 @@ grace period with no update yet: what is left is what stops it from ever being p
 from __future__ import annotations
 
 import enum
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time
@@ -116,7 +117,7 @@ def _hint(reason: Reason, status: str | None, statuses: Sequence[str], command: 
         case Reason.STATUS:
             wanted = ",".join(dict.fromkeys([*statuses, status or ""]))
             return (
-                f"to prompt them: {command} --status {wanted}  "
+                f"to prompt them: {command} --status {shlex.quote(wanted)}  "
                 f"(or active_statuses = {wanted.replace(',', ', ')} in bot.conf)"
             )
         case Reason.NO_OWNER:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -884,7 +885,7 @@ def import_goals(
             outlooks = tuple(
                 outlook(g, now) for g in load_goals(session, goal_ids=ids, include_inactive=True)
             )
-            command = "zulip-goals-bot goals import " + " ".join(str(s.path) for s in sources)
+            command = "zulip-goals-bot goals import " + shlex.join(str(s.path) for s in sources)
             in_force = list(dict.fromkeys(st for c in chosen for st in c.statuses))
             report = ImportReport(
                 plans=tuple(plans),
