@@ -201,7 +201,7 @@ status stays slightly above its goal there (p99 10–12 ms).
    name and selected `state`, which it never used (an enum conversion per row).  It now selects
    exactly `GoalName`'s fields and unpacks rows by position: p99 6.7 ms → 5.6 ms, median 5.9 ms
    → 4.1 ms.
-4. **Ingest memory, `ingest.Ingest.process_events`.** The whole backlog was stored in one transaction,
+4. **Ingest memory, `Ingest.process_events`.** The whole backlog was stored in one transaction,
    so all 20,000 ORM `Update` objects lived at once: peak RSS 211 MB.  It is now stored in
    slices of 5,000 events (`STORE_SLICE`), a transaction each, with the acknowledgements and
    answers queued after the last slice; `carry_summaries` ranks the earlier updates in SQL

@@ -304,6 +304,10 @@ class GoalsBot:
         if not self.config.schedule.enabled and not self.config.digest.enabled:
             return
         try:
+            from .rollover import send_closing_notes
+
+            # Goals that ended with a rollover get their closing note, whoever imported it.
+            send_closing_notes(self.ctx.db, self.sender, self.config.stream, self.clock.now)
             if self.config.schedule.enabled:
                 from .prompts import send_due
 

@@ -20,9 +20,20 @@ from sqlalchemy.orm import Session
 from .clock import default_clock
 from .config import Config
 from .errors import GoalsBotError
+from .grouping import goal_groups
+from .handles import render_handles
 from .markdown import neutralize, plural
 from .models import GoalState
-from .queries import GoalView, PersonView, UpdateView, load_goals, updates_between
+from .queries import (
+    GoalView,
+    PersonView,
+    UpdateView,
+    goals_in_period,
+    load_goals,
+    moved_from,
+    newest_period,
+    updates_between,
+)
 
 # What a bad --since/--until looks like to the operator.
 DATE_EXAMPLE = "2025-03-01"
@@ -80,8 +91,9 @@ def escape_html(text: str) -> str:
 
 
 def _safe(text: str) -> str:
-    """Stored text as it may appear in the post: no pings, no stray HTML."""
-    return escape_html(neutralize(text.strip()))
+    """Stored text as it may appear in the post: no pings, no stray HTML, and each GitHub
+    handle linked to its profile."""
+    return render_handles(escape_html(neutralize(text.strip())), web=True)
 
 
 def _person(p: PersonView | None) -> str:
@@ -157,9 +169,16 @@ def compose_blog(
             by_goal[u.goal_id].append(u)
     ordered = sorted(goals, key=lambda g: g.title.casefold())
     with_news = [g for g in ordered if by_goal.get(g.id)]
-    flagship = [g for g in with_news if g.is_flagship]
-    helping = [g for g in with_news if not g.is_flagship and _latest(by_goal[g.id], "help_wanted")]
-    others = [g for g in with_news if not g.is_flagship and g not in helping]
+    # Highlights and flagship themes first, each under its own heading (as in the digest).
+    groups = [
+        g for g in goal_groups(with_news, lambda g: g, sort_key=lambda g: g.title.casefold())
+        if g.kind.is_flagship_like
+    ]  # fmt: skip
+    featured = {g.id for group in groups for g in group.items}
+    helping = [
+        g for g in with_news if g.id not in featured and _latest(by_goal[g.id], "help_wanted")
+    ]
+    others = [g for g in with_news if g.id not in featured and g not in helping]
     quiet = [g for g in ordered if not by_goal.get(g.id)]
     unit = "this month" if _is_month(since, until) else "in this period"
     span = _span(since, until)
@@ -178,7 +197,7 @@ def compose_blog(
         "the full details.",
     ]
     sections = (
-        ("Flagship goals", flagship),
+        *((neutralize(group.title), list(group.items)) for group in groups),
         ("Goals looking for help", helping),
         ("Other goal updates", others),
     )
@@ -202,25 +221,42 @@ def _instant(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz)
 
 
+# Goals added by hand (`goal add`) belong to no imported period: every post may show them.
+MANUAL_PERIOD = "manual"
+
+
 def load_blog_data(
-    session: Session, since: datetime, until: datetime
+    session: Session, since: datetime, until: datetime, period: str | None = None
 ) -> tuple[list[GoalView], list[UpdateView]]:
-    """Tracked goals plus any goal with an update in [since, until): five statements in all."""
+    """Tracked goals of one period (the newest by default) plus any goal of it with an update in
+    [since, until): five statements in all, one more for an earlier ``period``."""
     updates = updates_between(session, since, until)
     with_news = {u.goal_id for u in updates}
+    everything = load_goals(session, include_inactive=True)
+    chosen = period or newest_period(everything, ignore=(MANUAL_PERIOD,))
+    if chosen is not None:
+        moved = moved_from(session, chosen) if period is not None else set()
+        ids = {g.id for g in goals_in_period(everything, chosen, moved)}
+        if period is not None and not ids:
+            known = ", ".join(sorted({g.period for g in everything})) or "none"
+            raise ExportError(f"--period {period}: no goal of that period; periods: {known}")
+        everything = [g for g in everything if g.id in ids or g.period == MANUAL_PERIOD]
     goals = [
         g
-        for g in load_goals(session, include_inactive=True)
-        if g.id in with_news or (g.active and g.state is not GoalState.RETIRED)
+        for g in everything
+        if g.id in with_news or (g.active and g.state is not GoalState.RETIRED and not g.ended_in)
     ]
     return goals, updates
 
 
-def export_command(config: Config, since: str, until: str | None, output: Path | None) -> int:
+def export_command(
+    config: Config, since: str, until: str | None, output: Path | None, period: str | None = None
+) -> int:
     """`zulip-goals-bot export blog`: print the post, or write it to ``output``.
 
     ``since`` and ``until`` are local dates of the program, both included; ``until`` defaults
-    to today, so an update sent a minute ago is in the post.
+    to today, so an update sent a minute ago is in the post. ``period`` names the goals' period
+    (the newest by default).
     """
     from .db import Database
 
@@ -240,7 +276,7 @@ def export_command(config: Config, since: str, until: str | None, output: Path |
     db.upgrade()
     try:
         with db.read() as session:
-            goals, updates = load_blog_data(session, _instant(first, tz), _instant(end, tz))
+            goals, updates = load_blog_data(session, _instant(first, tz), _instant(end, tz), period)
     finally:
         db.dispose()
     text = compose_blog(goals, updates, first, end, tz=tz)

@@ -67,7 +67,14 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 def cmd_goals_import(args: argparse.Namespace) -> int:
     from .registry import import_command
 
-    return import_command(_load(args), args.paths, period=args.period, dry_run=args.dry_run)
+    return import_command(
+        _load(args),
+        args.paths,
+        period=args.period,
+        dry_run=args.dry_run,
+        statuses=args.status,
+        rollover=args.rollover,
+    )
 
 
 def cmd_goals_list(args: argparse.Namespace) -> int:
@@ -152,12 +159,20 @@ def cmd_digest(args: argparse.Namespace) -> int:
         setup_logging("WARNING")
         site = site_from_zuliprc(config.zuliprc)
         ctx = Context(config, open_database(config), default_clock(), site, 0, "")
-        print(send_digest(ctx, _NoSender(), dry_run=True, since=since).render())
+        report = send_digest(ctx, _NoSender(), dry_run=True, since=since, goals_period=args.period)
+        print(report.render())
         return 0
     ctx, io = _connect(config)
     # Once per digest week, like the scheduled one; --again posts anew on purpose.
     again = bool(args.again)
-    report = send_digest(ctx, LockedSender(io), since=since, force=again, manual=not again)
+    report = send_digest(
+        ctx,
+        LockedSender(io),
+        since=since,
+        force=again,
+        manual=not again,
+        goals_period=args.period,
+    )
     print(report.render())
     if report.already and not report.sent and not again:
         print("`zulip-goals-bot digest --again` posts it anew.")
@@ -174,7 +189,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_export_blog(args: argparse.Namespace) -> int:
     from .blog import export_command
 
-    return export_command(_load(args), since=args.since, until=args.until, output=args.output)
+    return export_command(
+        _load(args), since=args.since, until=args.until, output=args.output, period=args.period
+    )
+
+
+def cmd_people_import(args: argparse.Namespace) -> int:
+    from .teamfiles import people_import_command
+
+    return people_import_command(_load(args), args.path, dry_run=args.dry_run)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -220,6 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     gi.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     gi.add_argument("--period", help="period name, e.g. 2025h1 (default: the folder name)")
     gi.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    gi.add_argument(
+        "--status",
+        metavar="LIST",
+        help="statuses prompted in this period, e.g. Accepted,Proposed (instead of bot.conf's "
+        "active_statuses; remembered for later imports of the period)",
+    )
+    gi.add_argument(
+        "--rollover",
+        action="store_true",
+        help="this period follows the running one: goals that continue keep their topic and "
+        "history, the others end with one closing note",
+    )
     gi.set_defaults(func=cmd_goals_import)
     gl = gsub.add_parser("list", help="list goals")
     gl.add_argument("--all", action="store_true", help="include inactive and retired goals")
@@ -245,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="post anew even if this week's digest was already sent",
     )
+    dg.add_argument("--period", metavar="NAME", help="goals of this period (default: the newest)")
     dg.set_defaults(func=cmd_digest)
 
     doc = sub.add_parser(
@@ -276,7 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="last day, included (default: today, up to now); dates are in the program timezone",
     )
     eb.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    eb.add_argument("--period", metavar="NAME", help="goals of this period (default: the newest)")
     eb.set_defaults(func=cmd_export_blog)
+
+    people = sub.add_parser("people", help="the people behind the GitHub handles")
+    psub = people.add_subparsers(dest="people_command", metavar="ACTION")
+    psub.required = True
+    pi = psub.add_parser(
+        "import", help="link GitHub handles to Zulip accounts from team records or a people file"
+    )
+    pi.add_argument(
+        "path",
+        type=Path,
+        metavar="PATH",
+        help="a folder of per-person TOML files, or a people file",
+    )
+    pi.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    pi.set_defaults(func=cmd_people_import)
 
     sb = sub.add_parser("sandbox", help="try the bot against an embedded Zulip, in the terminal")
     sb.add_argument("--goals", type=Path, metavar="PATH", help="goal files (default: samples)")

@@ -44,7 +44,12 @@ KEYS: tuple[Key, ...] = (
     Key(
         "goals", "active_statuses", "Accepted", "Goal statuses that are prompted (comma-separated)."
     ),
-    Key("goals", "people_file", "", "TOML or CSV mapping GitHub handles to Zulip ids or emails."),
+    Key(
+        "goals",
+        "people_file",
+        "",
+        "TOML or CSV (or a folder of team TOML files) mapping GitHub handles to Zulip users.",
+    ),
     Key(
         "goals", "github_profile_field", "GitHub", "Name of a Zulip profile field with the handle."
     ),

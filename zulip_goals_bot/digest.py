@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import outbox
 from .context import Context
 from .doctor import attention_lines, load_problems
+from .errors import GoalsBotError
+from .grouping import goal_groups
+from .handles import handles_of, render_handles
 from .markdown import (
     SAFE_LENGTH,
     StreamRef,
+    ZulipUser,
     days_ago,
     limit_items,
     message_link,
@@ -41,10 +45,20 @@ from .models import (
     DeliveryState,
     DigestSubscription,
     Goal,
+    GoalChampion,
     Person,
 )
 from .program import Program
-from .queries import GoalView, OwnerContact, PersonView, load_goals, person_view
+from .queries import (
+    GoalView,
+    OwnerContact,
+    PersonView,
+    goals_in_period,
+    load_goals,
+    moved_from,
+    newest_period,
+    person_view,
+)
 from .schedule import DueState, Period, Slot, period_at
 from .zulip_io import Sender
 
@@ -66,7 +80,11 @@ ATTENTION_LIST_CHARS = 5_000
 MAX_FAILED_LOADED = 100
 # Room under SAFE_LENGTH is kept for the "(part 2 of 3)" line added after the split.
 PART_LIMIT = SAFE_LENGTH
-OTHER_GOALS = "Other goals"
+# Goals added by hand (`goal add`) belong to no imported period: every digest shows them.
+MANUAL_PERIOD = "manual"
+# A digest subscription's scope: the whole digest, or only the goals one champions.
+SCOPE_ALL = "all"
+SCOPE_CHAMPION = "champion"
 
 
 def digest_slot(ctx: Context) -> Slot:
@@ -97,6 +115,8 @@ class FailedDelivery:
     def render(self) -> str:
         if self.kind in (DeliveryKind.PROMPT, DeliveryKind.REMINDER, DeliveryKind.DIGEST):
             what = self.kind.value
+        elif self.kind is DeliveryKind.CLOSING:
+            what = "closing note"
         else:
             what = "DM " + ("prompt" if self.kind is DeliveryKind.DM_PROMPT else "reminder")
         if self.goal_name:
@@ -130,15 +150,53 @@ class DigestData:
     claims: tuple[IdentityClaim, ...] = ()
     updated_ids: frozenset[int] = frozenset()  # goals with an owner update since ``since``
     setup: tuple[str, ...] = ()  # set-up problems an admin must fix (``doctor`` at start-up)
+    period: str | None = None  # the period whose goals these are (None: every goal)
+    # Zulip accounts of the GitHub handles that the shown updates name (lower-case handle).
+    people: tuple[tuple[str, ZulipUser], ...] = ()
+
+    def only(self, goal_ids: frozenset[int]) -> DigestData:
+        """The same digest for some goals only (a champion's), without the program's chores."""
+        return DigestData(
+            goals=tuple(g for g in self.goals if g.id in goal_ids),
+            since=self.since,
+            now=self.now,
+            updated_ids=self.updated_ids & goal_ids,
+            period=self.period,
+            people=self.people,
+        )
 
 
-def load_digest_data(session: Session, ctx: Context, since: datetime, now: datetime) -> DigestData:
-    """Goals (4 statements), failed deliveries (1) and identity claims (1): six in all.
+def digest_goals(
+    session: Session, goals: Sequence[GoalView], period: str | None
+) -> tuple[list[GoalView], str | None]:
+    """The goals of one period (the newest when ``period`` is None) and that period's name.
+
+    Goals added by hand belong to every period.  Naming an earlier period also finds the goals
+    that continued from it since (one more statement).
+    """
+    chosen = period or newest_period(goals, ignore=(MANUAL_PERIOD,))
+    if chosen is None:
+        return list(goals), None
+    moved = moved_from(session, chosen) if period is not None else set()
+    found = {g.id for g in goals_in_period(goals, chosen, moved)}
+    if period is not None and not found:
+        known = sorted({g.period for g in goals})
+        raise GoalsBotError(
+            f"no goal of period {period!r} is tracked; periods: {', '.join(known) or 'none'}"
+        )
+    return [g for g in goals if g.id in found or g.period == MANUAL_PERIOD], chosen
+
+
+def load_digest_data(
+    session: Session, ctx: Context, since: datetime, now: datetime, period: str | None = None
+) -> DigestData:
+    """Goals (4 statements), failed deliveries (1), and identity claims with the people that
+    updates name (1): six in all, one more for an earlier ``period``.
 
     ``ctx`` is accepted so that callers pass the same things to every loader; the data itself
     does not depend on configuration.
     """
-    goals = load_goals(session)
+    goals, period = digest_goals(session, load_goals(session), period)
     updated = frozenset(
         g.id for g in goals if g.last_update is not None and since <= g.last_update.sent_at <= now
     )
@@ -177,20 +235,36 @@ def load_digest_data(session: Session, ctx: Context, since: datetime, now: datet
         )
         for kind, target, period, error, at, title, short, person in failed_rows
     )
-    claimed = session.execute(
-        select(Person)
-        .where(
-            Person.claimed_at.is_not(None),
-            Person.claimed_at >= since,
-            Person.claimed_at <= now,
-            Person.github.is_not(None),
-        )
-        .order_by(Person.claimed_at, Person.id)
-    ).scalars()
+    named = handles_of(
+        text
+        for g in goals
+        if g.last_update is not None
+        for text in (g.last_update.tldr, g.last_update.content, g.last_update.help_wanted)
+    )
+    claimed_this_week = and_(
+        Person.claimed_at.is_not(None), Person.claimed_at >= since, Person.claimed_at <= now
+    )
+    # One statement for both: the week's claims, and the people the updates name.
+    people = list(
+        session.execute(
+            select(Person)
+            .where(
+                Person.github.is_not(None),
+                or_(claimed_this_week, Person.github.in_(sorted(named))) if named
+                else claimed_this_week,
+            )
+            .order_by(Person.claimed_at, Person.id)
+        ).scalars()
+    )  # fmt: skip
     claims = tuple(
         IdentityClaim(github=p.github, person=person_view(p), at=p.claimed_at)
-        for p in claimed
-        if p.github is not None and p.claimed_at is not None
+        for p in people
+        if p.github is not None and p.claimed_at is not None and since <= p.claimed_at <= now
+    )
+    mentioned = tuple(
+        (p.github, user)
+        for p in people
+        if p.github in named and (user := person_view(p).user) is not None
     )
     return DigestData(
         goals=tuple(goals),
@@ -199,6 +273,8 @@ def load_digest_data(session: Session, ctx: Context, since: datetime, now: datet
         failed=failed,
         claims=claims,
         updated_ids=updated,
+        period=period,
+        people=mentioned,
     )
 
 
@@ -236,7 +312,15 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}".rstrip() for line in text.split("\n"))
 
 
-def _goal_block(row: _Row, *, stream: StreamRef, updated: bool, now: datetime, site: str) -> str:
+def _goal_block(
+    row: _Row,
+    *,
+    stream: StreamRef,
+    updated: bool,
+    now: datetime,
+    site: str,
+    people: dict[str, ZulipUser],
+) -> str:
     """A goal as the digest shows it: mark, title, topic, owners, freshness, help, excerpt."""
     goal = row.goal
     owners = ", ".join(_who(p) for p in goal.poc) or "_no owner_"
@@ -246,12 +330,13 @@ def _goal_block(row: _Row, *, stream: StreamRef, updated: bool, now: datetime, s
     ]
     last = goal.last_update
     if last is not None and last.help_wanted:
-        lines.append(f"**Help wanted:** {neutralize(shorten(last.help_wanted, HELP_CHARS))}")
+        help_text = neutralize(shorten(last.help_wanted, HELP_CHARS))
+        lines.append(f"**Help wanted:** {render_handles(help_text, people)}")
     if last is not None:
         source = last.tldr or last.content
         excerpt = neutralize(shorten(source, EXCERPT_CHARS, max_lines=EXCERPT_LINES))
         if excerpt:
-            lines.append(_quote(excerpt))
+            lines.append(_quote(render_handles(excerpt, people)))
     return "\n".join(lines)
 
 
@@ -271,18 +356,11 @@ def _summary(rows: Sequence[_Row], updated: int) -> str:
     )
 
 
-def _groups(rows: Sequence[_Row]) -> list[tuple[str, list[_Row]]]:
-    """Flagship goals, then one group per team (a goal's first team), then "Other goals"."""
-    flagship = [r for r in rows if r.goal.is_flagship]
-    by_team: dict[str, list[_Row]] = defaultdict(list)
-    for r in rows:
-        if not r.goal.is_flagship:
-            by_team[r.goal.teams[0] if r.goal.teams else ""].append(r)
-    groups = [("Flagship goals", flagship)] if flagship else []
-    groups += [(f"Team {team}", by_team[team]) for team in sorted(t for t in by_team if t)]
-    if by_team.get(""):
-        groups.append((OTHER_GOALS, by_team[""]))
-    return [(title, sorted(rs, key=lambda r: r.goal.name.casefold())) for title, rs in groups]
+def _groups(rows: Sequence[_Row]) -> list[tuple[str, Sequence[_Row]]]:
+    """Highlights, flagship goals by theme, teams, the rest (see ``grouping``)."""
+    return [
+        (neutralize(g.title).replace("*", ""), g.items) for g in goal_groups(rows, lambda r: r.goal)
+    ]
 
 
 def _attention(rows: Sequence[_Row], data: DigestData, stream: StreamRef, today: date) -> list[str]:
@@ -357,6 +435,7 @@ def compose_digest(
     stream: StreamRef,
     program: Program,
     site: str,
+    title: str = "Weekly goals digest",
 ) -> list[str]:
     """The digest as Zulip messages, each under the size limit, split only between goals.
 
@@ -367,16 +446,22 @@ def compose_digest(
     today = program.today(now)
     rows = [_Row(g, program.state(g, now)) for g in data.goals]
     first = program.today(data.since)
-    header = f"**Weekly goals digest** · {first.isoformat()} to {today.isoformat()}\n" + _summary(
+    header = f"**{title}** · {first.isoformat()} to {today.isoformat()}\n" + _summary(
         rows, sum(1 for r in rows if r.goal.id in data.updated_ids)
     )
     blocks = [header]
-    for title, group in _groups(rows):
+    people = dict(data.people)
+    for group_title, group in _groups(rows):
         for i, row in enumerate(group):
             block = _goal_block(
-                row, stream=stream, updated=row.goal.id in data.updated_ids, now=now, site=site
+                row,
+                stream=stream,
+                updated=row.goal.id in data.updated_ids,
+                now=now,
+                site=site,
+                people=people,
             )
-            blocks.append(f"{_heading(title)}\n\n{block}" if i == 0 else block)
+            blocks.append(f"{_heading(group_title)}\n\n{block}" if i == 0 else block)
     if not rows:
         blocks.append("_No goals are being tracked yet._")
     blocks += _attention(rows, data, stream, today)
@@ -445,6 +530,7 @@ class _Target:
     key: str
     destination: outbox.Destination
     person_id: int | None = None
+    champion: str | None = None  # a champion-scope subscriber's GitHub handle ("" if unknown)
 
 
 def digest_targets(
@@ -467,19 +553,52 @@ def digest_targets(
             )
         )
     query = (
-        select(Person.id, Person.zulip_user_id)
+        select(Person.id, Person.zulip_user_id, DigestSubscription.scope, Person.github)
         .join(DigestSubscription, DigestSubscription.person_id == Person.id)
         .where(Person.zulip_user_id.is_not(None), Person.is_active.is_(True))
         .order_by(Person.id)
     )
     if week_start is not None:
         query = query.where(DigestSubscription.created_at <= week_start)
-    for person_id, user_id in session.execute(query):
+    for person_id, user_id, scope, github in session.execute(query):
         assert user_id is not None
+        champion = (github or "") if scope == SCOPE_CHAMPION else None
         out.append(
-            _Target(f"person:{person_id}", outbox.Destination.to_users([user_id]), person_id)
+            _Target(
+                f"person:{person_id}", outbox.Destination.to_users([user_id]), person_id, champion
+            )
         )
     return out
+
+
+def championed(session: Session, handles: Iterable[str]) -> dict[str, frozenset[int]]:
+    """The goals each of these GitHub handles champions, in one statement."""
+    wanted = sorted({h for h in handles if h})
+    found: dict[str, set[int]] = defaultdict(set)
+    if wanted:
+        for goal_id, github in session.execute(
+            select(GoalChampion.goal_id, GoalChampion.github).where(GoalChampion.github.in_(wanted))
+        ):
+            found[github].add(goal_id)
+    return {h: frozenset(found.get(h, ())) for h in wanted}
+
+
+CHAMPION_TITLE = "Weekly digest of the goals you champion"
+
+
+def _champion_parts(
+    data: DigestData, goal_ids: frozenset[int], compose: Callable[[DigestData, str], list[str]]
+) -> tuple[str, ...]:
+    """A champion's digest: their goals only; a short note when they champion none."""
+    mine = data.only(goal_ids)
+    if not mine.goals:
+        period = f" of period {data.period}" if data.period else ""
+        return (
+            f"**{CHAMPION_TITLE}**\nYou champion no goal{period} that I know of, so there is "
+            "nothing to report. (If a goal file names you as a champion, tell me your GitHub "
+            "handle with `I am @handle`; `subscribe digest` gets you the whole digest.)",
+        )
+    return tuple(compose(mine, CHAMPION_TITLE))
 
 
 def _started_by(session: Session, when: datetime) -> bool:
@@ -522,6 +641,7 @@ def send_digest(
     since: datetime | None = None,
     force: bool = False,
     manual: bool = False,
+    goals_period: str | None = None,
 ) -> DigestReport:
     """Compose the digest and deliver it once per destination for this digest week.
 
@@ -529,25 +649,37 @@ def send_digest(
     every subscriber, under the week's keys: a second run, a cron job or a retry after a timeout
     sends nothing more, and neither does the scheduled digest.  ``force`` (``--again``) posts
     anew under a key of its own (one per minute, so a retry within the minute is not doubled).
+    ``goals_period`` is the period whose goals it covers (the newest by default). Subscribers
+    who chose the goals they champion get those goals only.
     """
     now = ctx.clock.now()
     period = digest_period(ctx, now)
     key = f"manual-{now.astimezone(UTC):%Y%m%dT%H%M}" if force else period.key
     since = since or now - DIGEST_WINDOW
     with ctx.db.read() as session:
-        data = load_digest_data(session, ctx, since, now)
+        data = load_digest_data(session, ctx, since, now, goals_period)
         data = replace(data, setup=tuple(attention_lines(load_problems(session))))
         # A manual digest goes to every subscriber; the weekly one to those of the week's start.
         targets = digest_targets(ctx, session, None if force or manual else period.start)
+        champions = [t.champion for t in targets if t.champion is not None]
+        goals_of = championed(session, champions) if champions else {}
     cfg = ctx.config
-    parts = tuple(
-        compose_digest(
-            data,
+
+    def compose(d: DigestData, title: str) -> list[str]:
+        return compose_digest(
+            d,
             stream=ctx.stream(cfg.stream),
             program=ctx.program,
             site=ctx.site,
+            title=title,
         )
-    )
+
+    parts = tuple(compose(data, "Weekly goals digest"))
+    parts_for = {
+        t.key: _champion_parts(data, goals_of.get(t.champion or "", frozenset()), compose)
+        for t in targets
+        if t.champion is not None
+    }
     described = tuple(t.destination.describe() for t in targets)
     if dry_run:
         return DigestReport(key, parts, described, dry_run=True)
@@ -560,7 +692,7 @@ def send_digest(
                 target=t.key,
                 period=key,
                 destination=t.destination,
-                parts=parts,
+                parts=parts_for.get(t.key, parts),
                 person_id=t.person_id,
             ),
             ctx.clock.now,

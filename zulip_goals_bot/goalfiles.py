@@ -1,31 +1,58 @@
-"""Read the Rust project's goal Markdown files into plain records.
+"""What each page of a goals folder is (a goal, a roadmap or an index page), as plain records.
 
-The goal files are written by hand over several years, so the parser is lenient: it keeps
-what it does not understand (``GoalDoc.extra``), notes oddities in ``GoalDoc.warnings`` and
-only refuses a file when it cannot tell what the goal is (no title, no metadata table, no
-readable ``Status``).  Everything here works on text; only :func:`read_goal_files` touches
-the file system, so the bot can be tested without a checkout of the goals repository.
+The goal files are written by hand over several years, so reading them is lenient: what is not
+understood is kept (``GoalDoc.extra``), oddities become ``GoalDoc.warnings``, and a file is only
+refused when it cannot be told what the goal is (no title, no metadata table, no readable
+``Status``).  Parsing the Markdown is ``goalpage``'s job; this module classifies pages and builds
+the records.  Only :func:`read_pages` touches the file system.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
 import pathlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .goalcells import (
+    Cell,
+    dedup,
+    links,
+    not_applicable,
+    page_ref,
+    plain,
+    squash,
+    team_name,
+    teams_in_list,
+    tracking,
+    visible,
+    zulip_channel,
+)
+from .goalpage import Block, Page, Row, ownership, parse_page, sibling_links
+from .handles import handles_in
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = [
+    "Champion",
+    "ContinuesRef",
     "GoalDoc",
     "GoalFileError",
     "GoalStatus",
+    "PageSet",
     "Problem",
     "ProblemKind",
+    "RoadmapDoc",
+    "RoadmapRef",
     "handles_in",
     "is_index_page",
     "parse_goal",
+    "parse_page_doc",
     "read_goal_files",
+    "read_pages",
 ]
 
 
@@ -41,11 +68,36 @@ class GoalStatus(enum.Enum):
     @classmethod
     def parse(cls, text: str) -> GoalStatus:
         """Map a Status cell to a member, ignoring case, spaces and punctuation."""
-        key = _squash(text)
+        key = squash(text)
         for member in cls:
-            if member is not cls.OTHER and _squash(member.value) == key:
+            if member is not cls.OTHER and squash(member.value) == key:
                 return member
         return cls.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class RoadmapRef:
+    """A goal's ``Roadmap`` row: the roadmap's name, and its page's slug when it links to one."""
+
+    name: str
+    slug: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Champion:
+    """A ``| [team] champion | @handle |`` row: a team member who supports the goal."""
+
+    team: str | None
+    github: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContinuesRef:
+    """An earlier goal this one continues: a page (period and slug) or a tracking issue."""
+
+    period: str | None = None
+    slug: str | None = None
+    issue: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +120,11 @@ class GoalDoc:
     extra: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     zulip_url: str | None = None
+    highlight: str | None = None
+    summary: str | None = None  # the "What and why" row
+    roadmaps: tuple[RoadmapRef, ...] = ()
+    champions: tuple[Champion, ...] = ()
+    continues: tuple[ContinuesRef, ...] = ()
 
     @property
     def is_flagship(self) -> bool:
@@ -75,10 +132,28 @@ class GoalDoc:
         return self.flagship is not None
 
 
+@dataclass(frozen=True, slots=True)
+class RoadmapDoc:
+    """A roadmap page: metadata (short title, what and why, point of contact) but no Status."""
+
+    slug: str
+    title: str
+    short_title: str | None
+    summary: str | None
+    owners: tuple[str, ...]
+    extra: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+
 class ProblemKind(enum.Enum):
     """Why a file did not become a :class:`GoalDoc`."""
 
     NOT_A_GOAL = "not a goal"
+    ROADMAP = "roadmap page"
     NO_METADATA = "no metadata table"
     MALFORMED_ROW = "malformed metadata row"
     NOT_UTF8 = "not UTF-8"
@@ -88,7 +163,7 @@ class ProblemKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """A file that was not loaded, with a sentence the operator can act on."""
+    """A file that was not loaded as a goal, with a sentence the operator can act on."""
 
     path: str
     kind: ProblemKind
@@ -96,8 +171,8 @@ class Problem:
 
     @property
     def is_skip(self) -> bool:
-        """Index pages are expected in a goals folder: report them as skipped, not as errors."""
-        return self.kind is ProblemKind.NOT_A_GOAL
+        """Index and roadmap pages are expected in a goals folder: skipped, not errors."""
+        return self.kind in (ProblemKind.NOT_A_GOAL, ProblemKind.ROADMAP)
 
 
 class GoalFileError(Exception):
@@ -110,55 +185,28 @@ class GoalFileError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Small text helpers
+# Names of rows and pages
 
+# Pages of a goals book that list or explain goals rather than being one (compared without
+# case, '-' and '_'): the half-year books and the annual ones (highlights, roadmaps, ...).
 _INDEX_NAMES = frozenset(
-    {
-        "readme",
-        "summary",
-        "index",
-        "goals",
-        "accepted",
-        "candidates",
-        "flagship",
-        "not_accepted",
-        "notes",
-        "template",
-    }
-)
-_DIRECTIVE_RE = re.compile(r"\(\(\(\s*#?[A-Z][A-Z0-9 _-]*\)\)\)")
-_HANDLE_RE = re.compile(
-    r"(?<![\w@/.])@([A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38})(?![\w/@-])"
-)
-_ATX_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
-_SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_SEPARATOR_RE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
-_META_HEADER_RE = re.compile(r"^\s*\|?\s*(?:\*\*|__)?\s*metadata\s*(?:\*\*|__)?\s*\|", re.I)
-_REFDEF_RE = re.compile(r"^ {0,3}\[([^\]]+)\]:\s*<?([^\s>]+)>?")
-_LINK_RE = re.compile(
-    r"(!?)\[([^\[\]]*)\](?:\(\s*<?([^()\s<>]*)>?(?:\s+\"[^\"]*\")?\s*\)|\[([^\[\]]*)\])?"
-)
-_COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_TEMPLATE_RE = re.compile(r"\{\{.*?(?:\}\}|\Z)", re.S)
-_STRIKE_RE = re.compile(r"~~.*?~~", re.S)
-_URL_RE = re.compile(r"https?://[^\s<>()\[\]]+")
-_GITHUB_ISSUE_URL_RE = re.compile(
-    r"github\.com/([\w.-]+)/([\w.-]+)/(?:issues|pull)/(\d{1,9})(?!\d)", re.I
-)
-_ISSUE_REF_RE = re.compile(r"(?:(?<![\w./-])([\w.-]{1,100}/[\w.-]{1,100}))?#(\d{1,9})(?!\d)")
-_TEAM_BADGE_RE = re.compile(r"!\[\s*team(?:\s+ask)?\s*\](?:\[\]|\([^()]*\))?", re.I)
-_TEAMS_TOKEN_RE = re.compile(
-    r"(!?)\[([^\[\]]*)\](?:\([^()]*\)|\[[^\[\]]*\])?|\([^()]*\)|[^\s,;/\[\]()]+"
-)
-_TEAM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_OWNER_LINE_RE = re.compile(r"^\s*(\*\*|__)\s*owners?\b.*?\1(.*)$", re.I)
-_NOT_APPLICABLE_RE = re.compile(r"^(?:n/?a|none|tbd|todo|pending|-+|—)(?:\W|$)", re.I)
-_NOT_TEAMS = frozenset({"and", "or", "tbd", "n/a", "none", "team", "teams", "todo"})
+    squash(name)
+    for name in (
+        "readme", "summary", "index", "goals", "accepted", "candidates", "flagship", "flagships",
+        "not_accepted", "notes", "template", "highlights", "roadmaps", "help-wanted",
+        "contributors", "funding", "faq", "champions", "reports", "updates", "overview", "about",
+        "themes", "proposed", "invited", "welcome", "how-to", "changelog",
+    )
+)  # fmt: skip
+# An index page without a known name still links to the goals it lists.
+_INDEX_MIN_SIBLING_LINKS = 3
 _YES = frozenset({"yes", "y", "true", "x", "✓", "✔"})
 _NO = frozenset({"", "no", "n", "false", "na", "none"})
 
-_OWNER_KEYS = ("point of contact", "points of contact", "poc", "owner", "owners", "owner(s)")
+_OWNER_KEYS = (
+    "point of contact", "points of contact", "point(s) of contact", "poc", "owner", "owners",
+    "owner(s)", "contact", "contacts",
+)  # fmt: skip
 _KNOWN_KEYS: dict[str, str] = dict.fromkeys(_OWNER_KEYS, "owners") | {
     "status": "status",
     "flagship": "flagship",
@@ -173,494 +221,234 @@ _KNOWN_KEYS: dict[str, str] = dict.fromkeys(_OWNER_KEYS, "owners") | {
     "team(s)": "teams",
     "task owners": "task_owners",
     "task owner(s)": "task_owners",
+    "highlight": "highlight",
+    "highlights": "highlight",
+    "what and why": "summary",
+    "what & why": "summary",
+    "roadmap": "roadmap",
+    "roadmaps": "roadmap",
+    "continuation of": "continues",
+    "continues": "continues",
+    "previous goal": "continues",
+    "previous goals": "continues",
 }
+# Rows that may appear several times (one per roadmap, champion, ...) without a warning.
+_REPEATABLE = frozenset({"roadmap", "highlight", "continues", "champion", "application area"})
+# `| [cargo] champion | @ehuss |`, `| lang team champion | ... |`, `| Champions | ... |`
+_CHAMPION_KEY_RE = re.compile(r"^(?:\[?(?P<team>[^\[\]]+?)\]?\s+)?(?:team\s+)?champions?$", re.I)
+# Prose saying this goal carries on an earlier one ("a continuation of the 2025h1 goal").
+_CONTINUES_RE = re.compile(
+    r"\b(?:continuation|continues|continuing|follow[- ]?up|carr(?:y|ies|ied) over|successor)\b",
+    re.I,
+)
+_ISSUE_RE = re.compile(r"(?:(?P<repo>[\w.-]+/[\w.-]+))?#(?P<number>\d{1,9})(?!\d)")
+_GITHUB_ISSUE_RE = re.compile(
+    r"github\.com/(?P<repo>[\w.-]+/[\w.-]+)/issues/(?P<number>\d{1,9})(?!\d)", re.I
+)
 
 
-def _squash(text: str) -> str:
-    """Lower-case letters and digits only, so 'Not  accepted' == 'not-accepted'."""
-    return re.sub(r"[\W_]+", "", text.casefold())
+def _key(row: Row) -> str:
+    return " ".join(row.key.casefold().split())
 
 
-def _dedup(items: Iterable[str], *, skip: Iterable[str] = ()) -> tuple[str, ...]:
-    """Keep the first spelling of each item, comparing case-insensitively (GitHub does)."""
-    seen = {s.casefold() for s in skip}
-    out: list[str] = []
-    for item in items:
-        key = item.casefold()
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return tuple(out)
+def _kind(row: Row) -> str | None:
+    norm = _key(row)
+    if norm in _KNOWN_KEYS:
+        return _KNOWN_KEYS[norm]
+    if _CHAMPION_KEY_RE.match(norm):
+        return "champion"
+    return None
 
 
-def _strip_noise(text: str) -> str:
-    """Drop HTML comments, ``{{ ... }}`` template calls and ~~struck-out~~ text.
-
-    Struck-out names belong to finished or abandoned work, so nobody should be pinged for them.
-    """
-    text = _COMMENT_RE.sub(" ", text)
-    text = _TEMPLATE_RE.sub(" ", text)
-    return _STRIKE_RE.sub(" ", text)
-
-
-def _plain(text: str) -> str:
-    """Cell text with comments, links and bold markers reduced to words; backticks are kept."""
-    text = _COMMENT_RE.sub(" ", text)
-    text = _TEMPLATE_RE.sub(" ", text)
-    text = _LINK_RE.sub(lambda m: m.group(2), text)
-    text = re.sub(r"\*\*|__", "", text)
-    return " ".join(text.split())
-
-
-def _heading(masked_line: str) -> tuple[int, str] | None:
-    """Level and text of an ATX heading line, or None."""
-    m = _ATX_RE.match(masked_line)
-    if m is None:
-        return None
-    body = re.sub(r"(?:^|[ \t]+)#+[ \t]*$", "", m.group(2) or "")
-    return len(m.group(1)), body.strip()
-
-
-def _mask(lines: list[str]) -> list[str]:
-    """Blank out HTML comments and fenced code, keeping every line's length.
-
-    Goal files comment out whole template sections (headings and tables included); masking
-    rather than deleting keeps line numbers and column positions aligned with the original.
-    """
-    out: list[str] = []
-    in_comment = False
-    fence: str | None = None
-    for line in lines:
-        if fence is not None:
-            stripped = line.strip()
-            if stripped.startswith(fence) and set(stripped) <= {fence[0]}:
-                fence = None
-            out.append(" " * len(line))
-            continue
-        if not in_comment:
-            fm = _FENCE_RE.match(line)
-            if fm is not None:
-                fence = fm.group(1)
-                out.append(" " * len(line))
-                continue
-        chars = list(line)
-        pos = 0
-        while pos < len(line):
-            if in_comment:
-                end = line.find("-->", pos)
-                stop = len(line) if end < 0 else end + 3
-                chars[pos:stop] = " " * (stop - pos)
-                pos = stop
-                in_comment = end < 0
-            else:
-                start = line.find("<!--", pos)
-                if start < 0:
-                    break
-                in_comment = True
-                pos = start
-        out.append("".join(chars))
-    return out
-
-
-def _split_row(line: str, masked: str) -> tuple[list[str], bool, bool]:
-    """Cells of a table line, split at pipes that are neither escaped nor inside comments."""
-    pipes = [i for i, ch in enumerate(masked) if ch == "|" and (i == 0 or masked[i - 1] != "\\")]
-    body = masked.strip()
-    lead = body.startswith("|")
-    trail = len(body) > 1 and body.endswith("|") and pipes[-1:] == [len(masked.rstrip()) - 1]
-    bounds = [-1, *pipes, len(line)]
-    cells = [line[a + 1 : b].replace("\\|", "|").strip() for a, b in itertools.pairwise(bounds)]
-    if lead:
-        cells = cells[1:]
-    if trail:
-        cells = cells[:-1]
-    return cells, lead, trail
-
-
-def _ref_definitions(masked: list[str]) -> dict[str, str]:
-    """Markdown reference definitions (``[label]: url``); the first definition wins."""
-    defs: dict[str, str] = {}
-    for line in masked:
-        m = _REFDEF_RE.match(line)
-        if m is not None:
-            defs.setdefault(" ".join(m.group(1).casefold().split()), m.group(2))
-    return defs
-
-
-def _link_target(m: re.Match[str], defs: dict[str, str]) -> str | None:
-    """Where a matched link points: inline URL, else its (shortcut) reference definition."""
-    if m.group(3):
-        return m.group(3)
-    label = m.group(4) or m.group(2)
-    return defs.get(" ".join(label.casefold().split()))
-
-
-def _team_name(text: str) -> str | None:
-    """Normalise 'T-Lang' or '`lang`' to 'lang'; None when it does not look like a team."""
-    name = text.strip().strip("`*_").casefold()
-    name = name.removeprefix("@rust-lang/").removeprefix("t-")
-    if name in _NOT_TEAMS or not _TEAM_NAME_RE.match(name):
-        return None
-    return name
-
-
-# ---------------------------------------------------------------------------------------------
-# Public functions
-
-
-def handles_in(text: str) -> tuple[str, ...]:
-    """GitHub handles written as ``@handle`` (also inside ``[@handle](...)``), first spelling kept.
-
-    Follows GitHub's rules (letters, digits, single inner hyphens, at most 39 characters) and
-    ignores e-mail addresses, URL paths and ``@org/team`` mentions.
-    """
-    return _dedup(m.group(1) for m in _HANDLE_RE.finditer(text))
+def _is_index(slug: str, page: Page) -> bool:
+    if squash(slug) in _INDEX_NAMES:
+        return True
+    if page.has_metadata:
+        return False
+    return page.has_directive() or sibling_links(page) >= _INDEX_MIN_SIBLING_LINKS
 
 
 def is_index_page(slug: str, text: str) -> bool:
-    """True for the book's index pages, which share the folder with the goals.
+    """True for the book's index and help pages, which share the folder with the goals.
 
-    A page counts as an index page when its name is one of the book's index names (README,
-    goals, accepted, ...), or when it uses mdbook-goals directives such as ``(((GOALS)))`` and
-    has no metadata table.
+    A page counts as one when its name is one of the book's page names (README, goals,
+    highlights, roadmaps, faq, ...), or when it has no metadata table and uses mdbook-goals
+    directives such as ``(((GOALS)))`` or links to several other pages of the folder.
     """
-    if slug.casefold().replace("-", "_") in _INDEX_NAMES:
-        return True
-    masked = _mask(text.removeprefix("\ufeff").splitlines())
-    if not any(_DIRECTIVE_RE.search(line) for line in masked):
-        return False
-    return _find_metadata(masked) is None
+    return _is_index(slug, parse_page(text))
 
 
-def _find_metadata(masked: list[str]) -> int | None:
-    """Index of the metadata table's header line.
+# ---------------------------------------------------------------------------------------------
+# Building the records
 
-    Normally the header reads ``| Metadata | |``; failing that, the first table with a
-    ``Status`` row is accepted so a renamed header does not lose the goal.
+
+def _continues(rows: Iterable[Row], blocks: Iterable[Block]) -> tuple[ContinuesRef, ...]:
+    """Earlier goals named by a 'Continuation of' row, or by prose saying so with a link.
+
+    Prose often links to other issues (``rust-lang/rust#123``); there only issues of a goals
+    repository count, so an unrelated issue number never takes over an earlier goal.
     """
-    for i, line in enumerate(masked):
-        if _META_HEADER_RE.match(line):
-            return i
-    start: int | None = None
-    for i, line in enumerate(masked):
-        if line.strip().startswith("|"):
-            if start is None:
-                start = i
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) >= 2 and _squash(cells[0]) == "status":
-                return start
-        else:
-            start = None
-    return None
+    cells = [(r.value, False) for r in rows]
+    cells += [(b.cell, True) for b in blocks if b.kind == "paragraph" and b.cell is not None
+              and _CONTINUES_RE.search(plain(b.cell))]  # fmt: skip
+    out: list[ContinuesRef] = []
+    for cell, prose in cells:
+        refs = [*links(cell), (plain(cell), "")]
+        for text, href in refs:
+            page = page_ref(href) if href else None
+            if page is not None:
+                out.append(ContinuesRef(period=page[0], slug=page[1]))
+                continue
+            for m in [*_GITHUB_ISSUE_RE.finditer(href), *_ISSUE_RE.finditer(text)]:
+                repo = m.group("repo") or ""
+                if not prose or "goals" in repo.casefold():
+                    out.append(ContinuesRef(issue=int(m.group("number"))))
+    return tuple(dict.fromkeys(out))
 
 
-def _find_title(masked: list[str], before: int) -> str | None:
-    """Text of the first level-1 or level-2 heading above the metadata table."""
-    for i in range(before):
-        line = masked[i]
-        head = _heading(line)
-        if head is not None:
-            if head[0] <= 2 and head[1]:
-                return head[1]
-            continue
-        if (
-            i + 1 < before
-            and line.strip()
-            and not line.lstrip().startswith(("|", ">", "-", "*", "+"))
-            and _SETEXT_RE.match(masked[i + 1])
-        ):
-            return line.strip()
-    return None
-
-
-@dataclass(slots=True)
-class _Row:
-    key: str
-    value: str
-
-
-def _metadata_rows(
-    lines: list[str], masked: list[str], header: int, warnings: list[str]
-) -> tuple[list[_Row], int]:
-    """Key/value rows of the metadata table and the count of lines that were not rows."""
-    rows: list[_Row] = []
-    malformed = 0
-    i = header + 1
-    if i < len(masked) and _SEPARATOR_RE.match(masked[i]) and "-" in masked[i]:
-        i += 1
-    else:
-        warnings.append("the metadata table has no '|---|---|' line under its header")
-    while i < len(masked):
-        line, mline = lines[i], masked[i]
-        if not mline.strip() or "|" not in mline or _heading(mline) is not None:
-            break
-        i += 1
-        if _SEPARATOR_RE.match(mline) and "-" in mline:
-            warnings.append(f"line {i}: extra separator line in the metadata table")
-            continue
-        cells, lead, trail = _split_row(line, mline)
-        if len(cells) < 2 or not _plain(cells[0]):
-            if any(c for c in cells):
-                malformed += 1
-                warnings.append(
-                    f"line {i}: malformed metadata row {line.strip()!r}; expected '| Key | Value |'"
+def _roadmaps(rows: Iterable[Row]) -> tuple[RoadmapRef, ...]:
+    out: list[RoadmapRef] = []
+    for row in rows:
+        found = links(row.value)
+        if found:
+            for text, href in found:
+                page = page_ref(href)
+                out.append(
+                    RoadmapRef(text or (page[1] if page else href), page[1] if page else None)
                 )
-            continue
-        key = _plain(cells[0])
-        if not (lead and trail):
-            warnings.append(f"row '{key}' is missing a leading or closing '|'")
-        if any(cells[2:]):
-            warnings.append(f"row '{key}' has {len(cells)} cells; only the first two are used")
-        if not cells[1]:
-            warnings.append(f"row '{key}' has no value")
-        rows.append(_Row(key, cells[1]))
-    return rows, malformed
+        elif (name := plain(row.value)) and not not_applicable(name):
+            out.append(RoadmapRef(name))
+    return tuple(dict.fromkeys(out))
 
 
-def _tracking(
-    value: str, defs: dict[str, str], warnings: list[str]
-) -> tuple[int | None, str | None]:
-    """Issue number and URL from a Tracking issue cell (link, reference, bare URL or ``o/r#N``)."""
-    text = _COMMENT_RE.sub(" ", value)
-    found: list[tuple[int, int, str | None]] = []
-
-    def from_ref(pos: int, ref_text: str, url: str | None) -> bool:
-        m = _ISSUE_REF_RE.search(ref_text)
-        u = _GITHUB_ISSUE_URL_RE.search(url) if url else None
-        if m is not None:
-            number = int(m.group(2))
-            if u is not None and int(u.group(3)) != number:
-                warnings.append(
-                    f"'Tracking issue' text says #{number} but its link points to #{u.group(3)}"
-                )
-            if url is None and m.group(1):
-                url = f"https://github.com/{m.group(1)}/issues/{number}"
-        elif u is not None:
-            number = int(u.group(3))
-        else:
-            return False
-        found.append((pos, number, url if url and url.startswith("http") else None))
-        return True
-
-    for m in _LINK_RE.finditer(text):
-        if not m.group(1) and from_ref(m.start(), m.group(2), _link_target(m, defs)):
-            text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
-    for m in _URL_RE.finditer(text):
-        url = m.group().rstrip(".,;:")
-        if from_ref(m.start(), "", url):
-            text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
-    for m in _ISSUE_REF_RE.finditer(text):
-        from_ref(m.start(), m.group(), None)
-    if not found:
-        plain = _plain(value)
-        if plain and not _NOT_APPLICABLE_RE.match(plain):
-            warnings.append(f"no issue number found in 'Tracking issue' ({plain!r})")
-        return None, None
-    found.sort(key=lambda item: item[0])
-    if len({number for _, number, _ in found}) > 1:
-        warnings.append("'Tracking issue' names several issues; the first one is used")
-    return found[0][1], found[0][2]
+def _champions(rows: Iterable[Row]) -> tuple[Champion, ...]:
+    out: list[Champion] = []
+    for row in rows:
+        m = _CHAMPION_KEY_RE.match(_key(row))
+        team = team_name(m.group("team")) if m is not None and m.group("team") else None
+        out += [Champion(team, h.lower()) for h in handles_in(visible(row.value))]
+    return tuple(dict.fromkeys(out))
 
 
-def _zulip(value: str, defs: dict[str, str]) -> tuple[str | None, str | None]:
-    """Channel name and URL; None for 'N/A' and empty cells."""
-    plain = _plain(value)
-    if not plain or _NOT_APPLICABLE_RE.match(plain):
-        return None, None
-    text = _COMMENT_RE.sub(" ", value)
-    for m in _LINK_RE.finditer(text):
-        if m.group(1):
-            continue
-        target = _link_target(m, defs)
-        url = target if target and target.startswith("http") else None
-        name = " ".join(m.group(2).split()) or url
-        if name:
-            return name, url
-    m2 = _URL_RE.search(text)
-    if m2 is not None:
-        return m2.group(), m2.group()
-    return plain, None
+def _flagship(fields: dict[str, Row], status: GoalStatus, warnings: list[str]) -> str | None:
+    flagship: str | None = None
+    if "flagship" in fields:
+        value = plain(fields["flagship"].value)
+        if value.casefold() in _YES:
+            flagship = "Yes"
+        elif squash(value) not in _NO:
+            flagship = value
+    if status is GoalStatus.FLAGSHIP and flagship is None:
+        if "flagship" in fields and plain(fields["flagship"].value):
+            warnings.append("Status is Flagship but the Flagship row says otherwise")
+        flagship = "Yes"
+    return flagship
 
 
-def _teams_row(value: str) -> list[str]:
-    """Team names from a Teams cell: ``[lang], [compiler]`` links or plain 'lang, compiler'."""
-    words: list[str] = []
-    for m in _TEAMS_TOKEN_RE.finditer(_strip_noise(value)):
-        if m.group(1) or m.group().startswith("("):
-            continue  # an image badge or a remark in parentheses
-        words.append(m.group(2) if m.group(2) is not None else m.group())
-    return [name for name in map(_team_name, words) if name]
+def _optional(fields: dict[str, Row], kind: str) -> str | None:
+    value = plain(fields[kind].value) if kind in fields else ""
+    return value if value and not not_applicable(value) and squash(value) not in _NO else None
 
 
-def _teams_in_cell(cell: str, defs: dict[str, str]) -> list[str]:
-    """Teams asked for in an ownership-table cell.
-
-    After a ``![Team][]`` badge every reference is a team.  Without a badge only references
-    with no definition in the file count: the book defines team links itself, while people
-    and groups (``[RustNL]``) are defined in the goal file.
-    """
-    badge = _TEAM_BADGE_RE.search(cell)
-    names: list[str] = []
-    for m in _LINK_RE.finditer(cell):
-        if m.group(1):
-            continue
-        if badge is not None and m.start() >= badge.end():
-            pass
-        elif m.group(3) or _link_target(m, defs) is not None:
-            continue
-        name = _team_name(m.group(2))
-        if name:
-            names.append(name)
-    return names
-
-
-def _ownership(
-    masked: list[str], lines: list[str], start: int, defs: dict[str, str]
-) -> tuple[list[str], list[str]]:
-    """Handles and team names from the 'Ownership and team asks' section(s).
-
-    Only the owner column of its tables and ``**Owner:**`` lines are read: the prose around
-    them quotes and thanks people who are not doing the work.
-    """
-    handles: list[str] = []
-    teams: list[str] = []
-    level: int | None = None
-    owner_col: int | None = None
-    i = start
-    while i < len(masked):
-        mline = masked[i]
-        head = _heading(mline)
-        if head is not None:
-            if level is not None and head[0] <= level:
-                level = None
-            if level is None and re.search(r"ownership|team asks", head[1], re.I):
-                level = head[0]
-            owner_col = None
-            i += 1
-            continue
-        if level is None:
-            i += 1
-            continue
-        if not mline.strip().startswith("|"):
-            owner_col = None
-            m = _OWNER_LINE_RE.match(mline)
-            if m is not None:
-                handles.extend(handles_in(_strip_noise(m.group(2))))
-            i += 1
-            continue
-        cells, _, _ = _split_row(lines[i], mline)
-        if i + 1 < len(masked) and _SEPARATOR_RE.match(masked[i + 1]) and "-" in masked[i + 1]:
-            owner_col = next(
-                (n for n, c in enumerate(cells) if re.search(r"owner|team|who", c, re.I)), None
-            )
-            i += 2
-            continue
-        if owner_col is not None and owner_col < len(cells):
-            cell = _strip_noise(cells[owner_col])
-            handles.extend(handles_in(cell))
-            teams.extend(_teams_in_cell(cell, defs))
-        i += 1
-    return handles, teams
-
-
-def parse_goal(text: str, slug: str) -> GoalDoc:
-    """Parse one goal file; raise :class:`GoalFileError` if the text is not a goal."""
-    text = text.removeprefix("\ufeff")
-    if is_index_page(slug, text):
+def parse_page_doc(text: str, slug: str) -> GoalDoc | RoadmapDoc:
+    """Read one page as a goal or a roadmap; raise :class:`GoalFileError` for anything else."""
+    page = parse_page(text)
+    if _is_index(slug, page):
         raise GoalFileError(
             ProblemKind.NOT_A_GOAL,
             f"'{slug}' is an index page of the goals book, not a goal; skipped.",
         )
-    lines = text.splitlines()
-    masked = _mask(lines)
-    header = _find_metadata(masked)
-    if header is None:
+    if not page.has_metadata:
         raise GoalFileError(
             ProblemKind.NO_METADATA,
             f"'{slug}' has no metadata table; expected a '| Metadata | |' table under the title.",
         )
-    title = _find_title(masked, header)
-    if title is None:
+    if page.title is None:
         raise GoalFileError(
             ProblemKind.NO_TITLE,
             f"'{slug}' has no title; expected a '# Title' heading above the metadata table.",
         )
-    warnings: list[str] = []
-    if not _META_HEADER_RE.match(masked[header]):
+    warnings = list(page.warnings)
+    if not page.header_says_metadata:
         warnings.append("the metadata table's header does not say 'Metadata'")
-    rows, malformed = _metadata_rows(lines, masked, header, warnings)
-    defs = _ref_definitions(masked)
-
-    fields: dict[str, str] = {}
-    owner_rows: list[_Row] = []
+    fields: dict[str, Row] = {}
+    grouped: dict[str, list[Row]] = {}
     extra: dict[str, str] = {}
     seen: set[str] = set()
-    for row in rows:
-        norm = " ".join(row.key.casefold().split())
-        if norm in seen:
+    for row in page.rows:
+        norm, kind = _key(row), _kind(row)
+        group = kind or norm
+        if norm in seen and group not in _REPEATABLE:
             warnings.append(f"duplicate row '{row.key}'; the first one is used")
             continue
+        if norm in seen and kind is None:
+            first = next(k for k in extra if " ".join(k.casefold().split()) == norm)
+            extra[first] += ", " + row.value.raw
+            continue
         seen.add(norm)
-        kind = _KNOWN_KEYS.get(norm)
-        if kind == "owners":
-            owner_rows.append(row)
-        elif kind is not None:
-            fields[kind] = row.value
+        grouped.setdefault(group, []).append(row)
+        if kind is None:
+            extra[row.key] = row.value.raw
         else:
-            extra[row.key] = row.value
+            fields.setdefault(kind, row)
 
-    status_text = fields.get("status", "")
-    if not _plain(status_text):
-        why = f"{malformed} malformed row(s) and " if malformed else ""
+    owner_rows = grouped.get("owners", [])
+    if (
+        "status" not in fields
+        and not page.malformed
+        and ("short_title" in fields or "summary" in fields or squash(slug).startswith("roadmap"))
+    ):
+        return RoadmapDoc(
+            slug=slug,
+            title=page.title,
+            short_title=_optional(fields, "short_title"),
+            summary=_optional(fields, "summary"),
+            owners=dedup(h for r in owner_rows for h in handles_in(visible(r.value))),
+            extra=extra,
+            warnings=tuple(warnings),
+        )
+    status_text = fields["status"].value.raw if "status" in fields else ""
+    if not plain(fields["status"].value if "status" in fields else Cell("", ())):
+        why = f"{page.malformed} malformed row(s) and " if page.malformed else ""
         raise GoalFileError(
             ProblemKind.MALFORMED_ROW,
             f"'{slug}' metadata table has {why}no readable Status; "
             "expected a row like '| Status | Accepted |'.",
         )
-    status = GoalStatus.parse(_plain(status_text))
+    status = GoalStatus.parse(plain(fields["status"].value))
     if status is GoalStatus.OTHER:
         warnings.append(f"unknown Status {status_text!r}")
-
-    flagship: str | None = None
-    if "flagship" in fields:
-        value = _plain(fields["flagship"])
-        if value.casefold() in _YES:
-            flagship = "Yes"
-        elif _squash(value) not in _NO:
-            flagship = value
-    if status is GoalStatus.FLAGSHIP and flagship is None:
-        if "flagship" in fields and _plain(fields["flagship"]):
-            warnings.append("Status is Flagship but the Flagship row says otherwise")
-        flagship = "Yes"
+    flagship = _flagship(fields, status, warnings)
 
     owners: list[str] = []
     for row in owner_rows:
-        found = handles_in(_strip_noise(row.value))
-        if not found and _plain(row.value):
-            warnings.append(f"'{row.key}' names no GitHub @handle: {_plain(row.value)!r}")
+        found = handles_in(visible(row.value))
+        if not found and plain(row.value):
+            warnings.append(f"'{row.key}' names no GitHub @handle: {plain(row.value)!r}")
         owners.extend(found)
     if not owner_rows:
         warnings.append("no 'Point of contact' row")
-    owner_handles = _dedup(owners)
+    owner_handles = dedup(owners)
 
-    section_handles, section_teams = _ownership(masked, lines, header, defs)
-    row_handles = handles_in(_strip_noise(fields.get("task_owners", "")))
-    task_owners = _dedup([*row_handles, *section_handles], skip=owner_handles)
-    teams = _dedup([*_teams_row(fields.get("teams", "")), *section_teams])
-
-    number, url = _tracking(fields.get("tracking", ""), defs, warnings)
-    channel, channel_url = _zulip(fields.get("zulip", ""), defs)
-    short_title = _plain(fields.get("short_title", "")) or None
-
+    after = page.after_metadata()
+    section_handles, section_teams = ownership(after)
+    task_cell = fields["task_owners"].value if "task_owners" in fields else Cell("", ())
+    task_owners = dedup([*handles_in(visible(task_cell)), *section_handles], skip=owner_handles)
+    teams_cell = fields["teams"].value if "teams" in fields else Cell("", ())
+    teams = dedup([*teams_in_list(teams_cell), *section_teams])
+    number, url = tracking(fields["tracking"].value, warnings) if "tracking" in fields else (
+        None, None)  # fmt: skip
+    channel, channel_url = zulip_channel(fields["zulip"].value) if "zulip" in fields else (
+        None, None)  # fmt: skip
     return GoalDoc(
         slug=slug,
-        title=title,
-        short_title=short_title,
+        title=page.title,
+        short_title=_optional(fields, "short_title"),
         status=status,
         status_text=status_text,
         flagship=flagship,
         owners=owner_handles,
-        owners_text="; ".join(row.value for row in owner_rows),
+        owners_text="; ".join(row.value.raw for row in owner_rows),
         task_owners=task_owners,
         teams=teams,
         tracking_issue=number,
@@ -669,53 +457,78 @@ def parse_goal(text: str, slug: str) -> GoalDoc:
         extra=extra,
         warnings=tuple(warnings),
         zulip_url=channel_url,
+        highlight=_optional(fields, "highlight"),
+        summary=_optional(fields, "summary"),
+        roadmaps=_roadmaps(grouped.get("roadmap", [])),
+        champions=_champions(grouped.get("champion", [])),
+        continues=_continues(grouped.get("continues", []), page.blocks),
     )
 
 
-def read_goal_files(
-    paths: Iterable[pathlib.Path],
-) -> tuple[list[tuple[pathlib.Path, GoalDoc]], list[Problem]]:
+def parse_goal(text: str, slug: str) -> GoalDoc:
+    """Parse one goal file; raise :class:`GoalFileError` if the text is not a goal."""
+    doc = parse_page_doc(text, slug)
+    if isinstance(doc, RoadmapDoc):
+        raise GoalFileError(
+            ProblemKind.ROADMAP, f"'{slug}' is a roadmap page (no Status row), not a goal."
+        )
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading folders
+
+
+@dataclass(slots=True)
+class PageSet:
+    """Every page of the given files and folders: goals, roadmaps, and what was left out."""
+
+    goals: list[tuple[pathlib.Path, GoalDoc]] = field(default_factory=list)
+    roadmaps: list[tuple[pathlib.Path, RoadmapDoc]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _files(path: pathlib.Path, problems: list[Problem]) -> list[pathlib.Path]:
+    try:
+        if path.is_dir():
+            return sorted(
+                (p for p in path.iterdir() if p.suffix.lower() == ".md" and p.is_file()),
+                key=lambda p: p.name,
+            )
+        if path.exists():
+            return [path]
+        problems.append(
+            Problem(
+                str(path),
+                ProblemKind.UNREADABLE,
+                f"{path} does not exist; expected a goal .md file or a folder of them.",
+            )
+        )
+    except OSError as exc:
+        problems.append(Problem(str(path), ProblemKind.UNREADABLE, f"{path}: {exc}."))
+    return []
+
+
+def read_pages(paths: Iterable[pathlib.Path]) -> PageSet:
     """Parse goal files and folders (``*.md``, not recursive, by name); never raises per file.
 
-    Index pages come back as skip problems, so a caller can load a whole half-year folder and
-    show the operator one list of what was left out and why.
+    Index pages come back as skip problems, so a caller can load a whole folder and show the
+    operator one list of what was left out and why.
     """
-    docs: list[tuple[pathlib.Path, GoalDoc]] = []
-    problems: list[Problem] = []
+    out = PageSet()
     for given in paths:
-        path = pathlib.Path(given)
-        try:
-            if path.is_dir():
-                files = sorted(
-                    (p for p in path.iterdir() if p.suffix.lower() == ".md" and p.is_file()),
-                    key=lambda p: p.name,
-                )
-            elif path.exists():
-                files = [path]
-            else:
-                problems.append(
-                    Problem(
-                        str(path),
-                        ProblemKind.UNREADABLE,
-                        f"{path} does not exist; expected a goal .md file or a folder of them.",
-                    )
-                )
-                continue
-        except OSError as exc:
-            problems.append(Problem(str(path), ProblemKind.UNREADABLE, f"{path}: {exc}."))
-            continue
-        for file in files:
+        for file in _files(pathlib.Path(given), out.problems):
             try:
                 data = file.read_bytes()
             except OSError as exc:
-                problems.append(
+                out.problems.append(
                     Problem(str(file), ProblemKind.UNREADABLE, f"cannot read {file}: {exc}.")
                 )
                 continue
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                problems.append(
+                out.problems.append(
                     Problem(
                         str(file),
                         ProblemKind.NOT_UTF8,
@@ -725,7 +538,24 @@ def read_goal_files(
                 )
                 continue
             try:
-                docs.append((file, parse_goal(text, file.stem)))
+                doc = parse_page_doc(text, file.stem)
             except GoalFileError as exc:
-                problems.append(Problem(str(file), exc.kind, exc.detail))
-    return docs, problems
+                out.problems.append(Problem(str(file), exc.kind, exc.detail))
+                continue
+            if isinstance(doc, RoadmapDoc):
+                out.roadmaps.append((file, doc))
+            else:
+                out.goals.append((file, doc))
+    return out
+
+
+def read_goal_files(
+    paths: Iterable[pathlib.Path],
+) -> tuple[list[tuple[pathlib.Path, GoalDoc]], list[Problem]]:
+    """The goals of :func:`read_pages`; roadmap pages are reported as skipped."""
+    pages = read_pages(paths)
+    roadmaps = [
+        Problem(str(path), ProblemKind.ROADMAP, f"'{doc.slug}' is a roadmap page, not a goal.")
+        for path, doc in pages.roadmaps
+    ]
+    return pages.goals, [*pages.problems, *roadmaps]

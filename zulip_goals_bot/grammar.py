@@ -51,13 +51,14 @@ SPECS: tuple[Spec, ...] = (
          ANYONE),
     Spec("history", "history <goal> [N]", f"the last N updates and comments (default "
          f"{HISTORY_DEFAULT}, at most {HISTORY_MAX})", "history polonius 10", ANYONE),
-    Spec("list", "list [flagship | team <name> | due | overdue | paused]", "goals at a glance",
-         "list team compiler", ANYONE),
-    Spec("mine", "mine", "the goals you own, and whether you owe an update", "mine", ANYONE),
+    Spec("list", "list [flagship | roadmap <name> | team <name> | due | overdue | paused]",
+         "goals at a glance", "list team compiler", ANYONE),
+    Spec("mine", "mine", "the goals you own or champion, and whether you owe an update", "mine",
+         ANYONE),
     Spec("overdue", "overdue", "goals that have missed more than one update", "overdue",
          ANYONE),
-    Spec("subscribe", "subscribe digest", "get the weekly digest by DM", "subscribe digest",
-         ANYONE),
+    Spec("subscribe", "subscribe digest [champion]", "get the weekly digest by DM (`champion`: "
+         "only the goals you champion)", "subscribe digest", ANYONE),
     Spec("unsubscribe", "unsubscribe digest", "stop the digest DMs", "unsubscribe digest",
          ANYONE),
     Spec("iam", "I am @github-handle", "link the GitHub handle that goal files name you by",
@@ -111,7 +112,9 @@ ALIASES: Mapping[str, str] = {
 }
 
 
-LIST_FILTERS = ("flagship", "team", "due", "overdue", "paused", "all")
+LIST_FILTERS = ("flagship", "roadmap", "team", "due", "overdue", "paused", "all")
+# `list` filters that take a name after them.
+_NAMED_FILTERS = frozenset({"team", "roadmap"})
 
 
 OWNERS_ACTIONS = ("set", "add", "remove")
@@ -119,6 +122,10 @@ OWNERS_ACTIONS = ("set", "add", "remove")
 
 # What may follow `subscribe`: only the digest can be subscribed to.
 DIGEST_WORDS = frozenset({"", "digest", "to digest", "the digest", "to the digest"})
+# ... and for only the goals one champions (`subscribe digest champion`).
+CHAMPION_DIGEST_WORDS = frozenset(
+    {"digest champion", "champion digest", "digest champions", "champion", "digest as champion"}
+)
 
 
 # Commands that take no argument: only the bare word is a command (in a DM, "back from
@@ -205,8 +212,12 @@ def is_command(text: str, bot_name: str) -> bool:
         case name if name in _BARE:
             return not rest and not command.sub
         case "list":
-            return command.sub in ("", *LIST_FILTERS) and (command.sub == "team" or not rest)
-        case "subscribe" | "unsubscribe":
+            return command.sub in ("", *LIST_FILTERS) and (
+                command.sub in _NAMED_FILTERS or not rest
+            )
+        case "subscribe":
+            return rest.lower() in DIGEST_WORDS | CHAMPION_DIGEST_WORDS
+        case "unsubscribe":
             return rest.lower() in DIGEST_WORDS
         case "iam":
             return len(command.args) == 1

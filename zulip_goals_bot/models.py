@@ -80,6 +80,10 @@ class OwnerRole(enum.StrEnum):
     POINT_OF_CONTACT = "poc"
     OWNER = "owner"
     TASK = "task"
+    # A team's champion of a goal: never prompted, sees the goal in `mine`.  Champions are kept
+    # in ``goal_champions`` (one row per team and handle), not in ``goal_owners``: a point of
+    # contact may champion their own goal for their team.
+    CHAMPION = "champion"
 
 
 class UpdateKind(enum.StrEnum):
@@ -100,6 +104,7 @@ class DeliveryKind(enum.StrEnum):
     DM_PROMPT = "dm_prompt"  # one DM per owner listing all their due goals
     DM_REMINDER = "dm_reminder"
     DIGEST = "digest"  # weekly digest to a stream topic or a subscriber
+    CLOSING = "closing"  # the one note in a goal's topic when its period ended without it
 
 
 class DeliveryState(enum.StrEnum):
@@ -135,6 +140,12 @@ class Goal(Base):
     source_path: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    highlight: Mapped[str | None] = mapped_column(String(200))  # the Highlight row's name
+    summary: Mapped[str | None] = mapped_column(Text)  # the "What and why" row
+    # The goal's Roadmap rows as written: [{"name": ..., "slug": page slug or ""}].
+    roadmaps: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    # The period whose import ended this goal (it did not continue there); None while it runs.
+    ended_in: Mapped[str | None] = mapped_column(String(40))
 
     owners: Mapped[list[GoalOwner]] = relationship(
         back_populates="goal", cascade="all, delete-orphan", order_by="GoalOwner.position"
@@ -181,6 +192,53 @@ class GoalOwner(Base):
 
     goal: Mapped[Goal] = relationship(back_populates="owners")
     person: Mapped[Person] = relationship(lazy="joined")
+
+
+class GoalChampion(Base):
+    """A ``| [team] champion | @handle |`` row of a goal file, by GitHub handle.
+
+    Keyed by handle rather than by person, so linking a handle to a Zulip account (however it
+    happens) is all it takes for the champion's `mine` and digest to find the goal.
+    """
+
+    __tablename__ = "goal_champions"
+
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True
+    )
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)  # "" when none is named
+    github: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)  # lower case
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GoalPastPeriod(Base):
+    """A period a goal belonged to before it continued into a later one (with its old slug)."""
+
+    __tablename__ = "goal_past_periods"
+
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True
+    )
+    period: Mapped[str] = mapped_column(String(40), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200))
+
+
+class Roadmap(Base):
+    """A roadmap page of a goals folder: a theme that groups goals, with its point of contact."""
+
+    __tablename__ = "roadmaps"
+    __table_args__ = (UniqueConstraint("period", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(40))
+    slug: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    short_title: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    owners: Mapped[str] = mapped_column(Text, default="")  # comma-separated GitHub handles
+    source_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Update(Base):
@@ -264,6 +322,8 @@ class DigestSubscription(Base):
         ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
     )
     created_at: Mapped[datetime]
+    # "all": the whole digest; "champion": only the goals the subscriber champions.
+    scope: Mapped[str] = mapped_column(String(20), default="all", server_default="all")
 
     person: Mapped[Person] = relationship(lazy="joined")
 

@@ -311,7 +311,12 @@ def parse_people_csv(text: str, name: str) -> tuple[PeopleEntry, ...]:
 
 
 def load_people_file(path: Path) -> tuple[PeopleEntry, ...]:
-    """Read the people file named in bot.conf (``.toml`` or ``.csv``)."""
+    """Read the people file named in bot.conf (``.toml`` or ``.csv``), or a folder of
+    per-person TOML files as the Rust team repository keeps them (see ``teamfiles``)."""
+    if path.is_dir():
+        from .teamfiles import read_team_folder
+
+        return read_team_folder(path).entries()
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".csv"):
         raise ConfigError(f"{path}: people file must end in .toml or .csv")

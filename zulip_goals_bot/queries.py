@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 from .markdown import ZulipUser
 from .models import (
     Goal,
+    GoalChampion,
     GoalOwner,
+    GoalPastPeriod,
     GoalState,
     OwnerRole,
     Person,
+    Roadmap,
     Skip,
     Update,
     UpdateKind,
@@ -87,6 +90,30 @@ class OwnerView:
 
 
 @dataclass(frozen=True, slots=True)
+class ChampionView:
+    """A team's champion of a goal, by GitHub handle; ``person`` once the handle is known."""
+
+    github: str
+    team: str | None
+    person: PersonView | None = None
+    role: OwnerRole = OwnerRole.CHAMPION
+
+    def silent(self) -> str:
+        """A silent mention when the handle is linked to Zulip, else ``@handle``."""
+        if self.person is not None and self.person.user is not None:
+            return self.person.silent()
+        return f"@{self.github}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoadmapRef:
+    """A roadmap a goal belongs to, as its Roadmap row names it (slug: the linked page)."""
+
+    name: str
+    slug: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateView:
     id: int
     zulip_message_id: int
@@ -120,6 +147,10 @@ class GoalView:
     owners: tuple[OwnerView, ...] = ()
     last_update: UpdateView | None = None
     skipped_periods: frozenset[str] = field(default_factory=frozenset)
+    highlight: str | None = None
+    summary: str | None = None  # "What and why"
+    roadmaps: tuple[RoadmapRef, ...] = ()
+    ended_in: str | None = None  # the period whose import ended this goal
 
     @property
     def name(self) -> str:
@@ -203,6 +234,14 @@ def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
         owners=tuple(owners),
         last_update=last,
         skipped_periods=skips,
+        highlight=g.highlight,
+        summary=g.summary,
+        roadmaps=tuple(
+            RoadmapRef(str(r.get("name", "")), str(r.get("slug") or "") or None)
+            for r in (g.roadmaps or [])
+            if r.get("name")
+        ),
+        ended_in=g.ended_in,
     )
 
 
@@ -266,6 +305,90 @@ def load_goals(
         _goal_view(g, owners.get(g.id, []), latest.get(g.id), frozenset(skips.get(g.id, ())))
         for g in goals
     ]
+
+
+def load_champions(
+    session: Session, goal_ids: Iterable[int] | None = None, *, github: str | None = None
+) -> dict[int, tuple[ChampionView, ...]]:
+    """Champions by goal, with the person each handle is linked to, in one statement.
+
+    ``github`` keeps only the goals that handle champions (for `mine` and champion digests).
+    """
+    query = (
+        select(GoalChampion.goal_id, GoalChampion.github, GoalChampion.team, Person)
+        .outerjoin(Person, Person.github == GoalChampion.github)
+        .order_by(GoalChampion.goal_id, GoalChampion.position)
+    )
+    if goal_ids is not None:
+        query = query.where(GoalChampion.goal_id.in_(list(goal_ids)))
+    if github is not None:
+        query = query.where(GoalChampion.github == github.lower())
+    out: dict[int, list[ChampionView]] = defaultdict(list)
+    for goal_id, handle, team, person in session.execute(query):
+        view = person_view(person) if person is not None else None
+        out[goal_id].append(ChampionView(handle, team or None, view))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def goals_in_period(
+    goals: Sequence[GoalView], period: str, moved: Iterable[int] = ()
+) -> list[GoalView]:
+    """The goals of one period: those in it now, and ``moved`` (continued from it since)."""
+    earlier = set(moved)
+    return [g for g in goals if g.period == period or g.id in earlier]
+
+
+def moved_from(session: Session, period: str) -> set[int]:
+    """Goals that were part of ``period`` and continued into a later one."""
+    return set(
+        session.execute(
+            select(GoalPastPeriod.goal_id).where(GoalPastPeriod.period == period)
+        ).scalars()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RoadmapPage:
+    """A roadmap page as imported: its name, what and why, and point(s) of contact."""
+
+    period: str
+    slug: str
+    title: str
+    short_title: str | None
+    summary: str | None
+    owners: tuple[str, ...]  # GitHub handles
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+
+def load_roadmaps(session: Session) -> list[RoadmapPage]:
+    """Every imported roadmap page, newest period first, in one statement."""
+    rows = session.execute(
+        select(Roadmap).order_by(Roadmap.created_at.desc(), Roadmap.period.desc(), Roadmap.slug)
+    ).scalars()
+    return [
+        RoadmapPage(r.period, r.slug, r.title, r.short_title, r.summary,
+                    tuple(h for h in r.owners.split(",") if h))
+        for r in rows
+    ]  # fmt: skip
+
+
+def newest_period(goals: Iterable[GoalView], *, ignore: Iterable[str] = ()) -> str | None:
+    """The period imported last: the one whose first goal was created most recently.
+
+    Names are no guide (``2025h2`` and ``2026`` sort well, ``manual`` does not), so the
+    creation times decide, and the name only breaks ties.
+    """
+    skip = set(ignore)
+    first: dict[str, datetime] = {}
+    for g in goals:
+        if g.period not in skip and (g.period not in first or g.created_at < first[g.period]):
+            first[g.period] = g.created_at
+    if not first:
+        return None
+    return max(first, key=lambda p: (first[p], p))
 
 
 def updates_for_goal(

@@ -21,6 +21,7 @@ from ..grammar import (
     Command,
     near_command,
 )
+from ..handles import render_handles
 from ..markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
@@ -47,7 +48,7 @@ from ..models import (
     UpdateKind,
 )
 from ..program import Program
-from ..queries import GoalName, GoalView, OwnerView, UpdateView
+from ..queries import ChampionView, GoalName, GoalView, OwnerView, UpdateView
 from ..schedule import DueState, Slot, next_prompt
 
 # How much of an update `status` and `history` quote: enough to follow, short enough to scan.
@@ -186,19 +187,43 @@ def when_text(when: datetime, now: datetime) -> str:
     return f"{time_tag(when)} ({days_ago(when, now)})"
 
 
-def render_status(goal: GoalView, m: Moment) -> list[str]:
-    """The `status` answer: one block per fact, the update quoted."""
+def render_status(
+    goal: GoalView,
+    m: Moment,
+    *,
+    champions: Sequence[ChampionView] = (),
+    people: Mapping[str, ZulipUser] | None = None,
+) -> list[str]:
+    """The `status` answer: one block per fact, the update quoted.
+
+    ``champions`` are the goal's team champions; ``people`` the Zulip accounts of GitHub handles
+    the latest update names (shown as silent mentions).
+    """
     due = m.due(goal)
     state = goal.state.value if goal.active else f"{goal.state.value}, not prompted"
     lines = [f"{due.mark} {goal_title(goal)} — {DUE_TEXT[due]}"]
     if goal.short_title and goal.short_title != goal.title:
         lines.append(f"**Title**: {safe(goal.title)}")
+    if goal.summary:
+        lines.append(f"**What and why**: {safe(goal.summary)}")
     lines.append(f"**Status**: {safe(goal.status)} (bot: {state}) · `{goal.slug}` · {goal.period}")
+    if goal.ended_in:
+        lines.append(
+            f"**Ended** with period {safe(goal.period)}: it did not continue into "
+            f"{safe(goal.ended_in)}; its history stays."
+        )
+    if goal.highlight:
+        lines.append(f"**Highlight**: {safe(goal.highlight)}")
     if goal.flagship:
         flagship = "" if goal.flagship.lower() in ("yes", "true") else f": {safe(goal.flagship)}"
         lines.append(f"**Flagship goal**{flagship}")
+    if goal.roadmaps:
+        lines.append(f"**Roadmaps**: {', '.join(safe(r.name) for r in goal.roadmaps)}")
     owners = ", ".join(owner_text(o, m.today) for o in goal.owners) or "none yet"
     lines.append(f"**Owners**: {owners}")
+    if champions:
+        named = [c.silent() + (f" ({safe(c.team)})" if c.team else "") for c in champions]
+        lines.append(f"**Champions**: {', '.join(named)}")
     if goal.teams:
         lines.append(f"**Teams**: {', '.join(safe(t) for t in goal.teams)}")
     link = issue_link(goal)
@@ -210,13 +235,15 @@ def render_status(goal: GoalView, m: Moment) -> list[str]:
     if last is None:
         blocks.append("**Latest update**: none yet.")
     else:
+        quoted = excerpt(last, STATUS_QUOTE_CHARS, STATUS_QUOTE_LINES, prefer_tldr=True)
         blocks.append(
             f"**Latest update**: by {author_text(last)}, {when_text(last.sent_at, m.now)} — "
             f"[view message]({message_link(m.site, last.zulip_message_id)})\n"
-            + quote_block(excerpt(last, STATUS_QUOTE_CHARS, STATUS_QUOTE_LINES, prefer_tldr=True))
+            + quote_block(render_handles(quoted, people))
         )
         if last.help_wanted:
-            blocks.append(f"**Help wanted**: {shorten(neutralize(last.help_wanted), 500)}")
+            wanted = shorten(neutralize(last.help_wanted), 500)
+            blocks.append(f"**Help wanted**: {render_handles(wanted, people)}")
     upcoming = m.next_prompt(goal)
     cadence = plural(m.cadence(goal), "week")
     if upcoming is not None:

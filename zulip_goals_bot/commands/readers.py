@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import __version__
 from ..config import Config
 from ..errors import CommandError
-from ..grammar import DIGEST_WORDS, HISTORY_MAX, Command, parse_handle, parse_history_args
+from ..grammar import (
+    CHAMPION_DIGEST_WORDS,
+    DIGEST_WORDS,
+    HISTORY_MAX,
+    Command,
+    parse_handle,
+    parse_history_args,
+)
+from ..grouping import RoadmapGroup, goal_groups, roadmap_groups
+from ..handles import handles_of
 from ..markdown import (
     SAFE_LENGTH,
     ZulipUser,
@@ -24,11 +35,12 @@ from ..models import (
     GoalState,
     Person,
 )
-from ..queries import load_goals
+from ..queries import ChampionView, GoalView, load_champions, load_goals, load_roadmaps, person_view
 from ..queries import updates_for_goal as load_history
 from ..schedule import DueState
 from .answers import (
     DUE_TEXT,
+    Moment,
     digest_text,
     goal_title,
     render_goal_list,
@@ -40,9 +52,24 @@ from .call import Call, owned_goal_ids, resolve_goal
 from .linking import by_github, merge_person, owned_names
 
 
+def _zulip_people(session: Session, handles: Collection[str]) -> dict[str, ZulipUser]:
+    """Zulip accounts of these GitHub handles (those linked to one), in one statement."""
+    if not handles:
+        return {}
+    rows = session.execute(select(Person).where(Person.github.in_(sorted(handles)))).scalars()
+    return {p.github: user for p in rows if p.github and (user := person_view(p).user)}
+
+
 def cmd_status(call: Call, command: Command) -> list[str]:
     goal = resolve_goal(call, command, command.text, own_default=True)
-    return render_status(goal, call.moment)
+    last = goal.last_update
+    named = handles_of([last.tldr, last.content, last.help_wanted]) if last else set()
+    return render_status(
+        goal,
+        call.moment,
+        champions=load_champions(call.session, [goal.id]).get(goal.id, ()),
+        people=_zulip_people(call.session, named),
+    )
 
 
 def cmd_history(call: Call, command: Command) -> list[str]:
@@ -55,14 +82,24 @@ def cmd_history(call: Call, command: Command) -> list[str]:
 
 
 def cmd_list(call: Call, command: Command) -> list[str]:
-    goals = load_goals(call.session)
+    # Goals that ended with their period are history: `status` finds them, lists do not.
+    goals = [g for g in load_goals(call.session) if not g.ended_in]
     m = call.moment
     hint = "Narrow it down with `list team <name>`, `list flagship` or `list due`."
     match command.sub:
         case "" | "all":
             return [render_goal_list("Goals", goals, m, hint)]
         case "flagship":
-            return [render_goal_list("Flagship goals", [g for g in goals if g.is_flagship], m)]
+            groups = [
+                group
+                for group in goal_groups(goals, lambda g: g, by_team=False)
+                if group.kind.is_flagship_like
+            ]
+            if not groups:
+                return [render_goal_list("Flagship goals", [], m)]
+            return [render_goal_list(safe(g.title), list(g.items), m) for g in groups]
+        case "roadmap":
+            return list_roadmap(call, goals, command.text.strip())
         case "due":
             due = [g for g in goals if m.due(g).is_waiting]
             return [render_goal_list("Goals waiting for an update", due, m)]
@@ -93,8 +130,47 @@ def cmd_list(call: Call, command: Command) -> list[str]:
         case other:
             raise CommandError(
                 f"I can't list '{echo(other)}'. Say `list`, `list flagship`, "
-                "`list team <name>`, `list due`, `list overdue` or `list paused`."
+                "`list roadmap <name>`, `list team <name>`, `list due`, `list overdue` or "
+                "`list paused`."
             )
+
+
+# How close (rapidfuzz WRatio, 0-100) a typed roadmap name must come to a roadmap's name.
+ROADMAP_MATCH = 75
+
+
+def _roadmap_line(group: RoadmapGroup) -> str:
+    summary = f" — {safe(group.page.summary)}" if group.page and group.page.summary else ""
+    return f"- **{safe(group.name)}** ({plural(len(group.goals), 'goal')}){summary}"
+
+
+def list_roadmap(call: Call, goals: Sequence[GoalView], query: str) -> list[str]:
+    """`list roadmap [<name>]`: the roadmaps, or one roadmap with its goals."""
+    from rapidfuzz import fuzz, process
+
+    groups = roadmap_groups(goals, load_roadmaps(call.session))
+    if not groups:
+        raise CommandError("No goal names a roadmap, and no roadmap page was imported.")
+    if not query:
+        return [
+            f"Roadmaps ({len(groups)}); say `list roadmap <name>` for one of them:\n"
+            + limit_items([_roadmap_line(g) for g in groups], SAFE_LENGTH)
+        ]
+    keys = {i: f"{g.name} {g.page.slug if g.page else ''}" for i, g in enumerate(groups)}
+    best = process.extractOne(query, keys, scorer=fuzz.WRatio, score_cutoff=ROADMAP_MATCH)
+    if best is None:
+        names = ", ".join(f"**{safe(g.name)}**" for g in groups)
+        raise CommandError(f"I don't know a roadmap called '{echo(query)}'. Roadmaps: {names}")
+    group = groups[best[2]]
+    head = [f"**Roadmap: {safe(group.name)}**"]
+    if group.page is not None:
+        if group.page.summary:
+            head.append(f"**What and why**: {safe(group.page.summary)}")
+        if group.page.owners:
+            contacts = ", ".join(f"@{h}" for h in group.page.owners)
+            head.append(f"**Point of contact**: {contacts} · period {safe(group.page.period)}")
+    goals_text = render_goal_list(f"Goals of roadmap {safe(group.name)}", group.goals, call.moment)
+    return ["\n".join(head), goals_text]
 
 
 def cmd_overdue(call: Call, command: Command) -> list[str]:
@@ -103,14 +179,20 @@ def cmd_overdue(call: Call, command: Command) -> list[str]:
 
 def cmd_mine(call: Call, command: Command) -> list[str]:
     ids = owned_goal_ids(call.session, call.me.id, live_only=False)
-    goals = load_goals(call.session, goal_ids=ids) if ids else []
+    goals = [g for g in load_goals(call.session, goal_ids=ids) if not g.ended_in] if ids else []
     m = call.moment
-    if not goals:
+    champion_of = load_champions(call.session, github=call.me.github) if call.me.github else {}
+    championed = [
+        g for g in load_goals(call.session, goal_ids=list(champion_of)) if not g.ended_in
+    ] if champion_of else []  # fmt: skip
+    if not goals and not championed:
         known = f" (GitHub @{call.me.github})" if call.me.github else ""
         return [
             f"You{known} don't own any goal that I know of. If a goal file lists your GitHub "
             "handle, tell me who you are: `I am @your-handle`."
         ]
+    if not goals:
+        return [limit_items(_champion_lines(championed, champion_of, m), SAFE_LENGTH)]
     lines = [f"You own {plural(len(goals), 'goal')}:"]
     owe = 0
     for g in goals:
@@ -130,7 +212,27 @@ def cmd_mine(call: Call, command: Command) -> list[str]:
         lines.append("Nothing is waiting for you. :check:")
     if call.me.away_until is not None and call.me.away_until >= m.today:
         lines.append(f"You are away until {call.me.away_until.isoformat()} (say `back` to return).")
+    if championed:
+        lines += ["", *_champion_lines(championed, champion_of, m)]
     return [limit_items(lines, SAFE_LENGTH)]
+
+
+def _champion_lines(
+    goals: Sequence[GoalView], champion_of: Mapping[int, Sequence[ChampionView]], m: Moment
+) -> list[str]:
+    """The goals someone champions: never prompted, but worth a look."""
+    lines = [
+        f"You champion {plural(len(goals), 'goal')} (you are not asked for updates; "
+        "`subscribe digest champion` sends you their digest):"
+    ]
+    for g in goals:
+        teams = sorted({c.team for c in champion_of.get(g.id, ()) if c.team})
+        team = f" for {', '.join(safe(t) for t in teams)}" if teams else ""
+        last = g.last_update
+        seen = f"last update {days_ago(last.sent_at, m.now)}" if last else "no update yet"
+        due = m.due(g)
+        lines.append(f"- {due.mark} {goal_title(g)} (`{g.slug}`){team}: {DUE_TEXT[due]}; {seen}")
+    return lines
 
 
 def cmd_about(call: Call, command: Command) -> list[str]:
@@ -174,23 +276,44 @@ def _admin_people(session: Session, config: Config) -> list[str]:
     return out
 
 
-def _digest_words_ok(command: Command) -> None:
-    if command.text.strip().lower().rstrip(".!") not in DIGEST_WORDS:
-        raise CommandError(
-            f"The weekly digest is the only thing to {command.name} to: "
-            f"say `{command.name} digest`."
-        )
+def _digest_words_ok(command: Command) -> str:
+    """The subscription's scope ("all" or "champion"), or an error for anything else."""
+    words = " ".join(command.text.strip().lower().rstrip(".!").split())
+    if words in DIGEST_WORDS:
+        return "all"
+    if command.name == "subscribe" and words in CHAMPION_DIGEST_WORDS:
+        return "champion"
+    raise CommandError(
+        f"The weekly digest is the only thing to {command.name} to: say `{command.name} digest`"
+        + (" (or `subscribe digest champion` for the goals you champion)." if command.name ==
+           "subscribe" else ".")
+    )  # fmt: skip
 
 
 def cmd_subscribe(call: Call, command: Command) -> list[str]:
-    _digest_words_ok(command)
+    scope = _digest_words_ok(command)
     existing = call.session.get(DigestSubscription, call.me.id)
+    what = "the weekly digest" if scope == "all" else "the weekly digest of the goals you champion"
+    if existing is not None and existing.scope == scope:
+        return [f"You are already subscribed to {what}. (`unsubscribe digest` stops it.)"]
     if existing is not None:
-        return ["You are already subscribed to the weekly digest. (`unsubscribe digest` stops it.)"]
-    call.session.add(DigestSubscription(person_id=call.me.id, created_at=call.now))
+        existing.scope = scope
+        said = f"Changed: from now on I'll DM you {what}."
+    else:
+        call.session.add(DigestSubscription(person_id=call.me.id, created_at=call.now, scope=scope))
+        said = f"Subscribed: I'll DM you {what}."
     note = "" if call.config.digest.enabled else " The digest is switched off right now."
+    if scope == "champion":
+        if call.me.github is None:
+            note += (
+                " I don't know your GitHub handle yet, so I can't tell which goals you champion: "
+                "say `I am @your-handle`."
+            )
+        else:
+            count = len(load_champions(call.session, github=call.me.github))
+            note += f" You champion {plural(count, 'goal')} as GitHub @{call.me.github}."
     about = digest_text(call.config, call.moment.stream(call.config.digest.stream))
-    return [f"Subscribed: I'll DM you the weekly digest. {about}{note}"]
+    return [f"{said} {about}{note}"]
 
 
 def cmd_unsubscribe(call: Call, command: Command) -> list[str]:
