@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .markdown import neutralize
+from .program import Program
 from .queries import GoalView, OwnerContact, PersonView
-from .schedule import DueState, Slot, due_state, period_at
+from .schedule import DueState, Slot, period_at
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -520,17 +521,9 @@ class _Owner:
 def prompted_goals(
     goals: Sequence[GoalView], now: datetime, config: Config
 ) -> list[tuple[GoalView, DueState]]:
-    """The goals the schedule asks about, with their due state (the rule of ``schedule``)."""
-    slot = Slot(config.schedule.weekday, config.schedule.at, config.timezone)
-    today = now.astimezone(config.timezone).date()
-    out = []
-    for g in goals:
-        state = due_state(
-            g.facts(config.schedule.cadence_weeks, today), now, slot, config.schedule.grace_days
-        )
-        if state not in _NOT_PROMPTED:
-            out.append((g, state))
-    return out
+    """The goals the schedule asks about, with their due state (``Program.state``)."""
+    program = Program.from_config(config)
+    return [(g, state) for g in goals if (state := program.state(g, now)) not in _NOT_PROMPTED]
 
 
 def _owners(rows: Sequence[tuple[GoalView, DueState]]) -> dict[int, _Owner]:

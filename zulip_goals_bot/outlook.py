@@ -1,8 +1,8 @@
 """Will a goal be asked for updates, and if not, why not and what one change would include it.
 
 The import summary and ``goals list`` answer this for every goal.  The answer comes from the due
-rule itself (``schedule.due_state`` over ``GoalView.facts``), asked as if the goal were past its
-grace period with no update yet: what is left is what stops it from ever being prompted.
+rule itself (``Program.standing``: the goal's state as if it were past its grace period with no
+update yet), so what is left is what stops it from ever being prompted.
 """
 
 from __future__ import annotations
@@ -10,17 +10,13 @@ from __future__ import annotations
 import enum
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass
+from datetime import datetime
 
+from .program import Program
 from .queries import GoalView, OwnerContact
-from .schedule import EPOCH, DueState, Slot, due_state
+from .schedule import DueState
 
-# Whether a goal is prompted does not depend on when prompts go out, only on the goal: any slot
-# will do for asking the due rule, with the goal made old enough to be past any grace period.
-_ANY_SLOT = Slot(weekday=0, at=time(0), tz=ZoneInfo("UTC"))
-_LONG_AGO = datetime.combine(EPOCH, time(0), tzinfo=UTC)
 # How many goals a reason lists by name before saying "and N more".
 SHOWN_GOALS = 12
 
@@ -64,13 +60,10 @@ class Outlook:
         return f"no: {self.reason.value}"
 
 
-def outlook(goal: GoalView, now: datetime) -> Outlook:
+def outlook(goal: GoalView, now: datetime, program: Program) -> Outlook:
     """Whether ``goal`` is prompted, from the due rule, and the reason when it is not."""
-    today = now.astimezone(UTC).date()
-    facts = replace(
-        goal.facts(1, today), created_at=_LONG_AGO, last_update_at=None, skipped_periods=frozenset()
-    )
-    state = due_state(facts, now, _ANY_SLOT, grace_days=0)
+    today = program.today(now)
+    state = program.standing(goal, now)
     match state:
         case DueState.INACTIVE:
             reason: Reason | None = Reason.STATUS

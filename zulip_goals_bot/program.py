@@ -9,7 +9,7 @@ day of a period is judged the same way everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,11 @@ class Program:
     @classmethod
     def from_config(cls, config: Config) -> Program:
         return cls(schedule=config.schedule, tz=config.timezone)
+
+    @classmethod
+    def default(cls) -> Program:
+        """The default schedule in UTC, for callers without a bot.conf (tests, library use)."""
+        return cls(schedule=ScheduleConfig(), tz=ZoneInfo("UTC"))
 
     @property
     def slot(self) -> Slot:
@@ -48,6 +53,17 @@ class Program:
         """Why ``goal`` is or is not waiting for an update at ``now``."""
         facts = goal.facts(self.schedule.cadence_weeks, self.today(now))
         return due_state(facts, now, self.slot, self.schedule.grace_days)
+
+    def standing(self, goal: GoalView, now: datetime) -> DueState:
+        """The state ``goal`` would be in past its grace and with no update: what is left is what
+        stops it from ever being prompted (its status, state, owners), not timing."""
+        facts = replace(
+            goal.facts(self.schedule.cadence_weeks, self.today(now)),
+            created_at=now - timedelta(weeks=4 * MAX_CADENCE_WEEKS),
+            last_update_at=None,
+            skipped_periods=frozenset(),
+        )
+        return due_state(facts, now, self.slot, grace_days=0)
 
     def is_waiting(self, goal: GoalView, now: datetime) -> bool:
         return self.state(goal, now).is_waiting
@@ -91,6 +107,8 @@ class Program:
         return next_prompt(now, self.cadence(goal), self.slot)
 
 
+# The longest cadence a goal may have (weeks); `standing` looks further back than two of them.
+MAX_CADENCE_WEEKS = 4
 # States in which no prompt will ever go out until an admin changes the goal.
 _NEVER_PROMPTED = frozenset(
     {DueState.PAUSED, DueState.COMPLETED, DueState.RETIRED, DueState.INACTIVE}

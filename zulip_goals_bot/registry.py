@@ -42,6 +42,7 @@ from .models import (
 )
 from .outlook import Outlook, Reason, outlook, reason_groups
 from .people import map_people, unmapped_owners
+from .program import Program
 from .queries import ChampionView, GoalView, load_champions, load_goals
 from .rollover import continued_goal
 from .topics import goal_topic
@@ -791,6 +792,7 @@ def import_goals(
     profile_fields: Sequence[Mapping[str, Any]] | None = None,
     profile_field_name: str = "GitHub",
     zulip_note: str | None = None,
+    program: Program | None = None,
 ) -> ImportReport:
     """Import goal files and map their owners, in one transaction (rolled back on a dry run).
 
@@ -883,7 +885,8 @@ def import_goals(
                 session.execute(select(Goal.id).where(Goal.period.in_(list(by_period)))).scalars()
             )
             outlooks = tuple(
-                outlook(g, now) for g in load_goals(session, goal_ids=ids, include_inactive=True)
+                outlook(g, now, program or Program.default())
+                for g in load_goals(session, goal_ids=ids, include_inactive=True)
             )
             command = "zulip-goals-bot goals import " + shlex.join(str(s.path) for s in sources)
             in_force = list(dict.fromkeys(st for c in chosen for st in c.statuses))
@@ -1003,6 +1006,7 @@ def import_command(
             profile_fields=fields,
             profile_field_name=config.github_profile_field,
             zulip_note=note,
+            program=Program.from_config(config),
         )
         if not dry_run:
             report = replace(report, closing_note=post_closing_notes(config, db, io))
@@ -1122,13 +1126,14 @@ def list_command(config: Config, *, show_all: bool, as_json: bool) -> int:
             champions = load_champions(session, [g.id for g in goals]) if as_json else {}
     finally:
         db.dispose()
-    outlooks = [outlook(g, now) for g in goals]
+    program = Program.from_config(config)
+    outlooks = [outlook(g, now, program) for g in goals]
     if as_json:
         rows = [goal_json(o.goal, o, champions.get(o.goal.id, ())) for o in outlooks]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     elif hidden:
         reasons = reason_groups(
-            [outlook(g, now) for g in hidden],
+            [outlook(g, now, program) for g in hidden],
             config.active_statuses,
             "zulip-goals-bot goals import PATH",
         )
