@@ -53,6 +53,7 @@ from .replies import (
     strip_bot_mention,
 )
 from .schedule import due_state
+from .website.rebuild import site_keeper
 from .zulip_io import QueueLost, ZulipIO
 
 log = logging.getLogger("zulip_goals_bot")
@@ -185,6 +186,8 @@ class GoalsBot:
             waiting_goals=self._waiting_goals,
             update_window=timedelta(minutes=config.update_window_minutes),
         )
+        # The goals website, rebuilt after stored updates and digests ([site] output).
+        self.site = site_keeper(self.ctx, lambda: self.stop.is_set())
 
     # -- routing helpers ---------------------------------------------------------------------
 
@@ -345,6 +348,7 @@ class GoalsBot:
             self.stats.batches += 1
             self.stats.stored += effects.stored
             self.stats.duplicates += effects.duplicates
+            self.site.stored(events, effects.stored)
             return effects
         return None
 
@@ -647,6 +651,7 @@ class GoalsBot:
                 due, _key = digest_due(self.ctx, self.clock.now())
                 if due:
                     send_digest(self.ctx, self.sender)
+                    self.site.request()
         except Stopping as exc:
             log.info("scheduled sending interrupted (%s); the next start finishes it", exc)
         except GoalsBotError as exc:

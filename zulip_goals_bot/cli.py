@@ -91,6 +91,20 @@ def cmd_export_blog(args: argparse.Namespace) -> int:
     return export_command(_load(args), since=args.since, until=args.until, output=args.output)
 
 
+def cmd_site_build(args: argparse.Namespace) -> int:
+    from .website.build import build_command
+
+    return build_command(_load(args), output=args.output, period=args.period)
+
+
+def cmd_site_serve(args: argparse.Namespace) -> int:
+    from .website.build import output_folder
+    from .website.serve import serve_command
+
+    folder = args.directory if args.directory is not None else output_folder(_load(args), None)
+    return serve_command(folder, args.port)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import sandbox_command
 
@@ -158,6 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument("--until", metavar="DATE", help="last day (exclusive; default: today)")
     eb.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     eb.set_defaults(func=cmd_export_blog)
+
+    site = sub.add_parser("site", help="the goals website: build it, preview it")
+    ssub = site.add_subparsers(dest="site_command", metavar="ACTION")
+    ssub.required = True
+    sbuild = ssub.add_parser("build", help="build the static goals website from the database")
+    sbuild.add_argument(
+        "--output", type=Path, metavar="DIR", help="folder to build into (default: [site] output)"
+    )
+    sbuild.add_argument("--period", help="period to show, e.g. 2025h1 (default: the newest)")
+    sbuild.set_defaults(func=cmd_site_build)
+    sserve = ssub.add_parser("serve", help="preview a built site on localhost")
+    sserve.add_argument(
+        "--directory", type=Path, metavar="DIR", help="built site (default: [site] output)"
+    )
+    sserve.add_argument(
+        "--port", type=int, default=8000, metavar="N", help="port (default 8000; 0: any free one)"
+    )
+    sserve.set_defaults(func=cmd_site_serve)
 
     sb = sub.add_parser("sandbox", help="try the bot against an embedded Zulip, in the terminal")
     sb.add_argument("--goals", type=Path, metavar="PATH", help="goal files (default: samples)")

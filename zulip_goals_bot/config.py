@@ -67,6 +67,13 @@ KEYS: tuple[Key, ...] = (
     Key("digest", "time", "09:00", "Time the digest goes out (HH:MM)."),
     Key("digest", "timezone", "", "Timezone of the digest time; empty means the program one."),
     Key("logging", "level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Key(
+        "site",
+        "output",
+        "",
+        "Folder of the goals website, rebuilt by `run` (relative to this file); empty: none.",
+    ),
+    Key("site", "title", "Project goals", "Title of the goals website."),
 )
 
 
@@ -92,6 +99,15 @@ class DigestConfig:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
 
+DEFAULT_SITE_TITLE = "Project goals"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    output: Path | None = None  # None: `run` keeps no website
+    title: str = DEFAULT_SITE_TITLE
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
@@ -108,6 +124,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     digest: DigestConfig = field(default_factory=DigestConfig)
     log_level: str = "INFO"
+    site: SiteConfig = field(default_factory=SiteConfig)
 
 
 class _Reader:
@@ -243,6 +260,11 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         timezone=r.zone("digest", "timezone", fallback=tz),
     )
     level = r.choice("logging", "level", ("debug", "info", "warning", "error")).upper()
+    site_output = r.text("site", "output")
+    site = SiteConfig(
+        output=(base / site_output) if site_output else None,
+        title=r.text("site", "title") or DEFAULT_SITE_TITLE,
+    )
     return Config(
         path=path,
         zuliprc=base / r.text("goals", "zuliprc"),
@@ -262,6 +284,7 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         schedule=schedule,
         digest=digest,
         log_level=level,
+        site=site,
     )
 
 

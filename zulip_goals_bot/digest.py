@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -266,10 +267,24 @@ def _summary(rows: Sequence[_Row], updated: int) -> str:
     )
 
 
-def _groups(rows: Sequence[_Row]) -> list[tuple[str, list[_Row]]]:
-    """Flagship goals, then one group per team (a goal's first team), then "Other goals"."""
+class HasGoal(Protocol):
+    """Anything that carries a goal: the digest's rows, the website's cards."""
+
+    @property
+    def goal(self) -> GoalView: ...
+
+
+R = TypeVar("R", bound=HasGoal)
+
+
+def goal_groups(rows: Sequence[R]) -> list[tuple[str, list[R]]]:
+    """Flagship goals, then one group per team (a goal's first team), then "Other goals".
+
+    The digest and the website both group goals this way, so a reader finds a goal in the same
+    place in both.
+    """
     flagship = [r for r in rows if r.goal.is_flagship]
-    by_team: dict[str, list[_Row]] = defaultdict(list)
+    by_team: dict[str, list[R]] = defaultdict(list)
     for r in rows:
         if not r.goal.is_flagship:
             by_team[r.goal.teams[0] if r.goal.teams else ""].append(r)
@@ -370,7 +385,7 @@ def compose_digest(
         rows, sum(1 for r in rows if r.goal.id in data.updated_ids)
     )
     blocks = [header]
-    for title, group in _groups(rows):
+    for title, group in goal_groups(rows):
         for i, row in enumerate(group):
             block = _goal_block(
                 row, stream=stream, updated=row.goal.id in data.updated_ids, now=now, site=site
