@@ -25,9 +25,11 @@ WEEK_GAP = 0.25  # share of a week's width left empty
 # A week label every so many weeks, so that labels never overlap.
 LABEL_EVERY = 4
 # One activity strip cell per week: width, gap and height, in pixels.
-STRIP_CELL = 6
-STRIP_GAP = 1
-STRIP_HEIGHT = 18
+STRIP_CELL = 9
+STRIP_GAP = 2
+STRIP_HEIGHT = 20
+# A week without updates is a low bar, so the strip still shows its weeks.
+STRIP_EMPTY = 3.0
 # Beyond this many updates in a week the strip's bar is full height (a busy week is a busy week).
 STRIP_FULL = 3
 
@@ -112,7 +114,7 @@ def activity_strip(counts: Sequence[int], labels: Sequence[str], *, name: str) -
         f"<title>{escape(summary)}</title>",
     ]
     for i, (count, label) in enumerate(zip(counts, labels, strict=True)):
-        h = max(1.0, STRIP_HEIGHT * min(count, STRIP_FULL) / STRIP_FULL) if count else 1.0
+        h = STRIP_HEIGHT * min(count, STRIP_FULL) / STRIP_FULL if count else STRIP_EMPTY
         css = "cell on" if count else "cell"
         parts.append(
             f'<rect class="{css}" x="{i * (STRIP_CELL + STRIP_GAP)}" y="{_num(STRIP_HEIGHT - h)}" '
