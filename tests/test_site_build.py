@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -311,3 +313,54 @@ def test_command_line_mistakes_are_one_line_and_change_nothing(
     nothing = run_cli(conf, "site", "serve", "--directory", str(tmp_path))
     assert nothing.returncode == 2
     assert "holds no built site (no index.html)" in nothing.stderr
+
+
+def test_a_reader_never_sees_half_a_site(program: Database, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build(program, out)
+    seen: list[str] = []
+    problems: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                page = (out / "index.html").read_text(encoding="utf-8")
+                data = (out / "goals.json").read_text(encoding="utf-8")
+            except OSError as exc:  # the folder or a file missing for an instant
+                problems.append(repr(exc))
+                continue
+            if not (page.endswith("</html>\n") and data.endswith("]}\n")):
+                problems.append("a file read half written")
+            seen.append(page)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for day in range(4):
+            build(program, out, DIGEST_AT + timedelta(days=7 * day))
+    finally:
+        done.set()
+        reader.join()
+    assert problems == []
+    assert len(set(seen)) > 1  # the reader saw builds change the site, and every read was whole
+
+
+@pytest.mark.sqlite_only
+def test_the_sandbox_site_command_explains_a_folder_it_cannot_use(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "zulip_goals_bot.cli", "sandbox", "--script", "-"],
+        input=f"/site {mine}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert done.returncode == 1
+    assert f"  · No site: {mine} already holds files that a site build did not make" in done.stdout
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
