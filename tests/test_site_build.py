@@ -126,7 +126,9 @@ def test_a_goal_page_has_its_facts_and_its_updates_newest_first(
     issue = "https://github.com/rust-lang/goals/issues/105"
     assert f'<a href="{issue}" rel="nofollow noopener">#105' in page
     assert f'<a href="{SITE}/#narrow/stream/project-goals/topic/Async.20.28goals.23105.29"' in page
-    assert "Point of contact" in page and "Teams</dt>" in page
+    assert '<dt>Point of contact</dt>\n<dd><a href="https://github.com/tmandry"' in page
+    assert "<dt>Task owners</dt>" in page and ">eholk</a>" in page
+    assert "<dt>Teams</dt>" in page
     assert '<link rel="stylesheet" href="../style.css">' in page
     assert '<a href="../index.html">All goals</a>' in page
 
