@@ -19,7 +19,7 @@ from ..db import Database
 from ..schedule import Slot
 from .data import SiteError, choose_period, load_site_data, periods
 from .health import Rules, compute_health
-from .pages import MARKER, compose_site
+from .pages import MARKER, site_files
 from .publish import publish
 from .text import ZulipMarkdown
 from .views import SiteSettings
@@ -94,14 +94,13 @@ def build_site(
         data = load_site_data(session, chosen)
     md = markdown if markdown is not None else ZulipMarkdown(settings.zulip_url)
     health = compute_health(data, now, settings.rules)
-    site = compose_site(data, health, settings, md)
-    publish(site.files, output, MARKER)
+    written = publish(site_files(data, health, settings, md), output, MARKER)
     return BuildReport(
         output=output,
-        period=site.period,
-        goals=site.goals,
-        updates=site.updates,
-        files=len(site.files),
+        period=data.period,
+        goals=len(data.goals),
+        updates=sum(len(ups) for ups in data.updates.values()),
+        files=written,
         seconds=time.perf_counter() - started,
     )
 

@@ -9,7 +9,7 @@ here can ping anyone.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .data import SiteData
@@ -31,57 +31,55 @@ from .views import (
 VERSION = 1
 
 
-def document(
+def goal_line(
+    card: Card,
+    items: Sequence[UpdateItem],
     data: SiteData,
-    cards: Sequence[Card],
-    items: Mapping[int, Sequence[UpdateItem]],
     health: Health,
     settings: SiteSettings,
-) -> dict[str, Any]:
-    goals = []
-    for card in sorted(cards, key=lambda c: c.file):
-        g = card.goal
-        ups = items.get(g.id, ())
-        goals.append(
-            {
-                "slug": g.slug,
-                "title": g.title,
-                "short_title": g.short_title,
-                "status": g.status,
-                "flagship": g.flagship,
-                "teams": list(g.teams),
-                "state": card.state.value,
-                "owners": [
-                    {"name": person(o.person).name, "github": o.person.github, "role": o.role}
-                    for o in g.owners
-                ],
-                "metadata": dict(sorted(data.extra.get(g.id, {}).items())),
-                "tracking_issue": g.tracking_issue,
-                "tracking_url": g.tracking_url,
-                "zulip_topic": g.zulip_topic,
-                "zulip_url": topic_link(g, settings),
-                "page": f"{GOALS_DIR}/{card.file}",
-                "feed": f"{FEEDS_DIR}/{card.feed}",
-                "last_update": ups[0].stamp if ups else None,
-                "updates_per_week": list(health.activity[g.id]),
-                "updates": [
-                    {
-                        "id": i.update.message_id,
-                        "author": i.update.author,
-                        "sent_at": i.stamp,
-                        "edited_at": stamp(i.update.edited_at) if i.update.edited_at else None,
-                        "tldr": plain(i.update.tldr) if i.update.tldr else None,
-                        "help_wanted": plain(i.update.help_wanted)
-                        if i.update.help_wanted
-                        else None,
-                        "text": plain(i.update.content),
-                        "url": i.link,
-                    }
-                    for i in ups
-                ],
-            }
-        )
-    return {
+) -> str:
+    """One goal, with all its updates, as one line of the file."""
+    g = card.goal
+    return _compact(
+        {
+            "slug": g.slug,
+            "title": g.title,
+            "short_title": g.short_title,
+            "status": g.status,
+            "flagship": g.flagship,
+            "teams": list(g.teams),
+            "state": card.state.value,
+            "owners": [
+                {"name": person(o.person).name, "github": o.person.github, "role": o.role}
+                for o in g.owners
+            ],
+            "metadata": dict(sorted(data.extra.get(g.id, {}).items())),
+            "tracking_issue": g.tracking_issue,
+            "tracking_url": g.tracking_url,
+            "zulip_topic": g.zulip_topic,
+            "zulip_url": topic_link(g, settings),
+            "page": f"{GOALS_DIR}/{card.file}",
+            "feed": f"{FEEDS_DIR}/{card.feed}",
+            "last_update": items[0].stamp if items else None,
+            "updates_per_week": list(health.activity[g.id]),
+            "updates": [_update(i) for i in items],
+        }
+    )
+
+
+def render(
+    data: SiteData,
+    cards: Sequence[Card],
+    health: Health,
+    settings: SiteSettings,
+    goal_lines: Sequence[str],
+) -> str:
+    """The file: the program's fields, then one goal per line (``goal_line``, by file name).
+
+    Compact, so the encoder written in C does the work (ten times faster than an indented one),
+    and a site kept in git still diffs goal by goal.
+    """
+    head = {
         "version": VERSION,
         "title": settings.title,
         "period": data.period,
@@ -98,8 +96,9 @@ def document(
             }
             for w in health.program
         ],
-        "goals": goals,
     }
+    body = ",\n".join(goal_lines)
+    return _compact(head)[:-1] + ',"goals":[' + (f"\n{body}\n" if body else "") + "]}\n"
 
 
 def _update(item: UpdateItem) -> dict[str, Any]:
@@ -118,11 +117,3 @@ def _update(item: UpdateItem) -> dict[str, Any]:
 
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def render(doc: Mapping[str, Any]) -> str:
-    """One goal per line: compact, so the encoder written in C does the work (ten times faster
-    than an indented one), and a site kept in git still diffs goal by goal."""
-    head = {k: v for k, v in doc.items() if k != "goals"}
-    body = ",\n".join(_compact(goal) for goal in doc["goals"])
-    return _compact(head)[:-1] + ',"goals":[' + (f"\n{body}\n" if body else "") + "]}\n"

@@ -1,6 +1,6 @@
-"""The whole website as files in memory: pages, feeds, goals.json, the stylesheet.
+"""The whole website as files: pages, feeds, goals.json, the stylesheet.
 
-``compose_site`` is pure apart from reading the package's templates: the same data, states and
+``site_files`` is pure apart from reading the package's templates: the same data, states and
 settings give the same bytes (everything is sorted, no build time is written, dates come from the
 data), so a site kept in git shows only real changes.  Every link between files is relative, so
 the folder works from any path and from disk.
@@ -9,8 +9,7 @@ the folder works from any path and from disk.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -28,6 +27,7 @@ from .text import LINK_REL, ZulipMarkdown, plain
 from .views import (
     FEEDS_DIR,
     GOALS_DIR,
+    Card,
     Group,
     SiteSettings,
     UpdateItem,
@@ -63,16 +63,6 @@ ENTRY_TITLE_CHARS = 100
 # Metadata rows of a goal file that the goal page shows by name (matched on the start of the key).
 CHAMPION_KEYS: tuple[str, ...] = ("champion",)
 ROADMAP_KEYS: tuple[str, ...] = ("roadmap",)
-
-
-@dataclass(frozen=True, slots=True)
-class Site:
-    """The built site: file paths (relative, with /) to their bytes, and what it holds."""
-
-    files: Mapping[str, bytes]
-    period: str
-    goals: int
-    updates: int
 
 
 # -- templates and feeds --------------------------------------------------------------------------
@@ -126,10 +116,16 @@ def program_id(settings: SiteSettings, period: str) -> str:
 # -- the site -------------------------------------------------------------------------------------
 
 
-def compose_site(data: SiteData, health: Health, settings: SiteSettings, md: ZulipMarkdown) -> Site:
-    """Every file of the site, keyed by its relative path."""
+def site_files(
+    data: SiteData, health: Health, settings: SiteSettings, md: ZulipMarkdown
+) -> Iterator[tuple[str, bytes]]:
+    """Every file of the site with its relative path, one at a time.
+
+    A program's site can be over 100 MB: written as they come, its files are never all in
+    memory at once (the bot rebuilds it while it runs).
+    """
     md.start_build()
-    cards = make_cards(data, health, md, settings.timezone)
+    cards = sorted(make_cards(data, health, md, settings.timezone), key=lambda c: c.file)
     groups = [
         Group(title=title, anchor=anchor(title), cards=tuple(group))
         for title, group in goal_groups(cards)
@@ -140,8 +136,9 @@ def compose_site(data: SiteData, health: Health, settings: SiteSettings, md: Zul
         for w in health.program
     ]
     common = {"settings": settings, "health": health, "period": data.period}
-    files: dict[str, bytes] = {
-        INDEX: _render(
+    yield (
+        INDEX,
+        _render(
             "index.html.j2",
             **common,
             root="",
@@ -151,71 +148,66 @@ def compose_site(data: SiteData, health: Health, settings: SiteSettings, md: Zul
             summary=summary(cards),
             total=len(cards),
             chart=Markup(charts.health_chart(bars)),
-        )
-    }
-    items: dict[int, list[UpdateItem]] = {}
+        ),
+    )
+    goal_lines: list[str] = []
+    newest: list[tuple[Card, UpdateItem]] = []  # the program's latest updates so far
     for card in cards:
         g = card.goal
-        items[g.id] = make_items(data.updates_of(g.id), md, settings)
+        items = make_items(data.updates_of(g.id), md, settings)
         page = f"../{GOALS_DIR}/{card.file}"
         extra = data.extra.get(g.id, {})
-        files[f"{GOALS_DIR}/{card.file}"] = _render(
-            "goal.html.j2",
-            **common,
-            root="../",
-            feed=f"../{FEEDS_DIR}/{card.feed}",
-            card=card,
-            goal=g,
-            timeline=Markup("".join(i.html for i in items[g.id])),
-            champions=rows(extra, CHAMPION_KEYS, md),
-            roadmaps=rows(extra, ROADMAP_KEYS, md),
-            topic_url=topic_link(g, settings),
+        yield (
+            f"{GOALS_DIR}/{card.file}",
+            _render(
+                "goal.html.j2",
+                **common,
+                root="../",
+                feed=f"../{FEEDS_DIR}/{card.feed}",
+                card=card,
+                goal=g,
+                timeline=Markup("".join(i.html for i in items)),
+                champions=rows(extra, CHAMPION_KEYS, md),
+                roadmaps=rows(extra, ROADMAP_KEYS, md),
+                topic_url=topic_link(g, settings),
+            ),
         )
-        files[f"{FEEDS_DIR}/{card.feed}"] = feeds.render_feed(
-            feeds.Feed(
-                id=feeds.name_id(program_id(settings, data.period), g.slug),
-                title=f"{g.name} · {settings.title}",
-                subtitle=f"Progress updates on {g.title}",
-                self_href=card.feed,
-                page_href=page,
-                fallback_updated=data.modified.get(g.id, g.created_at),
-                entries=[_entry(g, i, page, settings) for i in items[g.id][:GOAL_FEED_ENTRIES]],
-            )
-        )
-    by_id = {c.goal.id: c for c in cards}
-    newest = heapq.nlargest(
-        FEED_ENTRIES,
-        (i for group in items.values() for i in group),
-        key=lambda i: (i.update.sent_at, i.update.message_id),
-    )
-    files[ALL_FEED] = feeds.render_feed(
-        feeds.Feed(
-            id=program_id(settings, data.period),
-            title=f"{settings.title} · {data.period}",
-            subtitle=f"Progress updates on the goals of {data.period}",
-            self_href=ALL_FEED,
-            page_href=INDEX,
-            fallback_updated=max(data.modified.values(), default=health.week.start),
-            entries=[
-                _entry(
-                    by_id[i.update.goal_id].goal,
-                    i,
-                    f"{GOALS_DIR}/{by_id[i.update.goal_id].file}",
-                    settings,
+        yield (
+            f"{FEEDS_DIR}/{card.feed}",
+            feeds.render_feed(
+                feeds.Feed(
+                    id=feeds.name_id(program_id(settings, data.period), g.slug),
+                    title=f"{g.name} · {settings.title}",
+                    subtitle=f"Progress updates on {g.title}",
+                    self_href=card.feed,
+                    page_href=page,
+                    fallback_updated=data.modified.get(g.id, g.created_at),
+                    entries=[_entry(g, i, page, settings) for i in items[:GOAL_FEED_ENTRIES]],
                 )
-                for i in newest
-            ],
+            ),
         )
+        goal_lines.append(goals_json.goal_line(card, items, data, health, settings))
+        # Updates are newest first: only a goal's first few can be among the program's latest.
+        newest = heapq.nlargest(
+            FEED_ENTRIES,
+            newest + [(card, i) for i in items[:FEED_ENTRIES]],
+            key=lambda pair: (pair[1].update.sent_at, pair[1].update.message_id),
+        )
+    yield (
+        ALL_FEED,
+        feeds.render_feed(
+            feeds.Feed(
+                id=program_id(settings, data.period),
+                title=f"{settings.title} · {data.period}",
+                subtitle=f"Progress updates on the goals of {data.period}",
+                self_href=ALL_FEED,
+                page_href=INDEX,
+                fallback_updated=max(data.modified.values(), default=health.week.start),
+                entries=[_entry(c.goal, i, f"{GOALS_DIR}/{c.file}", settings) for c, i in newest],
+            )
+        ),
     )
-    files[DATA_FILE] = goals_json.render(
-        goals_json.document(data, cards, items, health, settings)
-    ).encode()
+    yield DATA_FILE, goals_json.render(data, cards, health, settings, goal_lines).encode()
     for name in STATIC:
-        files[name] = _static(name)
-    files[MARKER] = MARKER_TEXT.encode()
-    return Site(
-        files=dict(sorted(files.items())),
-        period=data.period,
-        goals=len(cards),
-        updates=sum(len(v) for v in data.updates.values()),
-    )
+        yield name, _static(name)
+    yield MARKER, MARKER_TEXT.encode()

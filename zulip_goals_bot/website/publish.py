@@ -17,7 +17,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -91,26 +91,29 @@ def _clean_leftovers(parent: Path, name: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def publish(files: Mapping[str, bytes], output: Path, marker: str) -> None:
-    """Write ``files`` (relative paths) as the folder ``output``, replacing it whole."""
+def publish(files: Iterable[tuple[str, bytes]], output: Path, marker: str) -> int:
+    """Write ``files`` (relative paths and their bytes) as the folder ``output``, replacing it
+    whole; returns how many files were written."""
     output = output.absolute()
     check_output(output, marker)
     parent, name = output.parent, output.name
     _clean_leftovers(parent, name)
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{name}-", dir=parent))
     moved: list[str] = []  # kept entries taken from the old folder, given back on failure
+    written = 0
     try:
-        for rel, data in files.items():
+        for rel, data in files:
             target = work / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
+            written += 1
         # A web server (or a person) must be able to read what mkdtemp made private.
         os.chmod(work, 0o755)
         if not output.exists():
             work.rename(output)
-            return
+            return written
         for entry in sorted(output.iterdir()):
-            if _kept(entry.name) and entry.name not in files and entry.name != marker:
+            if _kept(entry.name) and not (work / entry.name).exists():
                 entry.rename(work / entry.name)
                 moved.append(entry.name)
         if _exchange(work, output):
@@ -126,10 +129,13 @@ def publish(files: Mapping[str, bytes], output: Path, marker: str) -> None:
                 raise
             moved.clear()
             work = old
-    except OSError as exc:
+    except BaseException as exc:  # a full disk, or the composition failing half way
         for kept in moved:
             if (work / kept).exists() and output.is_dir():
                 (work / kept).rename(output / kept)
         shutil.rmtree(work, ignore_errors=True)
-        raise SiteError(f"{output}: cannot write the site ({exc.strerror or exc})") from exc
+        if isinstance(exc, OSError):
+            raise SiteError(f"{output}: cannot write the site ({exc.strerror or exc})") from exc
+        raise
     shutil.rmtree(work, ignore_errors=True)
+    return written

@@ -12,7 +12,6 @@ absolute against the Zulip server's URL (or dropped when it is unknown).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -58,7 +57,6 @@ Options = OptionsDict
 # no line that could open a list, a quote, a rule or an indented block.  Its HTML is paragraphs
 # with a <br> per line, which the tests check against the parser's on generated texts.
 _SPECIAL = re.compile(r"[\\`*_\[\]<>&#|~@\t\r\x00]")
-_LINK_HINTS = ("://", "www.", "mailto:")
 _BLOCK_START = re.compile(r"^(?:[ \-+=]|\d{1,9}[.)])", re.MULTILINE)
 _BLANK = re.compile(r"\n(?: *\n)+")
 _LINE_BREAK = re.compile(r" *\n *")
@@ -68,17 +66,23 @@ def plain_paragraphs(text: str) -> str | None:
     """The HTML of a text without any Markdown in it, or None if it may have some."""
     if _SPECIAL.search(text) or _BLOCK_START.search(text):
         return None
-    if ":" in text or "w." in text.lower():
-        folded = text.lower()
-        if any(hint in folded for hint in _LINK_HINTS):
-            return None
+    if "://" in text:
+        return None
+    folded = text.lower()
+    if "www." in folded or "mailto:" in folded:
+        return None
     out = []
     for block in _BLANK.split(text):
+        if not block.strip(" \n"):
+            continue
         # As the parser does: a paragraph is stripped of all white space around it, and of the
         # spaces around each line break inside it.
-        para = _LINE_BREAK.sub("\n", block.strip())
-        if block.strip(" \n"):
-            out.append("<p>" + para.replace("\xa0", "&nbsp;").replace("\n", "<br>\n") + "</p>\n")
+        para = block.strip()
+        if "\n" in para:
+            para = _LINE_BREAK.sub("<br>\n", para)
+        if "\xa0" in para:
+            para = para.replace("\xa0", "&nbsp;")
+        out.append(f"<p>{para}</p>\n")
     return "".join(out)
 
 
@@ -193,8 +197,8 @@ class ZulipMarkdown:
     def __init__(self, zulip_url: str | None) -> None:
         self.zulip_url = zulip_url.rstrip("/") + "/" if zulip_url else None
         self._cleaner = _cleaner()
-        self._cache: dict[tuple[int, bytes], str] = {}
-        self._used: dict[tuple[int, bytes], str] = {}
+        self._cache: dict[tuple[int, int, int], str] = {}
+        self._used: dict[tuple[int, int, int], str] = {}
         md = MarkdownIt(
             "zero", {"breaks": True, "html": False, "linkify": True, "typographer": False}
         )
@@ -271,8 +275,12 @@ class ZulipMarkdown:
         return self._cleaner.clean(self._md.renderInline(text.strip()))
 
     def message(self, message_id: int, text: str) -> str:
-        """``block`` for a stored message, remembered for the next build while it is unchanged."""
-        key = (message_id, hashlib.blake2b(text.encode(), digest_size=16).digest())
+        """``block`` for a stored message, remembered for the next build while it is unchanged.
+
+        Keyed by the message and its text's length and hash: the cache lives in one process,
+        and an edit that kept both the length and the 64-bit hash is not a practical worry.
+        """
+        key = (message_id, len(text), hash(text))
         html = self._cache.get(key)
         if html is None:
             html = self.block(text)
