@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     sbuild.add_argument(
         "--output", type=Path, metavar="DIR", help="folder to build into (default: [site] output)"
     )
-    sbuild.add_argument("--period", help="period to show, e.g. 2025h1 (default: the newest)")
+    sbuild.add_argument(
+        "--period", metavar="NAME", help="period to show, e.g. 2025h1 (default: the newest)"
+    )
     sbuild.set_defaults(func=cmd_site_build)
     sserve = ssub.add_parser("serve", help="preview a built site on localhost")
     sserve.add_argument(
