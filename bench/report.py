@@ -14,7 +14,7 @@ from types import ModuleType
 
 import sqlalchemy
 
-from . import ingest, lifecycle, reads, weekly
+from . import ingest, lifecycle, reads, website, weekly
 from .core import Figure, Sizes, fmt
 
 # ``python -m bench --only NAME`` runs these; each module has ``figures(sizes)`` and ``run``.
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "lifecycle": lifecycle,
     "reads": reads,
     "weekly": weekly,
+    "site": website,
 }
 
 # Table rows in the order of the issue: (item, benchmark, figure key).
@@ -40,6 +41,10 @@ ROWS: tuple[tuple[int, str, str], ...] = (
     (3, "reads", "digest_load"),
     (3, "reads", "digest_sql"),
     (3, "reads", "digest_parts"),
+    (7, "site", "build"),
+    (7, "site", "rich"),
+    (7, "site", "rebuild"),
+    (7, "site", "size"),
     (4, "reads", "status_p99"),
     (4, "reads", "status_p50"),
     (5, "weekly", "minimum"),

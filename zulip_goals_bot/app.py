@@ -44,6 +44,7 @@ from .outgoing import ACK_OWED, LockedSender, ReplyCollector, SendQueue
 from .people import map_people, sync_users
 from .replies import IncomingMessage, MalformedMessage
 from .store import BatchEffects, Router
+from .website.rebuild import site_keeper
 from .zulip_io import QueueLost, ZulipIO
 
 log = logging.getLogger("zulip_goals_bot")
@@ -106,8 +107,12 @@ class GoalsBot:
             program=self.ctx.program,
             update_window=timedelta(minutes=config.update_window_minutes),
         )
-        self.ingest = Ingest(db, self.router, listener, clock, self.stop, self._after_commit,
-                             self.stats)  # fmt: skip
+        # The goals website, rebuilt after stored updates and digests ([site] output).
+        self.site = site_keeper(self.ctx, self.stop.is_set)
+        self.ingest = Ingest(
+            db, self.router, listener, clock, self.stop, self._after_commit, self.stats,
+            on_stored=self.site.stored,
+        )  # fmt: skip
 
     def _count_error(self) -> None:
         self.stats.errors += 1
@@ -318,6 +323,7 @@ class GoalsBot:
                 due, _key = digest_due(self.ctx, self.clock.now())
                 if due:
                     send_digest(self.ctx, self.sender)
+                    self.site.request()
         except Stopping as exc:
             log.info("scheduled sending interrupted (%s); the next start finishes it", exc)
         except GoalsBotError as exc:

@@ -200,6 +200,20 @@ def cmd_people_import(args: argparse.Namespace) -> int:
     return people_import_command(_load(args), args.path, dry_run=args.dry_run)
 
 
+def cmd_site_build(args: argparse.Namespace) -> int:
+    from .website.build import build_command
+
+    return build_command(_load(args), output=args.output, period=args.period)
+
+
+def cmd_site_serve(args: argparse.Namespace) -> int:
+    from .website.build import output_folder
+    from .website.serve import serve_command
+
+    folder = args.directory if args.directory is not None else output_folder(_load(args), None)
+    return serve_command(folder, args.port)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import sandbox_command
 
@@ -329,6 +343,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pi.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
     pi.set_defaults(func=cmd_people_import)
+
+    site = sub.add_parser("site", help="the goals website: build it, preview it")
+    ssub = site.add_subparsers(dest="site_command", metavar="ACTION")
+    ssub.required = True
+    sbuild = ssub.add_parser("build", help="build the static goals website from the database")
+    sbuild.add_argument(
+        "--output", type=Path, metavar="DIR", help="folder to build into (default: [site] output)"
+    )
+    sbuild.add_argument(
+        "--period", metavar="NAME", help="period to show, e.g. 2025h1 (default: the newest)"
+    )
+    sbuild.set_defaults(func=cmd_site_build)
+    sserve = ssub.add_parser("serve", help="preview a built site on localhost")
+    sserve.add_argument(
+        "--directory", type=Path, metavar="DIR", help="built site (default: [site] output)"
+    )
+    sserve.add_argument(
+        "--port", type=int, default=8000, metavar="N", help="port (default 8000; 0: any free one)"
+    )
+    sserve.set_defaults(func=cmd_site_serve)
 
     sb = sub.add_parser("sandbox", help="try the bot against an embedded Zulip, in the terminal")
     sb.add_argument("--goals", type=Path, metavar="PATH", help="goal files (default: samples)")

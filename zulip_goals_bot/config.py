@@ -78,6 +78,13 @@ KEYS: tuple[Key, ...] = (
     Key("digest", "time", "09:00", "Time the digest goes out (HH:MM)."),
     Key("digest", "timezone", "", "Timezone of the digest time; empty means the program one."),
     Key("logging", "level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Key(
+        "site",
+        "output",
+        "",
+        "Folder of the goals website, rebuilt by `run` (relative to this file); empty: none.",
+    ),
+    Key("site", "title", "Project goals", "Title of the goals website."),
 )
 
 
@@ -103,6 +110,15 @@ class DigestConfig:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
 
+DEFAULT_SITE_TITLE = "Project goals"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    output: Path | None = None  # None: `run` keeps no website
+    title: str = DEFAULT_SITE_TITLE
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
@@ -120,6 +136,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     digest: DigestConfig = field(default_factory=DigestConfig)
     log_level: str = "INFO"
+    site: SiteConfig = field(default_factory=SiteConfig)
 
 
 class _Reader:
@@ -255,6 +272,11 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         timezone=r.zone("digest", "timezone", fallback=tz),
     )
     level = r.choice("logging", "level", ("debug", "info", "warning", "error")).upper()
+    site_output = r.text("site", "output")
+    site = SiteConfig(
+        output=(base / site_output) if site_output else None,
+        title=r.text("site", "title") or DEFAULT_SITE_TITLE,
+    )
     return Config(
         path=path,
         zuliprc=base / r.text("goals", "zuliprc"),
@@ -275,6 +297,7 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         schedule=schedule,
         digest=digest,
         log_level=level,
+        site=site,
     )
 
 

@@ -67,6 +67,7 @@ class Ingest:
         stop: threading.Event,
         after_commit: Callable[[BatchEffects], None],
         stats: Stats,
+        on_stored: Callable[[Sequence[Mapping[str, Any]], int], None] = lambda _e, _n: None,
     ) -> None:
         self.db = db
         self.router = router
@@ -75,6 +76,8 @@ class Ingest:
         self.stop = stop
         self.after_commit = after_commit
         self.stats = stats
+        # Told of every stored slice (the goals website rebuilds when updates changed).
+        self.on_stored = on_stored
         self.stream_names: dict[int, str] = {}
 
     def high_water(self) -> int:
@@ -126,6 +129,7 @@ class Ingest:
             self.stats.batches += 1
             self.stats.stored += effects.stored
             self.stats.duplicates += effects.duplicates
+            self.on_stored(events, effects.stored)
             return effects
         return None
 

@@ -54,6 +54,16 @@ class Program:
         facts = goal.facts(self.schedule.cadence_weeks, self.today(now))
         return due_state(facts, now, self.slot, self.schedule.grace_days)
 
+    def state_then(
+        self, goal: GoalView, now: datetime, then: datetime, last_update_at: datetime | None
+    ) -> DueState:
+        """The state ``goal`` had at ``then`` with its latest update at ``last_update_at``;
+        vacations and pauses count as they are at ``now`` (their history is not kept)."""
+        facts = replace(
+            goal.facts(self.schedule.cadence_weeks, self.today(now)), last_update_at=last_update_at
+        )
+        return due_state(facts, then, self.slot, self.schedule.grace_days)
+
     def standing(self, goal: GoalView, now: datetime) -> DueState:
         """The state ``goal`` would be in past its grace and with no update: what is left is what
         stops it from ever being prompted (its status, state, owners), not timing."""

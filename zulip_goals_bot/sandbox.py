@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import GoalsBotError
+from .markdown import plural
 
 if TYPE_CHECKING:
     from .app import GoalsBot
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .db import Database
     from .fakezulip import FakeZulip, Realm, User
     from .registry import ImportReport
+    from .website.serve import Preview
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +365,7 @@ Type a line to post it where you are (see the prompt); commands start with a sla
   /prompt            send the prompts and reminders due now (like `zulip-goals-bot prompt`)
   /digest            post the digest now (like `zulip-goals-bot digest`)
   /time              the clock and the next scheduled times
+  /site [FOLDER]     build the goals website (into FOLDER to keep it) and serve it locally
   /help              this text
   /quit              stop (Ctrl-D and Ctrl-C too)
 In a stream, start a line with @bot to address the bot (`@bot status`)."""
@@ -551,8 +554,10 @@ class Sandbox:
         clock: FrozenClock,
         db: Database,
         console: Console,
+        workdir: Path | None = None,
     ) -> None:
         self.server = server
+        self.workdir = workdir
         self.bot = bot
         self.clock = clock
         self.db = db
@@ -565,6 +570,7 @@ class Sandbox:
         self.watcher = Watcher(server, console, self.config.ack_emoji)
         self._thread = threading.Thread(target=self._run_bot, name="sandbox-bot", daemon=True)
         self.crashed: BaseException | None = None
+        self.preview: Preview | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -584,6 +590,8 @@ class Sandbox:
 
     def stop(self) -> None:
         self.watcher.stop()
+        if self.preview is not None:
+            self.preview.stop()
         self.bot.stop.set()
         self._thread.join(timeout=5.0)
 
@@ -675,6 +683,7 @@ class Sandbox:
             "prompt": self.cmd_prompt,
             "digest": self.cmd_digest,
             "time": self.cmd_time,
+            "site": self.cmd_site,
             "help": self.cmd_help,
             "quit": self.cmd_quit,
             "exit": self.cmd_quit,
@@ -839,6 +848,35 @@ class Sandbox:
         report = send_digest(self.bot.ctx, self.bot.sender, force=True)
         self.show()
         self.console.note(report.render())
+        return Outcome.DONE
+
+    def cmd_site(self, arg: str) -> Outcome:
+        """Build the goals website from the sandbox's database and serve it on localhost."""
+        from .website.build import build_site, site_settings
+        from .website.serve import Preview
+
+        if arg:
+            folder = Path(arg).expanduser()
+        elif self.workdir is not None:
+            folder = self.workdir / "site"
+        else:
+            self.console.note("Usage: /site FOLDER")
+            return Outcome.REFUSED
+        settings = site_settings(self.config, self.server.base_url)
+        try:
+            report = build_site(self.db, settings, folder, self.clock.now())
+            if self.preview is None or self.preview.directory != folder:
+                if self.preview is not None:
+                    self.preview.stop()
+                self.preview = Preview(folder, 0).start()
+        except GoalsBotError as exc:
+            self.console.note(f"No site: {exc}")
+            return Outcome.REFUSED
+        self.console.note(
+            f"Built the goals site of {report.period}: {plural(report.goals, 'goal')}, "
+            f"{plural(report.updates, 'update')}, in {folder}.\n"
+            f"Open {self.preview.url} (served until /quit)."
+        )
         return Outcome.DONE
 
     def cmd_help(self, arg: str) -> Outcome:
@@ -1031,7 +1069,9 @@ def sandbox_command(
                 report, "the sample goals" if goals is None else f"the goals in {source}"
             )
             bot = GoalsBot(config, db, listener, ZulipIO(zuliprc), clock)
-            sandbox = Sandbox(server=server, bot=bot, clock=clock, db=db, console=console)
+            sandbox = Sandbox(
+                server=server, bot=bot, clock=clock, db=db, console=console, workdir=workdir
+            )
             sandbox.start()
         console.say(_banner(sandbox, summary))
         console.shown_time = int(clock.now().timestamp())

@@ -75,7 +75,7 @@ def site_from_zuliprc(path: Path) -> str:
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
-        return parser.get("api", "site", fallback=os.environ.get("ZULIP_SITE", ""))
+        return parser.get("api", "site", fallback="") or os.environ.get("ZULIP_SITE", "")
     except (configparser.Error, UnicodeDecodeError):
         return os.environ.get("ZULIP_SITE", "")
 

@@ -1,0 +1,160 @@
+"""What the website is made from, read from the database in a fixed number of statements.
+
+``load_site_data`` returns plain, immutable values: the goals of one period as the rest of the bot
+sees them (``queries.GoalView``), every live owner update of those goals, and the few goal columns
+that only the website shows (metadata rows such as champions and roadmaps).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import GoalsBotError
+from ..models import Goal, GoalState, Person, Update, UpdateKind, UpdateSource
+from ..queries import GoalView, load_goals
+
+
+class SiteError(GoalsBotError):
+    """Bad input to the website commands (a period, a folder); explained, nothing written."""
+
+
+class SiteUpdate(NamedTuple):
+    """One owner update as the website shows it.
+
+    A named tuple made straight from a database row (the columns of ``_UPDATE_COLUMNS``, in
+    order): a program has 100,000 updates, and building dataclasses from named row access costs
+    as much as reading them.
+    """
+
+    message_id: int
+    goal_id: int
+    author_name: str | None
+    author_github: str | None
+    content: str
+    tldr: str | None
+    help_wanted: str | None
+    sent_at: datetime
+    edited_at: datetime | None
+    source: str
+
+    @property
+    def author(self) -> str | None:
+        """Full name, else @github handle."""
+        if self.author_name:
+            return self.author_name
+        return f"@{self.author_github}" if self.author_github else None
+
+    @property
+    def in_topic(self) -> bool:
+        """Posted in the goal's topic, so a link to it in Zulip shows it to readers."""
+        return self.source == UpdateSource.TOPIC.value
+
+    @property
+    def changed_at(self) -> datetime:
+        return self.edited_at or self.sent_at
+
+
+_UPDATE_COLUMNS = (
+    Update.zulip_message_id,
+    Update.goal_id,
+    Person.full_name,
+    Person.github,
+    Update.content,
+    Update.tldr,
+    Update.help_wanted,
+    Update.sent_at,
+    Update.edited_at,
+    Update.source,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteData:
+    """One period's goals and updates; updates are newest first per goal."""
+
+    period: str
+    goals: tuple[GoalView, ...]
+    updates: Mapping[int, tuple[SiteUpdate, ...]]
+    extra: Mapping[int, Mapping[str, str]]  # metadata rows the goal file had beyond the known
+    modified: Mapping[int, datetime]  # when each goal's record last changed
+
+    def updates_of(self, goal_id: int) -> tuple[SiteUpdate, ...]:
+        return self.updates.get(goal_id, ())
+
+
+def periods(session: Session) -> list[str]:
+    """Periods with tracked goals, the one imported last first."""
+    rows = session.execute(
+        select(Goal.period, Goal.created_at).where(
+            Goal.active.is_(True), Goal.state != GoalState.RETIRED
+        )
+    ).all()
+    latest: dict[str, datetime] = {}
+    for period, created in rows:
+        latest[period] = max(created, latest.get(period, created))
+    return sorted(latest, key=lambda p: (latest[p], p), reverse=True)
+
+
+def choose_period(known: list[str], wanted: str | None) -> str:
+    """``--period`` if the database has it, else the newest period; a friendly error otherwise."""
+    if wanted is None:
+        if not known:
+            raise SiteError("no goals yet; import them with `zulip-goals-bot goals import`")
+        return known[0]
+    if wanted not in known:
+        have = ", ".join(sorted(known)) or "none yet"
+        raise SiteError(f"--period {wanted!r}: no goals in that period (periods: {have})")
+    return wanted
+
+
+def load_site_data(session: Session, period: str) -> SiteData:
+    """Goals (four statements), their extra columns (one) and all their updates (one)."""
+    goals = tuple(g for g in load_goals(session) if g.period == period)
+    ids = [g.id for g in goals]
+    extra: dict[int, Mapping[str, str]] = {}
+    modified: dict[int, datetime] = {}
+    updates: dict[int, list[SiteUpdate]] = defaultdict(list)
+    if ids:
+        for goal_id, rows, changed in session.execute(
+            select(Goal.id, Goal.extra, Goal.updated_at).where(Goal.id.in_(ids))
+        ):
+            extra[goal_id] = _text_rows(rows)
+            modified[goal_id] = changed
+        query = (
+            select(*_UPDATE_COLUMNS)
+            .outerjoin(Person, Person.id == Update.author_id)
+            .join(Goal, Goal.id == Update.goal_id)
+            .where(
+                Goal.period == period,
+                Update.kind == UpdateKind.UPDATE,
+                Update.deleted.is_(False),
+            )
+            .order_by(Update.goal_id, Update.sent_at.desc(), Update.zulip_message_id.desc())
+        )
+        wanted = set(ids)
+        # Core rows on the session's connection: the ORM's result machinery would double the
+        # cost of reading plain columns (as in ``queries.goal_names``).
+        for row in session.connection().execute(query):
+            update = SiteUpdate._make(row)
+            if update.goal_id in wanted:
+                updates[update.goal_id].append(update)
+    return SiteData(
+        period=period,
+        goals=goals,
+        updates={k: tuple(v) for k, v in updates.items()},
+        extra=extra,
+        modified=modified,
+    )
+
+
+def _text_rows(rows: Any) -> dict[str, str]:
+    if not isinstance(rows, dict):
+        return {}
+    return {str(k): str(v) for k, v in rows.items() if isinstance(v, str | int | float)}

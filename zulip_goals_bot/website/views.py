@@ -1,0 +1,255 @@
+"""What the pages show, as plain values: a card per goal, an item per update.
+
+Built once per build and shared by the pages, the feeds and goals.json, so that each update's
+text is rendered once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
+
+from ..markdown import StreamRef, message_link, topic_narrow
+from ..models import OwnerRole
+from ..program import Program
+from ..queries import GoalView, PersonView
+from ..schedule import DueState
+from . import charts
+from .data import SiteData, SiteUpdate
+from .health import Health
+from .text import LINK_REL, ZulipMarkdown
+
+GOALS_DIR = "goals"
+FEEDS_DIR = "feeds"
+# States listed in the index's summary, in this order.
+SUMMARY_ORDER = (
+    DueState.UP_TO_DATE,
+    DueState.DUE,
+    DueState.OVERDUE,
+    DueState.GRACE,
+    DueState.SKIPPED,
+    DueState.AWAY,
+    DueState.NO_OWNERS,
+    DueState.PAUSED,
+    DueState.COMPLETED,
+    DueState.INACTIVE,
+    DueState.RETIRED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSettings:
+    """What the site needs besides the data: its title, where Zulip is, the schedule."""
+
+    title: str
+    zulip_url: str | None  # the Zulip server, for topic and message links
+    stream: str  # the goals stream, where each goal has its topic
+    timezone: ZoneInfo  # dates are shown in the program's timezone
+    program: Program  # judges each goal's state, as for the digest
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    github: str | None
+
+    @property
+    def github_url(self) -> str | None:
+        return f"https://github.com/{self.github}" if self.github else None
+
+
+def person(p: PersonView) -> Person:
+    return Person(p.full_name or (f"@{p.github}" if p.github else "someone"), p.github)
+
+
+class UpdateItem(NamedTuple):
+    """One update, rendered once and used by its goal's page, its feeds and goals.json.
+
+    A named tuple: a build makes 100,000 of them, and a frozen dataclass is slower to make.
+    """
+
+    update: SiteUpdate
+    stamp: str  # when it was sent, ISO 8601
+    link: str | None  # the message in Zulip, when readers can open it
+    body: str  # the text as sanitized HTML
+    html: Markup  # the whole <article> of the goal page's timeline
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A goal as the index and its own page show it."""
+
+    goal: GoalView
+    file: str  # e.g. "polonius.html", in GOALS_DIR
+    state: DueState
+    owners: tuple[Person, ...]  # points of contact
+    task_owners: tuple[Person, ...]
+    last_update: str | None
+    tldr: Markup | None
+    help_wanted: Markup | None
+    strip: Markup
+    updates: int
+
+    @property
+    def name(self) -> str:
+        return self.goal.name
+
+    @property
+    def badge(self) -> str:
+        return badge_class(self.state)
+
+    @property
+    def feed(self) -> str:
+        return self.file.removesuffix(".html") + ".atom"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    title: str
+    anchor: str
+    cards: tuple[Card, ...]
+
+
+def badge_class(state: DueState) -> str:
+    return "state-" + state.name.lower().replace("_", "-")
+
+
+def anchor(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "section"
+
+
+def file_names(goals: Sequence[GoalView]) -> dict[int, str]:
+    """A safe, unique file name per goal, from its slug (ASCII letters, digits, - and _)."""
+    out: dict[int, str] = {}
+    taken: set[str] = set()
+    for g in sorted(goals, key=lambda g: (g.slug, g.id)):
+        base = re.sub(r"[^a-z0-9_-]+", "-", g.slug.casefold()).strip("-") or f"goal-{g.id}"
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        out[g.id] = f"{name}.html"
+    return out
+
+
+def _date(when: datetime, tz: ZoneInfo) -> str:
+    return when.astimezone(tz).date().isoformat()
+
+
+def stamp(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+def message_url(u: SiteUpdate, settings: SiteSettings) -> str | None:
+    if settings.zulip_url is None or not u.in_topic:
+        return None
+    return message_link(settings.zulip_url, u.message_id)
+
+
+def topic_link(goal: GoalView, settings: SiteSettings) -> str | None:
+    if settings.zulip_url is None:
+        return None
+    narrow = topic_narrow(StreamRef(settings.stream), goal.zulip_topic)
+    return f"{settings.zulip_url.rstrip('/')}/{narrow}"
+
+
+def cards(data: SiteData, health: Health, md: ZulipMarkdown, tz: ZoneInfo) -> list[Card]:
+    names = file_names(data.goals)
+    labels = [f"week of {w.key}" for w in health.weeks]
+    out = []
+    for g in data.goals:
+        ups = data.updates_of(g.id)
+        last = ups[0] if ups else None
+        out.append(
+            Card(
+                goal=g,
+                file=names[g.id],
+                state=health.states[g.id],
+                owners=tuple(person(p) for p in g.poc),
+                task_owners=tuple(
+                    person(o.person)
+                    for o in g.owners
+                    if o.role is OwnerRole.TASK and o.person not in g.poc
+                ),
+                last_update=_date(last.sent_at, tz) if last else None,
+                tldr=Markup(md.inline(last.tldr)) if last and last.tldr else None,
+                help_wanted=(
+                    Markup(md.inline(last.help_wanted)) if last and last.help_wanted else None
+                ),
+                strip=Markup(
+                    charts.activity_strip(
+                        health.activity[g.id], labels, name=f"Updates of {g.name} per week"
+                    )
+                ),
+                updates=len(ups),
+            )
+        )
+    return out
+
+
+def _article(
+    u: SiteUpdate, date: str, when: str, link: str | None, body: str, md: ZulipMarkdown
+) -> Markup:
+    """An update in its goal's timeline.
+
+    Written here rather than in the template: a program has 100,000 updates, and a template
+    loop, which escapes and wraps each value on its own, costs three times as much per update.
+    """
+    ident = f"update-{u.message_id}"
+    parts = [
+        f'<article class="update" id="{ident}">\n<h3><a class="permalink" href="#{ident}">'
+        f'<time datetime="{when}">{date}</time></a> · '
+        f'<span class="author">{escape(u.author or "someone")}</span>'
+        + (' <span class="edited">(edited)</span>' if u.edited_at is not None else "")
+        + "</h3>\n"
+    ]
+    # A TL;DR carried over from an earlier message is shown; one the text itself has is not.
+    if u.tldr and u.tldr not in u.content:
+        parts.append(f'<p class="tldr"><strong>TL;DR:</strong> {md.inline(u.tldr)}</p>\n')
+    if u.help_wanted:
+        parts.append(
+            f'<p class="help"><strong>Help wanted:</strong> {md.inline(u.help_wanted)}</p>\n'
+        )
+    parts.append(f'<div class="body">{body}</div>\n')
+    if link:
+        parts.append(
+            f'<p class="source"><a href="{escape(link)}" rel="{LINK_REL}">View in Zulip</a></p>\n'
+        )
+    parts.append("</article>\n")
+    return Markup("".join(parts))
+
+
+def items(
+    updates: Sequence[SiteUpdate], md: ZulipMarkdown, settings: SiteSettings
+) -> list[UpdateItem]:
+    out = []
+    tz = settings.timezone
+    for u in updates:
+        when = u.sent_at.isoformat(timespec="seconds")
+        link = message_url(u, settings)
+        body = md.message(u.message_id, u.content)
+        html = _article(u, _date(u.sent_at, tz), when, link, body, md)
+        out.append(UpdateItem(u, when, link, body, html))
+    return out
+
+
+def rows(extra: Mapping[str, str], keys: tuple[str, ...], md: ZulipMarkdown) -> list[Markup]:
+    return [
+        Markup(md.inline(value))
+        for key, value in sorted(extra.items())
+        if key.casefold().startswith(keys) and value.strip()
+    ]
+
+
+def summary(cards: Sequence[Card]) -> list[tuple[DueState, int]]:
+    count = Counter(c.state for c in cards)
+    return [(s, count[s]) for s in SUMMARY_ORDER if count[s]]
