@@ -100,9 +100,8 @@ def update_text(form: str) -> str:
     )
 
 
-# What the bot publishes outside Zulip, each checked for live mention syntax: name -> command
-# line after `zulip-goals-bot --config ...`.  The project site, being built, is to be added
-# here when it exists (it renders the same titles and updates).
+# What the bot publishes outside Zulip as Markdown, checked for live mention syntax: name ->
+# command line after `zulip-goals-bot --config ...`. The website is HTML: checked apart below.
 PUBLISHED: dict[str, tuple[str, ...]] = {
     "blog": ("export", "blog", "--since", "2026-02-01", "--until", "2026-04-01"),
 }
@@ -308,6 +307,16 @@ def test_hostile_titles_and_updates_notify_nobody(program: Program) -> None:
         assert done.returncode == 0, done.stderr
         assert "shipped" in done.stdout, name
         assert unsafe_in(done.stdout) == [], name
+    # The website shows the same titles and updates as plain text, never as Zulip's mention
+    # markup (a web page notifies nobody, but it must not carry markup a reader could reuse).
+    site = p.conf.parent / "site"
+    done = run_cli(p.conf, "site", "build", "--output", str(site), env=p.env)
+    assert done.returncode == 0, done.stderr
+    pages = {f.name: f.read_text(encoding="utf-8") for f in site.rglob("*.html")}
+    assert any("shipped" in html for html in pages.values())
+    for name, html in pages.items():
+        assert "user-mention" not in html and "user-group-mention" not in html, name
+        assert "<script" not in html and "data-user-id" not in html, name
 
 
 @pytest.mark.parametrize(

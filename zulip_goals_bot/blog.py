@@ -28,10 +28,8 @@ from .queries import (
     GoalView,
     PersonView,
     UpdateView,
-    goals_in_period,
+    goals_of_period,
     load_goals,
-    moved_from,
-    newest_period,
     updates_between,
 )
 
@@ -222,7 +220,6 @@ def _instant(day: date, tz: ZoneInfo) -> datetime:
 
 
 # Goals added by hand (`goal add`) belong to no imported period: every post may show them.
-MANUAL_PERIOD = "manual"
 
 
 def load_blog_data(
@@ -233,14 +230,7 @@ def load_blog_data(
     updates = updates_between(session, since, until)
     with_news = {u.goal_id for u in updates}
     everything = load_goals(session, include_inactive=True)
-    chosen = period or newest_period(everything, ignore=(MANUAL_PERIOD,))
-    if chosen is not None:
-        moved = moved_from(session, chosen) if period is not None else set()
-        ids = {g.id for g in goals_in_period(everything, chosen, moved)}
-        if period is not None and not ids:
-            known = ", ".join(sorted({g.period for g in everything})) or "none"
-            raise ExportError(f"--period {period}: no goal of that period; periods: {known}")
-        everything = [g for g in everything if g.id in ids or g.period == MANUAL_PERIOD]
+    everything, _chosen = goals_of_period(session, everything, period)
     goals = [
         g
         for g in everything

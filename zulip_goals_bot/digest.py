@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from . import outbox
 from .context import Context
 from .doctor import attention_lines, load_problems
-from .errors import GoalsBotError
 from .grouping import goal_groups
 from .handles import handles_of, render_handles
 from .markdown import (
@@ -53,10 +52,8 @@ from .queries import (
     GoalView,
     OwnerContact,
     PersonView,
-    goals_in_period,
+    goals_of_period,
     load_goals,
-    moved_from,
-    newest_period,
     person_view,
 )
 from .schedule import DueState, Period, Slot, period_at
@@ -81,7 +78,6 @@ MAX_FAILED_LOADED = 100
 # Room under SAFE_LENGTH is kept for the "(part 2 of 3)" line added after the split.
 PART_LIMIT = SAFE_LENGTH
 # Goals added by hand (`goal add`) belong to no imported period: every digest shows them.
-MANUAL_PERIOD = "manual"
 # A digest subscription's scope: the whole digest, or only the goals one champions.
 SCOPE_ALL = "all"
 SCOPE_CHAMPION = "champion"
@@ -169,22 +165,8 @@ class DigestData:
 def digest_goals(
     session: Session, goals: Sequence[GoalView], period: str | None
 ) -> tuple[list[GoalView], str | None]:
-    """The goals of one period (the newest when ``period`` is None) and that period's name.
-
-    Goals added by hand belong to every period.  Naming an earlier period also finds the goals
-    that continued from it since (one more statement).
-    """
-    chosen = period or newest_period(goals, ignore=(MANUAL_PERIOD,))
-    if chosen is None:
-        return list(goals), None
-    moved = moved_from(session, chosen) if period is not None else set()
-    found = {g.id for g in goals_in_period(goals, chosen, moved)}
-    if period is not None and not found:
-        known = sorted({g.period for g in goals})
-        raise GoalsBotError(
-            f"no goal of period {period!r} is tracked; periods: {', '.join(known) or 'none'}"
-        )
-    return [g for g in goals if g.id in found or g.period == MANUAL_PERIOD], chosen
+    """The goals of one period (the newest when ``period`` is None) and that period's name."""
+    return goals_of_period(session, goals, period)
 
 
 def load_digest_data(

@@ -24,6 +24,10 @@ class Stopping(GoalsBotError):
     """The bot is shutting down, so a failed call is not retried; start-up recovers its purpose."""
 
 
+class UnknownPeriod(GoalsBotError):
+    """``--period`` names a period no goal belongs to; the message lists the known ones."""
+
+
 class StorageError(GoalsBotError):
     """The database could not store something (busy, read-only, full disk)."""
 

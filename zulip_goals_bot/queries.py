@@ -16,6 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from .errors import UnknownPeriod
 from .markdown import ZulipUser
 from .models import (
     Goal,
@@ -328,6 +329,31 @@ def load_champions(
         view = person_view(person) if person is not None else None
         out[goal_id].append(ChampionView(handle, team or None, view))
     return {k: tuple(v) for k, v in out.items()}
+
+
+# Period name of goals added by hand (`goal add`) rather than imported: they belong to every
+# period, so the digest, the blog and the website always show them.
+MANUAL_PERIOD = "manual"
+
+
+def goals_of_period(
+    session: Session, goals: Sequence[GoalView], period: str | None
+) -> tuple[list[GoalView], str | None]:
+    """The goals one period shows, and that period's name: the newest period when ``period`` is
+    None, plus the goals added by hand. Naming an earlier period also finds the goals that
+    continued from it since (one more statement). Raises ``UnknownPeriod``.
+    """
+    chosen = period or newest_period(goals, ignore=(MANUAL_PERIOD,))
+    if chosen is None:
+        return list(goals), None
+    moved = moved_from(session, chosen) if period is not None else set()
+    found = {g.id for g in goals_in_period(goals, chosen, moved)}
+    if period is not None and not found:
+        known = sorted({g.period for g in goals} - {MANUAL_PERIOD})
+        raise UnknownPeriod(
+            f"--period {period!r}: no goals in that period (periods: {', '.join(known) or 'none'})"
+        )
+    return [g for g in goals if g.id in found or g.period == MANUAL_PERIOD], chosen
 
 
 def goals_in_period(

@@ -43,7 +43,7 @@ from .models import (
 from .outlook import Outlook, Reason, outlook, reason_groups
 from .people import map_people, unmapped_owners
 from .program import Program
-from .queries import ChampionView, GoalView, load_champions, load_goals
+from .queries import MANUAL_PERIOD, ChampionView, GoalView, load_champions, load_goals
 from .rollover import continued_goal
 from .topics import goal_topic
 
@@ -56,8 +56,6 @@ _STATUS_MAX = 40
 _FLAGSHIP_MAX = 200
 _PERIOD_MAX = 40
 _HIGHLIGHT_MAX = 200
-# Goals added by hand (`goal add`) live in this period; a rollover leaves them alone.
-MANUAL_PERIOD = "manual"
 # bot_state key under which `--status` is remembered for one period (it applies to re-imports).
 STATUSES_KEY = "prompted_statuses:{period}"
 

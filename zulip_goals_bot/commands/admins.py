@@ -25,7 +25,7 @@ from ..models import (
     GoalState,
     OwnerRole,
 )
-from ..queries import load_goals
+from ..queries import MANUAL_PERIOD, load_goals
 from ..schedule import next_prompt
 from ..topics import goal_topic
 from .answers import goal_title, owner_text
@@ -34,10 +34,6 @@ from .linking import by_github, find_people, merge_person, move_ownerships, pers
 
 # Cadences an admin may set: weekly, every two weeks, every four weeks (as in bot.conf).
 CADENCES = (1, 2, 4)
-
-
-# Period name of goals added by hand rather than imported from goal files.
-MANUAL_PERIOD = "manual"
 
 
 # Longest slug and title `goal add` accepts (the database's slug column is 200 wide).

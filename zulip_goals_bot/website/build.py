@@ -16,7 +16,7 @@ from ..config import Config
 from ..db import Database
 from ..program import Program
 from ..zulip_io import site_from_zuliprc
-from .data import SiteError, choose_period, load_site_data, periods
+from .data import SiteError, load_site_data
 from .health import compute_health
 from .pages import MARKER, site_files
 from .publish import publish
@@ -73,8 +73,7 @@ def build_site(
     """Build the site of ``period`` (default: the newest) into ``output``, replacing it whole."""
     started = time.perf_counter()
     with db.read() as session:
-        chosen = choose_period(periods(session), period)
-        data = load_site_data(session, chosen)
+        data = load_site_data(session, period)
     md = markdown if markdown is not None else ZulipMarkdown(settings.zulip_url)
     health = compute_health(data, now, settings.program)
     written = publish(site_files(data, health, settings, md), output, MARKER)

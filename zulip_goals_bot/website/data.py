@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import GoalsBotError
-from ..models import Goal, GoalState, Person, Update, UpdateKind, UpdateSource
-from ..queries import GoalView, load_goals
+from ..models import Goal, Person, Update, UpdateKind, UpdateSource
+from ..queries import GoalView, goals_of_period, load_goals
 
 
 class SiteError(GoalsBotError):
@@ -89,34 +89,14 @@ class SiteData:
         return self.updates.get(goal_id, ())
 
 
-def periods(session: Session) -> list[str]:
-    """Periods with tracked goals, the one imported last first."""
-    rows = session.execute(
-        select(Goal.period, Goal.created_at).where(
-            Goal.active.is_(True), Goal.state != GoalState.RETIRED
-        )
-    ).all()
-    latest: dict[str, datetime] = {}
-    for period, created in rows:
-        latest[period] = max(created, latest.get(period, created))
-    return sorted(latest, key=lambda p: (latest[p], p), reverse=True)
-
-
-def choose_period(known: list[str], wanted: str | None) -> str:
-    """``--period`` if the database has it, else the newest period; a friendly error otherwise."""
-    if wanted is None:
-        if not known:
-            raise SiteError("no goals yet; import them with `zulip-goals-bot goals import`")
-        return known[0]
-    if wanted not in known:
-        have = ", ".join(sorted(known)) or "none yet"
-        raise SiteError(f"--period {wanted!r}: no goals in that period (periods: {have})")
-    return wanted
-
-
-def load_site_data(session: Session, period: str) -> SiteData:
-    """Goals (four statements), their extra columns (one) and all their updates (one)."""
-    goals = tuple(g for g in load_goals(session) if g.period == period)
+def load_site_data(session: Session, period: str | None) -> SiteData:
+    """The goals of ``period`` (the newest by default, as the digest chooses: ``goals_of_period``;
+    four statements, one more for an earlier period), their extra columns (one) and all their
+    updates (one)."""
+    if not (everything := load_goals(session)):
+        raise SiteError("no goals yet; import them with `zulip-goals-bot goals import`")
+    chosen, name = goals_of_period(session, everything, period)
+    goals = tuple(chosen)
     ids = [g.id for g in goals]
     extra: dict[int, Mapping[str, str]] = {}
     modified: dict[int, datetime] = {}
@@ -132,7 +112,7 @@ def load_site_data(session: Session, period: str) -> SiteData:
             .outerjoin(Person, Person.id == Update.author_id)
             .join(Goal, Goal.id == Update.goal_id)
             .where(
-                Goal.period == period,
+                Update.goal_id.in_(ids),
                 Update.kind == UpdateKind.UPDATE,
                 Update.deleted.is_(False),
             )
@@ -146,7 +126,7 @@ def load_site_data(session: Session, period: str) -> SiteData:
             if update.goal_id in wanted:
                 updates[update.goal_id].append(update)
     return SiteData(
-        period=period,
+        period=name or "",
         goals=goals,
         updates={k: tuple(v) for k, v in updates.items()},
         extra=extra,
