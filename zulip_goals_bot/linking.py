@@ -71,7 +71,8 @@ def link(
 def link_github(
     session: Session, *, github: str, zulip_user_id: int, via: MappedVia, now: datetime
 ) -> LinkOutcome:
-    """``link`` for one handle as a person typed it (``@ferris``, a github.com URL).
+    """``link`` for one handle as a person typed it (``@ferris``, a github.com URL): what
+    ``I am`` (a claim) and ``map`` (an admin) call.
 
     Raises ValueError for text that is not a GitHub handle; chat commands check it first.
     """

@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from ..errors import CommandError
 from ..grammar import OWNERS_ACTIONS, Command, parse_handle, parse_people, split_word
-from ..linking import link
-from ..linkplan import LinkResult, MappedVia, WantedLink
+from ..linking import link_github
+from ..linkplan import LinkResult, MappedVia
 from ..markdown import (
     SAFE_LENGTH,
     ZulipUser,
@@ -80,8 +80,13 @@ def cmd_map(call: Call, command: Command) -> list[str]:
     (target,) = find_people(call, refs, create=True)
     if target.zulip_user_id is None:
         raise CommandError(usage)
-    wanted = WantedLink(handle, target.zulip_user_id, MappedVia.ADMIN, "map")
-    (outcome,) = link(call.session, [wanted], now=call.now)
+    outcome = link_github(
+        call.session,
+        github=handle,
+        zulip_user_id=target.zulip_user_id,
+        via=MappedVia.ADMIN,
+        now=call.now,
+    )
     if outcome.result is LinkResult.ALREADY:
         return [f"GitHub @{handle} is already linked to {person_text(target)}."]
     if outcome.result is LinkResult.CONFLICT:  # an admin outranks every source; kept safe

@@ -20,8 +20,8 @@ from ..grammar import (
 )
 from ..grouping import RoadmapGroup, goal_groups, roadmap_groups
 from ..handles import handles_of
-from ..linking import link
-from ..linkplan import Conflict, LinkResult, MappedVia, WantedLink
+from ..linking import link_github
+from ..linkplan import Conflict, LinkResult, MappedVia
 from ..markdown import (
     SAFE_LENGTH,
     ZulipUser,
@@ -287,9 +287,12 @@ def _digest_words_ok(command: Command) -> str:
         return "champion"
     raise CommandError(
         f"The weekly digest is the only thing to {command.name} to: say `{command.name} digest`"
-        + (" (or `subscribe digest champion` for the goals you champion)." if command.name ==
-           "subscribe" else ".")
-    )  # fmt: skip
+        + (
+            " (or `subscribe digest champion` for the goals you champion)."
+            if command.name == "subscribe"
+            else "."
+        )
+    )
 
 
 def cmd_subscribe(call: Call, command: Command) -> list[str]:
@@ -331,8 +334,13 @@ def cmd_iam(call: Call, command: Command) -> list[str]:
     handle = parse_handle(command.text)
     me = call.me
     assert me.zulip_user_id is not None  # call.me is the sender's own row
-    claim = WantedLink(handle, me.zulip_user_id, MappedVia.CLAIM, "I am")
-    (outcome,) = link(call.session, [claim], now=call.now)
+    outcome = link_github(
+        call.session,
+        github=handle,
+        zulip_user_id=me.zulip_user_id,
+        via=MappedVia.CLAIM,
+        now=call.now,
+    )
     if outcome.result is LinkResult.ALREADY:
         return [f"You are already linked to GitHub @{handle}."]
     ask_admin = "ask a bot admin (say `about` to see who) to fix it with `map`."
