@@ -20,11 +20,13 @@ from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.digest import compose_digest, load_digest_data, send_digest
 from zulip_goals_bot.fakezulip import FakeZulip, Realm
+from zulip_goals_bot.goalsimport import import_goals
 from zulip_goals_bot.handles import handles_in, render_handles
+from zulip_goals_bot.linking import link_github
+from zulip_goals_bot.linkplan import MappedVia
 from zulip_goals_bot.markdown import ZulipUser, contains_unsafe_mention
 from zulip_goals_bot.models import Goal, Update, UpdateKind, UpdateSource
-from zulip_goals_bot.people import MappedVia, SenderInfo, ensure_people, link_github
-from zulip_goals_bot.registry import import_goals
+from zulip_goals_bot.people import SenderInfo, ensure_people
 from zulip_goals_bot.zulip_io import ZulipIO
 
 from .dbs import new_database

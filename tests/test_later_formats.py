@@ -27,13 +27,16 @@ from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.digest import compose_digest, load_digest_data
 from zulip_goals_bot.goalfiles import GoalStatus, ProblemKind, parse_goal, read_pages
+from zulip_goals_bot.goalsimport import import_goals
 from zulip_goals_bot.grouping import GroupKind, canonical_names, goal_groups
+from zulip_goals_bot.importreport import ImportReport
+from zulip_goals_bot.linking import link_github
+from zulip_goals_bot.linkplan import MappedVia
 from zulip_goals_bot.markdown import contains_unsafe_mention
 from zulip_goals_bot.models import GoalChampion, Roadmap
 from zulip_goals_bot.outlook import Reason
-from zulip_goals_bot.people import MappedVia, SenderInfo, ensure_people, link_github
+from zulip_goals_bot.people import SenderInfo, ensure_people
 from zulip_goals_bot.queries import load_goals
-from zulip_goals_bot.registry import ImportReport, import_goals
 
 from .dbs import new_database, new_database_url
 from .support import DATA, run_cli

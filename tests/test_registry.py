@@ -20,6 +20,12 @@ from zulip_goals_bot.config import load_config
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.errors import ConfigError
 from zulip_goals_bot.goalfiles import parse_goal
+from zulip_goals_bot.goalsimport import import_command, import_goals
+from zulip_goals_bot.goalslist import list_command
+from zulip_goals_bot.importplan import plan_import
+from zulip_goals_bot.importreport import ImportReport
+from zulip_goals_bot.linking import link_github, map_people
+from zulip_goals_bot.linkplan import LinkResult, MappedVia, PersonRow, WantedLink, plan_links
 from zulip_goals_bot.models import (
     Goal,
     GoalOwner,
@@ -30,27 +36,8 @@ from zulip_goals_bot.models import (
     UpdateKind,
     UpdateSource,
 )
-from zulip_goals_bot.people import (
-    LinkResult,
-    MappedVia,
-    PersonRow,
-    SenderInfo,
-    WantedLink,
-    ensure_people,
-    github_handle,
-    link_github,
-    load_people_file,
-    map_people,
-    plan_links,
-    unmapped_owners,
-)
-from zulip_goals_bot.registry import (
-    ImportReport,
-    import_command,
-    import_goals,
-    list_command,
-    plan_import,
-)
+from zulip_goals_bot.people import SenderInfo, ensure_people, unmapped_owners
+from zulip_goals_bot.peoplefiles import github_handle, load_people_file
 
 from .dbs import new_database, new_database_url
 

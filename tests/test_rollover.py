@@ -20,6 +20,7 @@ from zulip_goals_bot.config import load_config
 from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.fakezulip import FakeZulip, Realm
+from zulip_goals_bot.goalsimport import import_goals
 from zulip_goals_bot.models import (
     Delivery,
     DeliveryKind,
@@ -31,7 +32,6 @@ from zulip_goals_bot.models import (
     UpdateSource,
 )
 from zulip_goals_bot.people import SenderInfo
-from zulip_goals_bot.registry import import_goals
 from zulip_goals_bot.rollover import send_closing_notes
 from zulip_goals_bot.zulip_io import ZulipIO
 

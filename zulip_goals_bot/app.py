@@ -32,6 +32,7 @@ from .db import Database
 from .errors import GoalsBotError, Stopping, ZulipError
 from .ingest import Ingest, Stats
 from .lease import Lease
+from .linking import map_people
 from .markdown import StreamRef
 from .models import (
     FIRST_START_KEY,
@@ -41,7 +42,7 @@ from .models import (
     HandledMessage,
 )
 from .outgoing import ACK_OWED, LockedSender, ReplyCollector, SendQueue
-from .people import map_people, sync_users
+from .people import sync_users
 from .replies import IncomingMessage, MalformedMessage
 from .store import BatchEffects, Router
 from .website.rebuild import site_keeper

@@ -65,7 +65,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_goals_import(args: argparse.Namespace) -> int:
-    from .registry import import_command
+    from .goalsimport import import_command
 
     return import_command(
         _load(args),
@@ -78,7 +78,7 @@ def cmd_goals_import(args: argparse.Namespace) -> int:
 
 
 def cmd_goals_list(args: argparse.Namespace) -> int:
-    from .registry import list_command
+    from .goalslist import list_command
 
     return list_command(_load(args), show_all=args.all, as_json=args.json)
 
@@ -195,7 +195,7 @@ def cmd_export_blog(args: argparse.Namespace) -> int:
 
 
 def cmd_people_import(args: argparse.Namespace) -> int:
-    from .teamfiles import people_import_command
+    from .peopleimport import people_import_command
 
     return people_import_command(_load(args), args.path, dry_run=args.dry_run)
 

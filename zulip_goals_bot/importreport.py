@@ -1,6 +1,6 @@
 """The report of a goals import: counts, what changed, who will be prompted, what went wrong.
 
-Plain data and its rendering for a terminal; ``registry`` builds it.  The report tells the truth
+Plain data and its rendering for a terminal; ``goalsimport`` builds it.  The report tells the truth
 about the outcome: how many goals will be asked for updates and, for the others, why not and
 the one change that would include them.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from .outlook import Outlook, Reason, ReasonGroup
 
 if TYPE_CHECKING:
-    from .people import MappingReport
-    from .registry import ImportPlan
+    from .importplan import ImportPlan
+    from .linksources import MappingReport
 
 # How much of a changed value the report shows; the file has the rest.
 SHOWN_VALUE = 50

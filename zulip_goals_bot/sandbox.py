@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .db import Database
     from .fakezulip import FakeZulip, Realm, User
-    from .registry import ImportReport
+    from .importreport import ImportReport
     from .website.serve import Preview
 
 log = logging.getLogger(__name__)
@@ -526,7 +526,7 @@ def build_realm(extra_handles: Iterable[str]) -> Realm:
 def owner_handles(path: Path) -> list[str]:
     """Every GitHub handle the goal files at ``path`` name as an owner."""
     from .goalfiles import read_goal_files
-    from .registry import owner_specs
+    from .importplan import owner_specs
 
     docs, _problems = read_goal_files([path])
     return sorted({spec.github for _file, doc in docs for spec in owner_specs(doc)})
@@ -1022,7 +1022,7 @@ def sandbox_command(
     from .clock import FrozenClock
     from .db import Database
     from .fakezulip import FakeZulip
-    from .registry import import_goals
+    from .goalsimport import import_goals
     from .zulip_io import ZulipIO
 
     script_path = _resolve_script(script)

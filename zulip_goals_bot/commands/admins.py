@@ -8,6 +8,8 @@ from sqlalchemy import select
 
 from ..errors import CommandError
 from ..grammar import OWNERS_ACTIONS, Command, parse_handle, parse_people, split_word
+from ..linking import link_github
+from ..linkplan import LinkResult, MappedVia
 from ..markdown import (
     SAFE_LENGTH,
     ZulipUser,
@@ -24,13 +26,14 @@ from ..models import (
     GoalOwner,
     GoalState,
     OwnerRole,
+    Person,
 )
 from ..queries import MANUAL_PERIOD, load_goals
 from ..schedule import next_prompt
 from ..topics import goal_topic
 from .answers import goal_title, owner_text
 from .call import Call, resolve_goal
-from .linking import by_github, find_people, merge_person, move_ownerships, person_text
+from .people import find_people, person_text
 
 # Cadences an admin may set: weekly, every two weeks, every four weeks (as in bot.conf).
 CADENCES = (1, 2, 4)
@@ -73,24 +76,23 @@ def cmd_map(call: Call, command: Command) -> list[str]:
     (target,) = find_people(call, refs, create=True)
     if target.zulip_user_id is None:
         raise CommandError(usage)
-    holder = by_github(call.session, handle)
-    if holder is not None and holder.id == target.id:
+    outcome = link_github(
+        call.session,
+        github=handle,
+        zulip_user_id=target.zulip_user_id,
+        via=MappedVia.ADMIN,
+        now=call.now,
+    )
+    if outcome.result is LinkResult.ALREADY:
         return [f"GitHub @{handle} is already linked to {person_text(target)}."]
+    if outcome.result is LinkResult.CONFLICT:  # an admin outranks every source; kept safe
+        raise CommandError(f"GitHub @{handle} was not linked: {outcome.detail}.")
     notes = []
-    if target.github and target.github != handle:
-        notes.append(f"(they were @{target.github} before)")
-        target.github = None
-        call.session.flush()
-    if holder is not None and holder.zulip_user_id is None:
-        merge_person(call.session, holder, target)
-    elif holder is not None:
-        move_ownerships(call.session, holder, target)
+    if outcome.replaced is not None:
+        notes.append(f"(they were @{outcome.replaced} before)")
+    holder = call.session.get(Person, outcome.taken_from) if outcome.taken_from else None
+    if holder is not None:
         notes.append(f"(moved from {person_text(holder)}, with its goals)")
-        holder.github = None
-        call.session.flush()
-    target.github = handle
-    target.mapped_via = "admin"
-    call.session.flush()
     extra = (" " + " ".join(notes)) if notes else ""
     return [f"GitHub @{handle} is now linked to {person_text(target)}{extra}."]
 

@@ -20,6 +20,8 @@ from ..grammar import (
 )
 from ..grouping import RoadmapGroup, goal_groups, roadmap_groups
 from ..handles import handles_of
+from ..linking import link_github
+from ..linkplan import Conflict, LinkResult, MappedVia
 from ..markdown import (
     SAFE_LENGTH,
     ZulipUser,
@@ -49,7 +51,7 @@ from .answers import (
     schedule_text,
 )
 from .call import Call, owned_goal_ids, resolve_goal
-from .linking import by_github, merge_person, owned_names
+from .people import owned_names
 
 
 def _zulip_people(session: Session, handles: Collection[str]) -> dict[str, ZulipUser]:
@@ -285,9 +287,12 @@ def _digest_words_ok(command: Command) -> str:
         return "champion"
     raise CommandError(
         f"The weekly digest is the only thing to {command.name} to: say `{command.name} digest`"
-        + (" (or `subscribe digest champion` for the goals you champion)." if command.name ==
-           "subscribe" else ".")
-    )  # fmt: skip
+        + (
+            " (or `subscribe digest champion` for the goals you champion)."
+            if command.name == "subscribe"
+            else "."
+        )
+    )
 
 
 def cmd_subscribe(call: Call, command: Command) -> list[str]:
@@ -328,26 +333,27 @@ def cmd_unsubscribe(call: Call, command: Command) -> list[str]:
 def cmd_iam(call: Call, command: Command) -> list[str]:
     handle = parse_handle(command.text)
     me = call.me
-    if me.github == handle:
+    assert me.zulip_user_id is not None  # call.me is the sender's own row
+    outcome = link_github(
+        call.session,
+        github=handle,
+        zulip_user_id=me.zulip_user_id,
+        via=MappedVia.CLAIM,
+        now=call.now,
+    )
+    if outcome.result is LinkResult.ALREADY:
         return [f"You are already linked to GitHub @{handle}."]
     ask_admin = "ask a bot admin (say `about` to see who) to fix it with `map`."
-    if me.github:
+    if outcome.conflict is Conflict.HAS_HANDLE:
         raise CommandError(
             f"Your Zulip account is already linked to GitHub @{me.github}. If that is wrong, "
             + ask_admin
         )
-    holder = by_github(call.session, handle)
-    if holder is not None and holder.zulip_user_id is not None:
+    if outcome.conflict is Conflict.HANDLE_TAKEN:
         raise CommandError(
             f"GitHub @{handle} is already linked to another Zulip account, so I can't link it "
             f"to yours. If it is yours, {ask_admin}"
         )
-    if holder is not None:
-        merge_person(call.session, holder, me)
-    me.github = handle
-    me.mapped_via = "claim"
-    me.claimed_at = call.now
-    call.session.flush()
     owned = owned_names(call.session, me.id)
     goals = (
         " You own: " + limit_items(owned, 3000, sep=", ") + "."

@@ -1,11 +1,15 @@
-"""Linking people: who a GitHub handle is on Zulip, and merging two records of one person."""
+"""People in chat commands: finding them from @-mentions, emails and handles, and naming them.
+
+Linking a handle to an account (``I am``, ``map``) is ``linking.link``; this module only finds
+the Person rows a command names and shows them without pinging anyone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..errors import CommandError
@@ -15,52 +19,12 @@ from ..markdown import (
     safe,
 )
 from ..models import (
-    Delivery,
-    DigestSubscription,
     Goal,
     GoalOwner,
     GoalState,
     Person,
-    Skip,
-    Update,
 )
 from .call import Call
-
-
-def move_ownerships(session: Session, source: Person, target: Person) -> None:
-    """Give ``target`` every goal ``source`` owns (a goal both own keeps ``target``'s row)."""
-    taken = select(GoalOwner.goal_id).where(GoalOwner.person_id == target.id)
-    session.execute(
-        delete(GoalOwner).where(GoalOwner.person_id == source.id, GoalOwner.goal_id.in_(taken))
-    )
-    session.execute(
-        update(GoalOwner).where(GoalOwner.person_id == source.id).values(person_id=target.id)
-    )
-
-
-def merge_person(session: Session, source: Person, target: Person) -> None:
-    """Move everything of ``source`` (a placeholder without Zulip account) to ``target``."""
-    move_ownerships(session, source, target)
-    session.execute(update(Update).where(Update.author_id == source.id).values(author_id=target.id))
-    session.execute(update(Skip).where(Skip.person_id == source.id).values(person_id=target.id))
-    session.execute(
-        update(Delivery).where(Delivery.person_id == source.id).values(person_id=target.id)
-    )
-    if session.get(DigestSubscription, target.id) is None:
-        session.execute(
-            update(DigestSubscription)
-            .where(DigestSubscription.person_id == source.id)
-            .values(person_id=target.id)
-        )
-    source.github = None
-    session.flush()
-    session.delete(source)
-    session.flush()
-    session.expire_all()
-
-
-def by_github(session: Session, handle: str) -> Person | None:
-    return session.execute(select(Person).where(Person.github == handle)).scalar_one_or_none()
 
 
 def owned_names(session: Session, person_id: int) -> list[str]:
