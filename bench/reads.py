@@ -21,7 +21,8 @@ from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.commands import handle, parse
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.context import Context
-from zulip_goals_bot.digest import DIGEST_WINDOW, compose_digest, load_digest_data
+from zulip_goals_bot.digest import compose_digest
+from zulip_goals_bot.digest_delivery import DIGEST_WINDOW, load_digest_data
 from zulip_goals_bot.people import SenderInfo
 
 from .core import BenchError, Figure, Sizes, at_most, below, percentile

@@ -24,9 +24,8 @@ from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
 from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
-from zulip_goals_bot.digest import (
-    DigestData,
-    compose_digest,
+from zulip_goals_bot.digest import DigestData, compose_digest
+from zulip_goals_bot.digest_delivery import (
     digest_due,
     load_digest_data,
     run_due_digest,

@@ -18,7 +18,8 @@ from zulip_goals_bot.commands import handle, parse
 from zulip_goals_bot.config import Config, DigestConfig
 from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
-from zulip_goals_bot.digest import compose_digest, load_digest_data, send_digest
+from zulip_goals_bot.digest import compose_digest
+from zulip_goals_bot.digest_delivery import load_digest_data, send_digest
 from zulip_goals_bot.fakezulip import FakeZulip, Realm
 from zulip_goals_bot.goalsimport import import_goals
 from zulip_goals_bot.handles import handles_in, render_handles

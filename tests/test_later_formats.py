@@ -25,7 +25,8 @@ from zulip_goals_bot.commands import handle, parse
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
-from zulip_goals_bot.digest import compose_digest, load_digest_data
+from zulip_goals_bot.digest import compose_digest
+from zulip_goals_bot.digest_delivery import load_digest_data
 from zulip_goals_bot.goalfiles import GoalStatus, ProblemKind, parse_goal, read_pages
 from zulip_goals_bot.goalsimport import import_goals
 from zulip_goals_bot.grouping import GroupKind, canonical_names, goal_groups

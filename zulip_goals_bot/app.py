@@ -166,7 +166,7 @@ class GoalsBot:
         return self._subscribers
 
     def note_first_start(self) -> None:
-        """Remember when a bot first ran on this database (see ``digest.digest_targets``)."""
+        """Remember when a bot first ran on this database (see ``digest_delivery.digest_targets``)."""
         with self.db.write() as session:
             if session.get(BotState, FIRST_START_KEY) is None:
                 now = self.clock.now()
@@ -319,7 +319,7 @@ class GoalsBot:
 
                 send_due(self.ctx, self.sender, self.subscribers())
             if self.config.digest.enabled:
-                from .digest import digest_due, send_digest
+                from .digest_delivery import digest_due, send_digest
 
                 due, _key = digest_due(self.ctx, self.clock.now())
                 if due:

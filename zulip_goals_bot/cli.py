@@ -143,7 +143,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from .app import open_database, setup_logging
     from .clock import default_clock
     from .context import Context
-    from .digest import send_digest
+    from .digest_delivery import send_digest
     from .outgoing import LockedSender
     from .zulip_io import site_from_zuliprc
 

@@ -789,7 +789,7 @@ class Sandbox:
         return next_prompt(self.clock.now(), self.config.schedule.cadence_weeks, self.bot.ctx.slot)
 
     def _next_digest(self) -> datetime:
-        from .digest import digest_period
+        from .digest_delivery import digest_period
 
         return digest_period(self.bot.ctx, self.clock.now()).end
 
@@ -843,7 +843,7 @@ class Sandbox:
         return Outcome.DONE
 
     def cmd_digest(self, arg: str) -> Outcome:
-        from .digest import send_digest
+        from .digest_delivery import send_digest
 
         report = send_digest(self.bot.ctx, self.bot.sender, force=True)
         self.show()
