@@ -166,7 +166,7 @@ class GoalsBot:
         return self._subscribers
 
     def note_first_start(self) -> None:
-        """Remember when a bot first ran on this database (see ``digest_delivery.digest_targets``)."""
+        """Remember when a bot first ran on this database (see ``digest_targets``)."""
         with self.db.write() as session:
             if session.get(BotState, FIRST_START_KEY) is None:
                 now = self.clock.now()
