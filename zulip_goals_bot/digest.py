@@ -59,11 +59,9 @@ from .queries import (
     newest_period,
     person_view,
 )
-from .schedule import DueState, Period, Slot, period_at
+from .schedule import DueState, Period, Slot
 from .zulip_io import Sender
 
-# The digest is weekly: its period grid has one-week cells anchored on the digest slot.
-DIGEST_WEEKS = 1
 # "This week": updates, failures and claims newer than this are reported.
 DIGEST_WINDOW = timedelta(days=7)
 # A TL;DR is one or two sentences; the start of an update is cut to the same size so that a
@@ -88,13 +86,12 @@ SCOPE_CHAMPION = "champion"
 
 
 def digest_slot(ctx: Context) -> Slot:
-    d = ctx.config.digest
-    return Slot(weekday=d.weekday, at=d.at, tz=d.timezone)
+    return ctx.program.digest_slot
 
 
 def digest_period(ctx: Context, now: datetime) -> Period:
     """The digest week containing ``now``: it starts at the latest digest slot."""
-    return period_at(now, DIGEST_WEEKS, digest_slot(ctx))
+    return ctx.program.digest_period(now)
 
 
 # -- plain data ---------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class Ingest:
         self.after_commit = after_commit
         self.stats = stats
         self.stream_names: dict[int, str] = {}
+        self._batches = 0  # numbers the ``batch N stored`` log lines, which tests count
 
     def high_water(self) -> int:
         with self.db.read() as session:
@@ -105,7 +106,18 @@ class Ingest:
             done.acknowledge += effects.acknowledge
             done.direct_replies += effects.direct_replies
             done.commands += effects.commands
+            done.stored += effects.stored
         self.after_commit(done)
+        self._batches += 1
+        top = max((_message_id(e) for e in events), default=0)
+        log.debug(
+            "batch %d stored: %d events up to message %d, %d updates, %d commands",
+            self._batches,
+            len(events),
+            top,
+            done.stored,
+            len(done.commands),
+        )
 
     def _store_slice(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects | None:
         while not self.stop.is_set():
@@ -257,3 +269,12 @@ class Ingest:
                 found.deleted,
             )
             self.process_events(found.events)
+
+
+def _message_id(event: Mapping[str, Any]) -> int:
+    """The id of the message an event is about (0 when it names none), for the batch log line."""
+    found = event.get("message_id")
+    message = event.get("message")
+    if found is None and isinstance(message, Mapping):
+        found = message.get("id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else 0
