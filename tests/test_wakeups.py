@@ -16,12 +16,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import update
 
+from zulip_goals_bot.app import AFTER_COMMANDS_SECONDS, TICK_ENV
+from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
-from zulip_goals_bot.models import DeliveryKind, GoalState, OwnerRole
+from zulip_goals_bot.fakezulip import FakeZulip, Realm
+from zulip_goals_bot.models import DeliveryKind, Goal, GoalState, OwnerRole
 from zulip_goals_bot.program import Program
 from zulip_goals_bot.prompts import next_wake, plan
 from zulip_goals_bot.queries import GoalView, OwnerView, PersonView
+
+from .support import BotProcess, add_goal, database_for, wait_until, write_conf
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -245,3 +251,39 @@ def test_an_owner_back_from_vacation_wakes_the_bot_at_local_midnight() -> None:
 )
 def test_next_local_hour(now: datetime, hour: int, tz: ZoneInfo, expected: datetime) -> None:
     assert Program.next_local_hour(now, hour, tz) == expected.replace(tzinfo=UTC)
+
+
+def test_the_running_bot_wakes_at_start_and_after_a_command_without_polling(
+    tmp_path: Path,
+) -> None:
+    """The bot as in production: an hourly safety net, nothing else polls.  It ticks once it
+    has caught up at start, arms its wake-up at the next owed instant, and ticks again soon
+    after a `resume` makes a prompt owed at once."""
+    clock = FileClock(tmp_path / "clock")
+    clock.set(datetime(2026, 2, 26, 15, 0, tzinfo=UTC))  # an hour into a period: goals are due
+    realm = Realm.demo()
+    with FakeZulip(realm, clock=lambda: clock.now().timestamp(), heartbeat_seconds=2.0) as server:
+        bot, ben = realm.user_by_email("goals-bot@example.com"), realm.user_by_name("Ben Owner")
+        assert bot is not None and ben is not None
+        conf = write_conf(tmp_path, server, bot, extra="[digest]\nenabled = false\n")
+        db = database_for(conf)
+        owner = [(ben.user_id, ben.email, ben.full_name)]
+        solver = add_goal(db, "solver", "New trait solver", owner, issue=1)
+        paused = add_goal(db, "polonius", "Polonius", owner, issue=2)
+        with db.write() as session:
+            session.execute(update(Goal).where(Goal.id == paused.id).values(state=GoalState.PAUSED))
+        env = {CLOCK_FILE_ENV: str(clock.path), TICK_ENV: "3600"}
+        with BotProcess(conf, env=env) as proc:
+
+            def prompts(topic: str) -> int:
+                return len(server.messages_in("project-goals", topic))
+
+            assert wait_until(lambda: proc.ticks() == 1), proc.log()
+            assert prompts(solver.zulip_topic) == 1
+            # Next owed: Ben's DM hour, 10:00 in Berlin the next morning (09:00 UTC in winter).
+            assert "tick 1 done: 1 sent; next owed 2026-02-27 09:00 UTC" in proc.log()
+            server.send_direct_message(ben, [bot], "resume polonius")
+            assert wait_until(lambda: proc.ticks() == 2, AFTER_COMMANDS_SECONDS + 20), proc.log()
+            assert "tick 2 done: 1 sent" in proc.log()
+            assert prompts(paused.zulip_topic) == 1
+        db.dispose()
