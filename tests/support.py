@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,10 +45,12 @@ def write_conf(
     *,
     extra: str = "",
     database: str | None = None,
+    log_level: str | None = None,
 ) -> Path:
     """A bot.conf and zuliprc in ``tmp_path`` for the emulator's bot user.
 
     ``database`` is a URL; by default a new database of the backend under test (tests/dbs.py).
+    ``log_level`` DEBUG makes the bot log each batch of events it stored (``wait_batches``).
     """
     zuliprc = tmp_path / "zuliprc"
     server.write_zuliprc(zuliprc, bot_user)
@@ -59,7 +62,9 @@ def write_conf(
         "zuliprc = zuliprc\n"
         "stream = project-goals\n"
         f"database = {url}\n"
-        "admins = ada@example.com\n" + extra,
+        "admins = ada@example.com\n"
+        + extra
+        + (f"\n[logging]\nlevel = {log_level}\n" if log_level else ""),
         encoding="utf-8",
     )
     return conf
@@ -142,6 +147,14 @@ def add_goal(
     return goal
 
 
+# The lines a running bot logs when it finished a tick (INFO) and stored a batch of events
+# (DEBUG): the positive signals a test waits for before it asserts that something did not happen.
+TICK_DONE = re.compile(r" tick (\d+) done: ")
+BATCH_STORED = re.compile(r" batch (\d+) stored: \d+ events up to message (\d+)")
+# How long a test waits for a bot's next ticks or batches before it calls the bot stuck.
+SIGNAL_TIMEOUT = 30.0
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -185,6 +198,41 @@ class BotProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def ticks(self) -> int:
+        """How many ticks this process has finished (see ``GoalsBot.tick``)."""
+        return len(TICK_DONE.findall(self.log()))
+
+    def batches(self) -> list[int]:
+        """For each batch of events this process stored, the highest message id in it.
+
+        The bot logs batches at DEBUG: write the bot.conf with ``write_conf(log_level="DEBUG")``.
+        """
+        return [int(top) for _n, top in BATCH_STORED.findall(self.log())]
+
+    def wait_ticks(self, n: int = 2, timeout: float = SIGNAL_TIMEOUT) -> None:
+        """Wait until ``n`` more ticks finished; with 2, at least one ran wholly after the call,
+        so whatever it would send is sent (a tick reads the clock and the database first)."""
+        goal = self.ticks() + n
+        assert wait_until(lambda: self.ticks() >= goal or not self.alive(), timeout), (
+            f"fewer than {n} ticks in {timeout} s\n{self.log()[-3000:]}"
+        )
+        assert self.alive(), self.log()[-3000:]
+
+    def wait_batches(self, n: int = 1, timeout: float = SIGNAL_TIMEOUT) -> None:
+        """Wait until ``n`` more batches of events were stored (and their effects queued)."""
+        goal = len(self.batches()) + n
+        assert wait_until(lambda: len(self.batches()) >= goal or not self.alive(), timeout), (
+            f"fewer than {n} batches in {timeout} s\n{self.log()[-3000:]}"
+        )
+        assert self.alive(), self.log()[-3000:]
+
+    def wait_stored_through(self, message_id: int, timeout: float = SIGNAL_TIMEOUT) -> None:
+        """Wait until a batch holding message ``message_id`` (or a later one) was stored."""
+        assert wait_until(
+            lambda: any(top >= message_id for top in self.batches()) or not self.alive(), timeout
+        ), f"message {message_id} not stored in {timeout} s\n{self.log()[-3000:]}"
+        assert self.alive(), self.log()[-3000:]
 
     def terminate(self, timeout: float = 5.0) -> int:
         assert self.proc is not None

@@ -56,6 +56,30 @@ def demo() -> Iterator[FakeZulip]:
         yield server
 
 
+def in_background(call: Callable[[], Any]) -> Callable[[], Any]:
+    """Start ``call`` in a thread; the returned function joins it and gives its result."""
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join(timeout=30)
+        assert out, "the call did not finish"
+        return out[0]
+
+    return result
+
+
+class HandTimer:
+    """Seconds that pass only when a test says so (``FakeZulip(timer=...)``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def user(server: FakeZulip, name: str) -> User:
     found = server.realm.user_by_name(name)
     assert found is not None
@@ -412,7 +436,9 @@ def test_user_groups_mentions_and_quotes(demo: FakeZulip) -> None:
 
 def test_rate_limit_matches_transcript_25() -> None:
     recorded = transcript(25)["exchanges"]
-    with FakeZulip(golden_realm(), rate_limit_per_minute=2, rate_limit_window_seconds=5) as server:
+    with FakeZulip(
+        golden_realm(), rate_limit_per_minute=2, rate_limit_window_seconds=5, timer=HandTimer()
+    ) as server:
         replay = Replay(server)
         responses = [replay.request(exchange) for exchange in recorded]
         for exchange, response in zip(recorded, responses, strict=True):
@@ -657,7 +683,9 @@ def test_every_endpoint_and_event_matches_openapi(demo: FakeZulip) -> None:
 
 
 def test_rate_limit_error_matches_openapi() -> None:
-    with FakeZulip(Realm.demo(), rate_limit_per_minute=1, rate_limit_window_seconds=5) as server:
+    with FakeZulip(
+        Realm.demo(), rate_limit_per_minute=1, rate_limit_window_seconds=5, timer=HandTimer()
+    ) as server:
         r = Recorder(server, user(server, "Eve Lead"))
         r.call("get", "/users/me")
         body = r.call("get", "/users/me")
@@ -892,14 +920,13 @@ def test_register_narrow_and_event_types_filter(demo: FakeZulip) -> None:
 
 def test_long_poll_wakes_on_new_event(demo: FakeZulip) -> None:
     bot, ben = user(demo, "Goals Bot"), user(demo, "Ben Owner")
-    demo.heartbeat_seconds = 5.0
+    demo.heartbeat_seconds = 60.0  # what wakes the poll is the event, never the heartbeat
     client = demo.client_for(bot)
     queue = client.register(["message"])
-    timer = threading.Timer(0.1, demo.send_stream_message, (ben, "general", "x", "wake"))
-    started = time.monotonic()
-    timer.start()
-    result = client.get_events(queue_id=queue["queue_id"], last_event_id=-1)
-    assert time.monotonic() - started < 2.0
+    poll = in_background(lambda: client.get_events(queue_id=queue["queue_id"], last_event_id=-1))
+    assert demo.wait_for(lambda: demo.waiting_polls() == 1)
+    demo.send_stream_message(ben, "general", "x", "wake")
+    result = poll()
     assert result["events"][0]["message"]["content"] == "wake"
     assert result["queue_id"] == queue["queue_id"]  # answered after waiting
 
@@ -911,7 +938,7 @@ def test_heartbeat_matches_transcript_shape(demo: FakeZulip) -> None:
     resp = sess.get(
         api(demo, "events"), params={"queue_id": queue["queue_id"], "last_event_id": -1}
     )
-    assert 0.25 <= time.monotonic() - started < 2.0
+    assert time.monotonic() - started >= 0.3  # the heartbeat comes only after waiting for it
     body = resp.json()
     assert body["events"] == [{"type": "heartbeat", "id": 0}]
     assert body["queue_id"] == queue["queue_id"]
@@ -928,46 +955,63 @@ def test_heartbeat_matches_transcript_shape(demo: FakeZulip) -> None:
 def test_fail_drop_delay_and_clear(demo: FakeZulip) -> None:
     bot = user(demo, "Goals Bot")
     sess = session_for(demo, bot)
-    demo.faults.fail_next(2, status=502, path_prefix="users/me", method="GET")
+    failing = demo.faults.fail_next(2, status=502, path_prefix="users/me", method="GET")
     assert sess.get(api(demo, "users")).status_code == 200  # other paths unaffected
+    assert demo.faults.fired(failing) == 0
     statuses = [sess.get(api(demo, "users/me")).status_code for _ in range(3)]
     assert statuses == [502, 502, 200]
+    assert demo.faults.fired(failing) == 2  # and no more: the rule is used up
     assert demo.count_requests("GET", "users/me", status=502) == 2
     assert ("GET", "/api/v1/users/me", bot.email, 502) in demo.request_log
     assert sess.post(api(demo, "users/me"), data={}).status_code == 405
 
-    demo.faults.drop_next(1, path_prefix="/api/v1/messages", method="POST")
+    dropped = demo.faults.drop_next(1, path_prefix="/api/v1/messages", method="POST")
     form = {"type": "stream", "to": "general", "topic": "t", "content": "lost"}
     with pytest.raises(requests.ConnectionError):
         sess.post(api(demo, "messages"), data=form)
     assert demo.messages == []
-    demo.faults.drop_next(1, path_prefix="messages", method="POST", after_processing=True)
+    lost_answer = demo.faults.drop_next(
+        1, path_prefix="messages", method="POST", after_processing=True
+    )
     with pytest.raises(requests.ConnectionError):
         sess.post(api(demo, "messages"), data={**form, "content": "stored"})
     assert [m["content"] for m in demo.messages] == ["stored"]
     assert demo.count_requests("POST", "messages", status=0) == 2
+    assert demo.faults.fired(dropped) == demo.faults.fired(lost_answer) == 1
 
-    demo.faults.delay_next(1, 0.3, path_prefix="users")
+    slow = demo.faults.delay_next(1, 0.3, path_prefix="users")
     started = time.monotonic()
     assert sess.get(api(demo, "users")).status_code == 200
     assert time.monotonic() - started >= 0.3
+    assert demo.faults.fired(slow) == 1
 
-    demo.faults.every_nth_429(2, retry_after=0.5)
+    limited = demo.faults.every_nth_429(2, retry_after=0.5)
     first, second = sess.get(api(demo, "users/me")), sess.get(api(demo, "users/me"))
     assert first.status_code == 200 and second.status_code == 429
     assert second.headers["Retry-After"] == "0.5" and second.json()["code"] == "RATE_LIMIT_HIT"
     assert second.json()["retry-after"] == 0.5
-    demo.faults.fail_next(5)
+    assert demo.faults.fired(limited) == 1
+    unused = demo.faults.fail_next(5)
     demo.faults.clear()
     assert all(sess.get(api(demo, "users/me")).status_code == 200 for _ in range(4))
+    assert demo.faults.fired(unused) == 0 and demo.faults.fired(limited) == 1
+    # Every fault, fired or cleared, stays in the history with its count.
+    assert [(f.number, f.fired) for f in demo.faults.history()] == [
+        (failing, 2), (dropped, 1), (lost_answer, 1), (slow, 1), (limited, 1), (unused, 0)
+    ]  # fmt: skip
+    assert demo.faults.history()[0].description == "answer 502 on GET users/me"
+    assert demo.faults.fired() == 6
+    with pytest.raises(KeyError):
+        demo.faults.fired(99)
 
 
 def test_zulip_client_retries_through_a_5xx(demo: FakeZulip) -> None:
     client = demo.client_for(user(demo, "Goals Bot"))
-    demo.faults.fail_next(1, path_prefix="messages", method="POST")
+    failing = demo.faults.fail_next(1, path_prefix="messages", method="POST")
     started = time.monotonic()
     result = client.send_message({"type": "stream", "to": "general", "topic": "t", "content": "x"})
     assert result["result"] == "success" and time.monotonic() - started >= 0.9
+    assert demo.faults.fired(failing) == 1  # the first try met the 500; the retry succeeded
     # The retry carries dont_block, which the real server reports as ignored.
     assert result["ignored_parameters_unsupported"] == ["dont_block"]
 
@@ -985,17 +1029,22 @@ def test_expired_queue_answers_bad_event_queue_id(demo: FakeZulip) -> None:
         "code": "BAD_EVENT_QUEUE_ID",
     }
     assert client.get_events(queue_id=second, last_event_id=-1, dont_block=True)["events"] == []
-    # Expiring while a long-poll waits answers that poll right away.
-    demo.heartbeat_seconds = 10.0
-    timer = threading.Timer(0.1, demo.expire_all_queues)
-    timer.start()
-    started = time.monotonic()
-    assert client.get_events(queue_id=second, last_event_id=-1)["code"] == "BAD_EVENT_QUEUE_ID"
-    assert time.monotonic() - started < 2.0
+    # Expiring while a long-poll waits answers that poll right away (not at the heartbeat).
+    demo.heartbeat_seconds = 60.0
+    poll = in_background(lambda: client.get_events(queue_id=second, last_event_id=-1))
+    assert demo.wait_for(lambda: demo.waiting_polls() == 1)
+    demo.expire_all_queues()
+    assert poll()["code"] == "BAD_EVENT_QUEUE_ID"
     assert demo.queue_ids == []
 
 
-def test_restart_drops_queues_and_connections_but_keeps_data(demo: FakeZulip) -> None:
+def test_restart_drops_queues_and_connections_but_keeps_data() -> None:
+    timer = HandTimer()
+    with FakeZulip(Realm.demo(), heartbeat_seconds=0.3, timer=timer) as demo:
+        restart_drops_queues_and_connections_but_keeps_data(demo, timer)
+
+
+def restart_drops_queues_and_connections_but_keeps_data(demo: FakeZulip, timer: HandTimer) -> None:
     bot, ben = user(demo, "Goals Bot"), user(demo, "Ben Owner")
     sess = session_for(demo, bot)
     mid = demo.send_stream_message(ben, "general", "x", "kept")
@@ -1011,7 +1060,7 @@ def test_restart_drops_queues_and_connections_but_keeps_data(demo: FakeZulip) ->
 
     poller = threading.Thread(target=poll)
     poller.start()
-    assert demo.wait_for(lambda: any(q for q in demo.state.queues.values() if q.waiting), 2.0)
+    assert demo.wait_for(lambda: demo.waiting_polls() == 1)
     demo.restart()
     poller.join(timeout=2.0)
     assert not poller.is_alive() and isinstance(outcome[0], requests.ConnectionError)
@@ -1021,13 +1070,17 @@ def test_restart_drops_queues_and_connections_but_keeps_data(demo: FakeZulip) ->
     assert demo.message(mid)["content"] == "kept"
     demo.restart(downtime_seconds=0.3)
     assert fresh.get(api(demo, "users/me")).status_code == 502
-    time.sleep(0.35)
+    timer.now += 0.25
+    assert fresh.get(api(demo, "users/me")).status_code == 502
+    timer.now += 0.25
     assert fresh.get(api(demo, "users/me")).status_code == 200
 
 
 def test_rate_limit_buckets_and_window() -> None:
-    realm = Realm.demo()
-    with FakeZulip(realm, rate_limit_per_minute=3, rate_limit_window_seconds=0.5) as server:
+    realm, timer = Realm.demo(), HandTimer()
+    with FakeZulip(
+        realm, rate_limit_per_minute=3, rate_limit_window_seconds=0.5, timer=timer
+    ) as server:
         bot, eve = user(server, "Goals Bot"), user(server, "Eve Lead")
         sess = session_for(server, bot)
         first = [sess.get(api(server, "users/me")) for _ in range(4)]
@@ -1048,7 +1101,10 @@ def test_rate_limit_buckets_and_window() -> None:
         assert events.status_code == 200 and events.headers["X-Ratelimit-Remaining"] == "2"
         bad_key = requests.get(api(server, "users/me"), auth=(bot.email, "nope"))
         assert bad_key.status_code == 401 and "X-RateLimit-Limit" not in bad_key.headers
-        time.sleep(float(limited.headers["Retry-After"]) + 0.05)
+        assert float(limited.headers["Retry-After"]) == 0.5  # no time passed since the first
+        timer.now += 0.25
+        assert sess.get(api(server, "users/me")).status_code == 429
+        timer.now += 0.25  # the window of the first call has passed
         assert sess.get(api(server, "users/me")).status_code == 200
 
 
@@ -1146,11 +1202,9 @@ def test_wait_for_and_clock(demo: FakeZulip) -> None:
     with FakeZulip(realm, clock=lambda: 1_800_000_000.5) as server:
         mid = server.send_stream_message(user(server, "Ben Owner"), "general", "t", "x")
         assert server.message(mid)["timestamp"] == 1_800_000_000
-    timer = threading.Timer(
-        0.05, demo.send_stream_message, (user(demo, "Eve Lead"), "general", "t", "y")
-    )
-    timer.start()
-    assert demo.wait_for(lambda: len(demo.messages) == 1, timeout=2.0)
+    waited = in_background(lambda: demo.wait_for(lambda: len(demo.messages) == 1, timeout=30))
+    demo.send_stream_message(user(demo, "Eve Lead"), "general", "t", "y")
+    assert waited() is True
     assert not demo.wait_for(lambda: False, timeout=0.05)
 
 

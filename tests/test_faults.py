@@ -5,7 +5,9 @@ digests), injects its fault, then compares what the emulator holds with what the
 (``Rig.verify``): no owner message lost, none stored twice, every stored update acknowledged
 exactly once, every prompt, reminder and digest sent exactly once, and the bot still running.
 Time comes from a clock file (``ZULIP_GOALS_BOT_CLOCK_FILE``) shared by the bot and the emulator,
-so schedules are reached by moving the clock, never by sleeping.
+so schedules are reached by moving the clock, never by sleeping.  Each test asserts that its fault
+fired (the emulator counts them), and a check that something did NOT happen first waits for the
+bot's own signal that it had the chance (``BotProcess.wait_ticks``), never for a pause.
 """
 
 from __future__ import annotations
@@ -65,8 +67,6 @@ QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n"
 PERIOD_START = datetime(2026, 2, 26, 14, 0, tzinfo=UTC)
 # How long a test waits for something the bot should do "soon" (a few ticks, some retries).
 SOON = 20.0
-# A bounded wait for something that must NOT happen, after the bot had several ticks to do it.
-QUIET_TICKS = 0.8
 # The text that identifies each kind of delivery in the emulator.
 PROMPT_TEXT = "time for a progress update on"
 REMINDER_TEXT = "a friendly reminder"
@@ -320,7 +320,9 @@ def make_rig(
             "eve": realm.user_by_name("Eve Lead"),
         }
         assert all(u is not None for u in users.values())
-        conf = write_conf(tmp_path, server, users["bot"], extra=extra, database=database)
+        conf = write_conf(
+            tmp_path, server, users["bot"], extra=extra, database=database, log_level="DEBUG"
+        )
         db = database_for(conf)
 
         def owner(key: str) -> tuple[int, str, str]:
@@ -349,10 +351,11 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 def test_429_on_every_nth_call_loses_and_repeats_nothing(rig: Rig) -> None:
     rig.start()
-    rig.server.faults.every_nth_429(4, retry_after=0.2)
+    fault = rig.server.faults.every_nth_429(4, retry_after=0.2)
     rig.traffic(16)
     rig.settle()
-    assert rig.server.count_requests(status=429) >= 5  # the fault really hit
+    assert rig.server.faults.fired(fault) >= 5  # the fault really hit
+    assert rig.server.count_requests(status=429) == rig.server.faults.fired(fault)
     rig.server.faults.clear()
     rig.verify()
     assert "rate limited" in rig.bot.log()
@@ -438,11 +441,10 @@ def test_sigterm_during_an_outage_stops_at_once_and_the_next_start_sends_once(
 ) -> None:
     for rig in make_rig(tmp_path, extra="[digest]\nenabled = false\n"):
         # Zulip answers 502 to every message the bot sends: the prompts are retried with backoff.
-        rig.server.faults.fail_next(1000, 502, "messages", "POST")
+        outage = rig.server.faults.fail_next(1000, 502, "messages", "POST")
         rig.start()
-        assert wait_until(
-            lambda: rig.server.count_requests("POST", "messages", status=502) >= 4, SOON
-        ), rig.tail()
+        assert wait_until(lambda: rig.server.faults.fired(outage) >= 4, SOON), rig.tail()
+        assert rig.server.count_requests("POST", "messages", status=502) >= 4
         # An operator stops the bot in the middle of those retries: it exits within 5 s, not
         # after the minutes of backoff left.
         assert rig.bot.terminate(timeout=5.0) == 0
@@ -450,26 +452,30 @@ def test_sigterm_during_an_outage_stops_at_once_and_the_next_start_sends_once(
         assert rig.prompts("polonius") == rig.prompts("async") == []
         # Zulip is back; the next start sends each prompt once.
         rig.server.faults.clear()
+        fired = rig.server.faults.fired(outage)
         rig.start()
         assert wait_until(lambda: all(len(rig.prompts(g)) == 1 for g in rig.goals), SOON)
-        wait_until(lambda: False, QUIET_TICKS)
+        rig.bot.wait_ticks()  # ticks that could send a duplicate
         assert all(len(rig.prompts(g)) == 1 for g in rig.goals)
+        assert rig.server.faults.fired(outage) == fired  # cleared: no 502 since
         rig.verify()
 
 
 def test_5xx_and_dropped_connections_on_long_polls(rig: Rig) -> None:
     rig.start()
     faults = rig.server.faults
-    for i, fault in enumerate(
+    for i, (fault, times) in enumerate(
         (
-            lambda: faults.fail_next(2, 500, "events", "GET"),
-            lambda: faults.drop_next(2, "events", "GET"),
-            lambda: faults.fail_next(1, 502, "events", "GET"),
+            (lambda: faults.fail_next(2, 500, "events", "GET"), 2),
+            (lambda: faults.drop_next(2, "events", "GET"), 2),
+            (lambda: faults.fail_next(1, 502, "events", "GET"), 1),
         )
     ):
-        fault()
+        rule = fault()
         rig.traffic(2, f"poll{i}-")
         rig.settle()
+        # The poll waiting when the fault was added had passed it; the ones after meet it.
+        assert wait_until(lambda: faults.fired(rule) == times, SOON), faults.history()
     assert rig.server.count_requests("GET", "events", status=500) == 2
     assert rig.server.count_requests("GET", "events", status=0) == 2
     assert rig.server.count_requests("GET", "events", status=502) == 1
@@ -481,33 +487,41 @@ def test_5xx_and_dropped_connections_on_sends(rig: Rig) -> None:
     faults = rig.server.faults
     # Answers: a 500, a 503, then a connection dropped after Zulip stored the message (the
     # bot must find it rather than send it again), then one dropped before.
-    for fault in (
-        lambda: faults.fail_next(1, 500, "messages", "POST"),
-        lambda: faults.fail_next(1, 503, "messages", "POST"),
-        lambda: faults.drop_next(1, "messages", "POST", after_processing=True),
-        lambda: faults.drop_next(1, "messages", "POST"),
+    # The answer (or reaction) is the bot's next POST: it cannot arrive before the fault fired.
+    for fault, times in (
+        (lambda: faults.fail_next(1, 500, "messages", "POST"), 1),
+        (lambda: faults.fail_next(1, 503, "messages", "POST"), 1),
+        (lambda: faults.drop_next(1, "messages", "POST", after_processing=True), 1),
+        (lambda: faults.drop_next(1, "messages", "POST"), 1),
     ):
-        fault()
+        rule = fault()
         rig.ask("eve", "status polonius")
         rig.settle()
+        assert faults.fired(rule) == times, faults.history()
     # Acknowledgements: the reaction fails, or is stored with its answer lost.
-    for fault in (
-        lambda: faults.fail_next(2, 500, "messages", "POST"),
-        lambda: faults.drop_next(1, "messages", "POST", after_processing=True),
-        lambda: faults.drop_next(1, "messages", "POST"),
+    for fault, times in (
+        (lambda: faults.fail_next(2, 500, "messages", "POST"), 2),
+        (lambda: faults.drop_next(1, "messages", "POST", after_processing=True), 1),
+        (lambda: faults.drop_next(1, "messages", "POST"), 1),
     ):
-        fault()
+        rule = fault()
         rig.post("ben", "polonius", "TL;DR: progress despite the network")
         rig.settle()
+        assert faults.fired(rule) == times, faults.history()
     rig.verify()
 
 
 def test_slow_responses(rig: Rig) -> None:
     rig.start()
     faults = rig.server.faults
-    faults.delay_next(1, 2.0, "events", "GET")
-    faults.delay_next(2, 1.5, "messages", "POST")
+    slow_poll = faults.delay_next(1, 2.0, "events", "GET")
+    slow_sends = faults.delay_next(2, 1.5, "messages", "POST")
     rig.traffic(4, "slow")
+    rig.settle()
+    # Five sends (four reactions, an answer) meet the slow ones; a later poll meets its delay.
+    assert faults.fired(slow_sends) == 2, faults.history()
+    assert wait_until(lambda: faults.fired(slow_poll) == 1, SOON), faults.history()
+    rig.traffic(2, "after")
     rig.settle()
     rig.verify()
 
@@ -635,15 +649,16 @@ def test_sigkill_between_claiming_and_sending_a_prompt(prompting: Rig, reached_z
     rig, faults = prompting, prompting.server.faults
     if reached_zulip:
         # Zulip stores the prompt but the answer is lost, and so is every look for it after.
-        faults.drop_next(1, "messages", "POST", after_processing=True)
+        lost = faults.drop_next(1, "messages", "POST", after_processing=True)
         faults.drop_next(1000, "messages", "GET")
     else:
-        faults.drop_next(1000, "messages", "POST")  # the prompt never arrives
+        lost = faults.drop_next(1000, "messages", "POST")  # the prompt never arrives
     rig.start(wait_ready=False)  # the backfill's GET /messages may be failing too
     assert wait_until(
         lambda: bool(claimed(rig)) and rig.server.count_requests(status=0) >= 2, SOON
     ), rig.tail()
     rig.bot.kill()
+    assert faults.fired(lost) >= 1, faults.history()
     (stuck,) = claimed(rig)
     in_topic = rig.bot_messages(topic=stuck.topic, text=PROMPT_TEXT)
     assert len(in_topic) == (1 if reached_zulip else 0)
@@ -651,7 +666,7 @@ def test_sigkill_between_claiming_and_sending_a_prompt(prompting: Rig, reached_z
     rig.start()
     assert wait_until(lambda: all(len(rig.prompts(g)) == 1 for g in rig.goals), SOON), rig.tail()
     assert wait_until(lambda: not claimed(rig) and len(rig.deliveries()) == 2)
-    wait_until(lambda: False, QUIET_TICKS)  # ticks that could send a duplicate
+    rig.bot.wait_ticks()  # ticks that could send a duplicate
     assert all(len(rig.prompts(g)) == 1 for g in rig.goals)
     if reached_zulip:
         assert "finished 1 deliveries interrupted" in rig.bot.log()
@@ -660,13 +675,17 @@ def test_sigkill_between_claiming_and_sending_a_prompt(prompting: Rig, reached_z
 
 def test_5xx_and_dropped_connections_on_prompt_sends(prompting: Rig) -> None:
     rig, faults = prompting, prompting.server.faults
-    faults.fail_next(2, 500, "messages", "POST")
-    faults.drop_next(1, "messages", "POST", after_processing=True)
-    faults.fail_next(1, 503, "messages", "POST")
+    rules = [
+        faults.fail_next(2, 500, "messages", "POST"),
+        faults.drop_next(1, "messages", "POST", after_processing=True),
+        faults.fail_next(1, 503, "messages", "POST"),
+    ]
     rig.start()
     assert wait_until(lambda: all(len(rig.prompts(g)) == 1 for g in rig.goals), SOON), rig.tail()
     assert wait_until(lambda: [d.state for d in rig.deliveries()] == [DeliveryState.SENT] * 2)
-    wait_until(lambda: False, QUIET_TICKS)
+    # The first sends met every fault, in order: 2 x 500, a lost answer, a 503.
+    assert [faults.fired(r) for r in rules] == [2, 1, 1], faults.history()
+    rig.bot.wait_ticks()  # ticks that could send a duplicate
     assert all(len(rig.prompts(g)) == 1 for g in rig.goals)
     assert rig.server.count_requests("POST", "messages", status=0) == 1
     rig.verify()
@@ -732,7 +751,7 @@ def test_restarts_across_the_digest_and_prompt_times_of_a_dst_week(
         # A restart in the same week repeats nothing.
         assert rig.bot.terminate() == 0
         rig.start()
-        wait_until(lambda: False, QUIET_TICKS)
+        rig.bot.wait_ticks()
         assert all(len(rig.prompts(g)) == 2 for g in rig.goals)
         assert len(rig.digests()) == 2
         rig.verify()
@@ -745,7 +764,7 @@ def test_a_new_install_posts_its_first_digest_at_the_next_slot(tmp_path: Path) -
         # First start, mid-week: the goals are asked for updates, no digest of a week begun
         # before the bot existed.
         assert wait_until(lambda: all(len(rig.prompts(g)) == 1 for g in rig.goals), SOON)
-        wait_until(lambda: False, QUIET_TICKS)
+        rig.bot.wait_ticks()
         assert rig.digests() == []
         # Down over the next slot: that digest is owed, and posted once on return.
         assert rig.bot.terminate() == 0

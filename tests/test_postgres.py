@@ -156,7 +156,7 @@ def test_second_lease_refuses_or_waits_and_takes_over_on_release(lease_db: Datab
     got: list[bool] = []
     waiter = threading.Thread(target=lambda: got.append(standby.acquire(stop, wait=True)))
     waiter.start()
-    time.sleep(0.3)
+    assert wait_until(lambda: standby.polls >= 3)  # it asked, and asked again after a pause
     assert got == []  # still waiting
     leader.release()
     waiter.join(timeout=5)
@@ -175,8 +175,10 @@ def test_leader_stops_when_the_session_holding_its_lease_is_gone(lease_db: Datab
     leader = Lease(lease_db.engine)
     assert leader.acquire(wait=False)
     stop = threading.Event()
+    polls = leader.polls
     lost = leader.watch(stop)
-    assert not lost.wait(0.3)
+    assert wait_until(lambda: leader.polls >= polls + 3)  # the watch checked a few times
+    assert not lost.is_set()
     assert leader.still_held()
     # What a restarted server or an operator's pg_terminate_backend does to the leader.
     with lease_db.engine.connect() as conn:
@@ -382,7 +384,7 @@ def test_leader_and_standby_share_one_database_and_nothing_is_lost_or_sent_twice
         digests = len(c.sent("digest"))
         c.clock.set(DIGEST_DAY)
         assert wait_until(lambda: len(c.sent("digest")) == digests + 1), standby.log()
-        time.sleep(1.0)  # a few more ticks: the chance for a duplicate to appear
+        standby.wait_ticks()  # ticks that could send a duplicate
         assert standby.terminate() == 0
     finally:
         for proc in (leader, standby):
@@ -425,12 +427,15 @@ def test_leader_killed_while_sending_a_prompt(cluster: Cluster, fault: str) -> N
         standby.start(wait_ready=False)
         assert wait_until(lambda: "waiting as a standby" in standby.log()), standby.log()
         assert wait_until(lambda: len(c.sent("prompt")) == 4 and len(c.sent("digest")) == 1)
+        faults = c.server.faults
         if fault == "lands after the leader died":
-            c.server.faults.delay_next(1, IN_FLIGHT_SECONDS, path_prefix="messages", method="POST")
+            rule = faults.delay_next(1, IN_FLIGHT_SECONDS, path_prefix="messages", method="POST")
         else:
-            c.server.faults.fail_next(1000, 503, path_prefix="messages", method="POST")
+            rule = faults.fail_next(1000, 503, path_prefix="messages", method="POST")
         c.clock.set(PROMPT_DAY)
         assert wait_until(lambda: bool(c.claimed())), leader.log()
+        # The prompt is on its way (held up, or refused): only now is the leader killed.
+        assert wait_until(lambda: faults.fired(rule) >= 1), faults.history()
         [in_flight] = c.claimed()
         queued.queue(c.db)
         leader.kill()
@@ -446,7 +451,7 @@ def test_leader_killed_while_sending_a_prompt(cluster: Cluster, fault: str) -> N
         )
         assert "finished 1 deliveries interrupted by the last shutdown" in standby.log()
         assert wait_until(lambda: len(c.sent("prompt")) == 8), standby.log()
-        time.sleep(1.0)  # a few more ticks: the chance for a duplicate to appear
+        standby.wait_ticks()  # ticks that could send a duplicate
         assert standby.terminate() == 0
     finally:
         for proc in (leader, standby):

@@ -3,8 +3,11 @@
 Three threads share the work.  The *event loop* long-polls Zulip, stores each batch of events in
 one transaction, and backfills from the stored high-water message id after every (re)register.
 The *sender* sends acknowledgements and answers in order, so slow or rate-limited sending never
-holds up storage.  The *scheduler* (APScheduler) ticks: it sends whatever prompts, reminders and
-digests the database says are due, which makes missed or doubled schedules harmless.
+holds up storage.  The *scheduler* (APScheduler) wakes the bot at the next instant something may be
+owed (a prompt slot, a reminder, an owner's DM hour, the digest slot; ``Program.next_wake``), after
+each catch-up with Zulip and soon after chat commands, with an hourly wake-up as a safety net.
+Each wake-up (a *tick*) sends whatever prompts, reminders and digests the database says are due,
+so a missed or doubled wake-up costs nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
-from datetime import timedelta
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -50,10 +54,19 @@ from .zulip_io import QueueLost, ZulipIO
 
 log = logging.getLogger("zulip_goals_bot")
 
-# Seconds between scheduler ticks; each tick asks the database what is due, so a minute of
-# latency is the only cost of a long interval.  Tests set ZULIP_GOALS_BOT_TICK_SECONDS lower.
-TICK_SECONDS = 30.0
+# The safety net: a tick at least this often, whatever the next owed instant said, for what no
+# clock foretells (a goal resumed or a delivery refused while no wake-up was near, an import
+# beside the bot).  Each tick asks the database what is owed, so an extra one costs nothing.
+SAFETY_NET_SECONDS = 3600.0
+# Tests that move a clock file set a short safety net here: a jump of that clock cannot move a
+# wake-up armed in real time, so their ticks come from the interval.
 TICK_ENV = "ZULIP_GOALS_BOT_TICK_SECONDS"
+# After a tick in which sending failed, the next one comes this soon (Zulip was down for longer
+# than the client's retries), rather than at the next owed instant or the safety net.
+RETRY_SECONDS = 300.0
+# After a batch that ran chat commands (`resume`, `back`, `owners add`... may make a prompt owed
+# now), a tick this soon; commands arriving meanwhile share it.
+AFTER_COMMANDS_SECONDS = 10.0
 # Deliveries interrupted by a crash are finished on start-up unless they are older than this.
 STALE_PROMPT = timedelta(days=2)
 STALE_DIGEST = timedelta(days=6)
@@ -86,6 +99,9 @@ class GoalsBot:
         self.stats = Stats()
         self.outgoing = SendQueue(db, self.sender, self._count_error)
         self._processing = threading.Lock()
+        self._ticking = threading.Lock()  # ticks take turns: the safety net and wake-ups overlap
+        self._ticks = 0
+        self._waker: _Waker | None = None
         self._subscribers: frozenset[int] | None = None
         self._subscribers_at = 0.0
         me = listener.whoami()
@@ -221,6 +237,8 @@ class GoalsBot:
             self.outgoing.dm([user_id], text)
         for msg in effects.commands:
             self._run_command(msg)
+        if effects.commands:
+            self._wake_in(AFTER_COMMANDS_SECONDS)
 
     def _run_command(self, msg: IncomingMessage) -> None:
         self.stats.commands += 1
@@ -279,6 +297,8 @@ class GoalsBot:
                     self.ingest.catch_up_on_edits()
                 self.ready.set()
                 log.info("ready: listening for events")
+                # Caught up with what was said meanwhile: now send what fell due meanwhile.
+                self._wake_in(0.0)
                 while not self.stop.is_set():
                     events = self.listener.get_events(queue_id, last_event_id)
                     if not events:
@@ -306,33 +326,68 @@ class GoalsBot:
                 self.stop.wait(EVENT_LOOP_RETRY_SECONDS)
 
     def tick(self) -> None:
-        """Send what is due now: prompts, reminders, the digest. Safe to call any time."""
+        """Send what is due now (prompts, reminders, the digest), then arm the next wake-up.
+
+        Safe to call any time, from any thread: ticks take turns, and the database says what
+        is owed.  Logs one ``tick N done`` line, which tests count.
+        """
+        with self._ticking:
+            if self.stop.is_set():
+                return
+            self._ticks += 1
+            done = self._send_owed()
+            log.info("tick %d done: %s", self._ticks, done.describe())
+            if done.failed:
+                self._wake_in(RETRY_SECONDS)
+            if done.next_wake is not None:
+                self._wake_in((done.next_wake - self.clock.now()).total_seconds())
+
+    def _send_owed(self) -> _TickResult:
+        done = _TickResult()
         if not self.config.schedule.enabled and not self.config.digest.enabled:
-            return
+            return done
         try:
             from .rollover import send_closing_notes
 
             # Goals that ended with a rollover get their closing note, whoever imported it.
-            send_closing_notes(self.ctx.db, self.sender, self.config.stream, self.clock.now)
+            done.sent += send_closing_notes(
+                self.ctx.db, self.sender, self.config.stream, self.clock.now
+            )
             if self.config.schedule.enabled:
                 from .prompts import send_due
 
-                send_due(self.ctx, self.sender, self.subscribers())
+                report = send_due(self.ctx, self.sender, self.subscribers())
+                done.add(report.sent, report.failed)
+                done.next_wake = report.next_wake
+            else:
+                done.next_wake = self.ctx.program.next_wake((), {}, self.clock.now())
             if self.config.digest.enabled:
                 from .digest_delivery import digest_due, send_digest
 
                 due, _key = digest_due(self.ctx, self.clock.now())
                 if due:
-                    send_digest(self.ctx, self.sender)
+                    digest = send_digest(self.ctx, self.sender)
+                    done.add(digest.sent, digest.failed)
                     self.site.request()
         except Stopping as exc:
             log.info("scheduled sending interrupted (%s); the next start finishes it", exc)
         except GoalsBotError as exc:
             log.error("scheduled sending failed: %s; will retry on the next tick", exc)
+            done.failed += 1
         except Exception:
             log.exception("scheduled sending crashed; will retry on the next tick")
+            done.failed += 1
+        return done
 
-    def run(self, *, tick_seconds: float | None = None) -> int:
+    def _wake_in(self, seconds: float) -> None:
+        """Make sure a tick runs within ``seconds`` (real time) once the scheduler runs."""
+        waker = self._waker
+        if waker is not None:
+            waker.wake_by(datetime.now(UTC) + timedelta(seconds=max(seconds, 0.0)))
+
+    def run(self, *, tick_seconds: float | None = None, wake_ups: bool = True) -> int:
+        """Run until stopped.  ``tick_seconds`` is the safety net's interval; without
+        ``wake_ups`` only the safety net and the caller tick (the sandbox moves its own clock)."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.stats.started = self.clock.now()
@@ -341,29 +396,32 @@ class GoalsBot:
         self.recover_deliveries()
         self.recover_commands()
         self.recover_acks()
-        sender = threading.Thread(target=self.outgoing.run, name="sender", daemon=True)
-        sender.start()
-        listener = threading.Thread(target=self.event_loop, name="events", daemon=True)
-        listener.start()
-        interval = tick_seconds or float(os.environ.get(TICK_ENV, TICK_SECONDS))
-        scheduler = BackgroundScheduler(timezone=str(self.config.timezone))
+        interval = tick_seconds or float(os.environ.get(TICK_ENV, SAFETY_NET_SECONDS))
+        scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
             self.tick,
             "interval",
             seconds=interval,
-            id="tick",
+            id="safety-net",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
             replace_existing=True,
         )
         scheduler.start()
+        if wake_ups:
+            self._waker = _Waker(scheduler, self.tick)
+        sender = threading.Thread(target=self.outgoing.run, name="sender", daemon=True)
+        sender.start()
+        listener = threading.Thread(target=self.event_loop, name="events", daemon=True)
+        listener.start()
         try:
             while not self.stop.wait(0.5):
                 if not listener.is_alive():
                     log.error("the event loop stopped unexpectedly")
                     return 1
         finally:
+            self._waker = None
             scheduler.shutdown(wait=False)
             # A tick or a flush stuck retrying in an outage gives up now instead of minutes later.
             self.listener.stopping.set()
@@ -381,6 +439,61 @@ class GoalsBot:
                 self.stats.commands,
             )
         return 0
+
+
+@dataclass
+class _TickResult:
+    """What one tick sent, and when something may next be owed."""
+
+    sent: int = 0
+    failed: int = 0
+    next_wake: datetime | None = None
+
+    def add(self, sent: int, failed: int) -> None:
+        self.sent += sent
+        self.failed += failed
+
+    def describe(self) -> str:
+        failed = f", {self.failed} failed" if self.failed else ""
+        when = f"{self.next_wake:%Y-%m-%d %H:%M} UTC" if self.next_wake else "none owed"
+        return f"{self.sent} sent{failed}; next owed {when}"
+
+
+class _Waker:
+    """One pending wake-up (an APScheduler date job) at a time; the earliest asked for wins.
+
+    Waking early only costs a tick that finds nothing owed, so a request for a later instant
+    than the pending one is ignored: whoever asked is served by the earlier tick, which arms the
+    next wake-up itself.
+    """
+
+    def __init__(self, scheduler: Any, tick: Callable[[], None]) -> None:
+        self.scheduler = scheduler
+        self.tick = tick
+        self._lock = threading.Lock()
+        self._pending: tuple[str, datetime, Any] | None = None  # job id, run time, job
+        self._count = 0
+
+    def wake_by(self, when: datetime) -> None:
+        with self._lock:
+            if self._pending is not None and self._pending[1] <= when:
+                return
+            if self._pending is not None:
+                with suppress(LookupError):  # it ran already (APScheduler's JobLookupError)
+                    self._pending[2].remove()
+            self._count += 1
+            job_id = f"wake-{self._count}"
+            job = self.scheduler.add_job(
+                self._woken, "date", run_date=when, args=(job_id,), id=job_id,
+                misfire_grace_time=None,
+            )  # fmt: skip
+            self._pending = (job_id, when, job)
+
+    def _woken(self, job_id: str) -> None:
+        with self._lock:
+            if self._pending is not None and self._pending[0] == job_id:
+                self._pending = None
+        self.tick()
 
 
 def setup_logging(level: str) -> None:

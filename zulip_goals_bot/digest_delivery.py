@@ -37,12 +37,8 @@ from .queries import (
     load_goals,
     person_view,
 )
-from .schedule import Period, Slot, period_at
+from .schedule import Period, Slot
 from .zulip_io import Sender
-
-# The digest is weekly: its period grid has one-week cells anchored on the digest slot.
-DIGEST_WEEKS = 1
-
 
 # "This week": updates, failures and claims newer than this are reported.
 DIGEST_WINDOW = timedelta(days=7)
@@ -61,13 +57,12 @@ SCOPE_CHAMPION = "champion"
 
 
 def digest_slot(ctx: Context) -> Slot:
-    d = ctx.config.digest
-    return Slot(weekday=d.weekday, at=d.at, tz=d.timezone)
+    return ctx.program.digest_slot
 
 
 def digest_period(ctx: Context, now: datetime) -> Period:
     """The digest week containing ``now``: it starts at the latest digest slot."""
-    return period_at(now, DIGEST_WEEKS, digest_slot(ctx))
+    return ctx.program.digest_period(now)
 
 
 def digest_goals(

@@ -79,6 +79,7 @@ class Ingest:
         # Told of every stored slice (the goals website rebuilds when updates changed).
         self.on_stored = on_stored
         self.stream_names: dict[int, str] = {}
+        self._batches = 0  # numbers the ``batch N stored`` log lines, which tests count
 
     def high_water(self) -> int:
         with self.db.read() as session:
@@ -108,7 +109,18 @@ class Ingest:
             done.acknowledge += effects.acknowledge
             done.direct_replies += effects.direct_replies
             done.commands += effects.commands
+            done.stored += effects.stored
         self.after_commit(done)
+        self._batches += 1
+        top = max((_message_id(e) for e in events), default=0)
+        log.debug(
+            "batch %d stored: %d events up to message %d, %d updates, %d commands",
+            self._batches,
+            len(events),
+            top,
+            done.stored,
+            len(done.commands),
+        )
 
     def _store_slice(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects | None:
         while not self.stop.is_set():
@@ -261,3 +273,12 @@ class Ingest:
                 found.deleted,
             )
             self.process_events(found.events)
+
+
+def _message_id(event: Mapping[str, Any]) -> int:
+    """The id of the message an event is about (0 when it names none), for the batch log line."""
+    found = event.get("message_id")
+    message = event.get("message")
+    if found is None and isinstance(message, Mapping):
+        found = message.get("id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else 0

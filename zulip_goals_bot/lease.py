@@ -37,6 +37,9 @@ class Lease:
         self._file: IO[str] | None = None
         self._conn: Any = None
         self._backend_pid: int | None = None
+        # How often this lease asked PostgreSQL whether it holds (or may take) the lock: a test
+        # waits for more of these before it asserts that a standby still waits or a leader leads.
+        self.polls = 0
 
     def acquire(self, stop: threading.Event | None = None, *, wait: bool = False) -> bool:
         """Take the lease; SQLite refuses at once, PostgreSQL waits when ``wait`` is set."""
@@ -71,6 +74,7 @@ class Lease:
         conn = self.engine.connect()
         announced = False
         while True:
+            self.polls += 1
             got = conn.execute(
                 text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}
             ).scalar()
@@ -94,6 +98,7 @@ class Lease:
                 threading.Event().wait(STANDBY_POLL_SECONDS)
 
     def _session_pid(self) -> int:
+        self.polls += 1
         pid = int(self._conn.execute(text("SELECT pg_backend_pid()")).scalar())
         self._conn.commit()
         return pid

@@ -9,13 +9,30 @@ day of a period is judged the same way everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .config import Config, ScheduleConfig
+from .config import Config, DigestConfig, ScheduleConfig
 from .queries import GoalView, OwnerContact, PersonView
-from .schedule import DueState, Period, Slot, due_state, local_instant, next_prompt, period_at
+from .schedule import (
+    DueState,
+    Period,
+    Slot,
+    due_state,
+    local_instant,
+    next_prompt,
+    period_at,
+    reminder_time,
+    zone,
+)
+
+# The digest is weekly: its period grid has one-week cells anchored on the digest slot.
+DIGEST_WEEKS = 1
+# Every period of every cadence (1, 2 or 4 weeks) starts on a weekly prompt slot, and so does the
+# week by which owners' DMs are grouped: the weekly grid holds every instant a period begins.
+SLOT_WEEKS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +41,11 @@ class Program:
 
     schedule: ScheduleConfig
     tz: ZoneInfo
+    digest: DigestConfig = field(default_factory=DigestConfig)
 
     @classmethod
     def from_config(cls, config: Config) -> Program:
-        return cls(schedule=config.schedule, tz=config.timezone)
+        return cls(schedule=config.schedule, tz=config.timezone, digest=config.digest)
 
     @classmethod
     def default(cls) -> Program:
@@ -37,6 +55,15 @@ class Program:
     @property
     def slot(self) -> Slot:
         return Slot(weekday=self.schedule.weekday, at=self.schedule.at, tz=self.tz)
+
+    @property
+    def digest_slot(self) -> Slot:
+        """The weekly moment the digest goes out, in the digest's own timezone."""
+        return Slot(weekday=self.digest.weekday, at=self.digest.at, tz=self.digest.timezone)
+
+    def digest_period(self, now: datetime) -> Period:
+        """The digest week containing ``now``: it starts at the latest digest slot."""
+        return period_at(now, DIGEST_WEEKS, self.digest_slot)
 
     def today(self, now: datetime) -> date:
         """The program's local date at ``now`` (vacations and skips are local dates)."""
@@ -115,6 +142,65 @@ class Program:
         if not self.schedule.enabled or self.state(goal, now) in _NEVER_PROMPTED:
             return None
         return next_prompt(now, self.cadence(goal), self.slot)
+
+    def next_wake(
+        self, goals: Iterable[GoalView], prompted: Mapping[int, datetime], now: datetime
+    ) -> datetime | None:
+        """The earliest instant after ``now`` at which a prompt, reminder, DM or digest may
+        become owed, if nobody changes anything meanwhile; None when nothing ever will.
+
+        Conservative: it may name an instant at which nothing turns out to be owed (the bot then
+        wakes for nothing), never one later than a message that is owed.  ``prompted`` maps the
+        goals whose topic prompt of their current period went out to when it was claimed.
+        What is owed at that instant is still for ``prompts.plan`` and the digest to say.
+        """
+        found: list[datetime] = []
+        if self.digest.enabled:
+            found.append(self.digest_period(now).end)
+        if self.schedule.enabled:
+            found.append(self._prompt_candidates(goals, prompted, now))
+        later = [when for when in found if when > now]
+        return min(later, default=None)
+
+    def _prompt_candidates(
+        self, goals: Iterable[GoalView], prompted: Mapping[int, datetime], now: datetime
+    ) -> datetime:
+        # Periods (hence grace ends, overdue goals and the weekly DM grouping) change on a slot.
+        found = [period_at(now, SLOT_WEEKS, self.slot).end]
+        today = self.today(now)
+        dm_zones: set[ZoneInfo] = set()
+        for goal in goals:
+            state = self.state(goal, now)
+            if state in _NEVER_PROMPTED:
+                continue
+            # An owner back from a vacation is reachable from the next local midnight.
+            found += [
+                local_instant(p.away_until + timedelta(days=1), time(0), self.tz)
+                for p in goal.prompted_owners()
+                if p.away_until is not None and p.away_until >= today
+            ]
+            if not state.is_waiting:
+                continue
+            asked = prompted.get(goal.id)
+            if asked is not None:
+                reminder = reminder_time(self.period(goal, now), asked, self.schedule.reminder_days)
+                if reminder is not None:
+                    found.append(reminder)
+            # DM prompts and DM reminders go out at the DM hour in each owner's own timezone.
+            dm_zones.update(zone(p.timezone, self.tz) for p in self.reachable_owners(goal, now))
+        found += [self.next_local_hour(now, self.schedule.dm_local_hour, tz) for tz in dm_zones]
+        return min(when for when in found if when > now)
+
+    @staticmethod
+    def next_local_hour(now: datetime, hour: int, tz: ZoneInfo) -> datetime:
+        """The first ``hour`` o'clock in ``tz`` after ``now`` (a skipped hour moves forward, as
+        ``schedule.local_send_time`` moves it)."""
+        day = now.astimezone(tz).date()
+        for offset in range(3):  # today, tomorrow, or the day after a DST change ate an hour
+            when = local_instant(day + timedelta(days=offset), time(hour), tz)
+            if when > now:
+                return when
+        raise AssertionError("unreachable: a local hour recurs within three days")
 
 
 # The longest cadence a goal may have (weeks); `standing` looks further back than two of them.

@@ -234,6 +234,22 @@ def plan(
     return out
 
 
+def next_wake(
+    goals: Sequence[GoalView], sent: Sent, now: datetime, config: Config
+) -> datetime | None:
+    """When ``plan`` (or the digest) may next owe something, for the scheduler; pure.
+
+    See ``Program.next_wake``: this only finds when each goal's topic prompt went out.
+    """
+    program = Program.from_config(config)
+    prompted: dict[int, datetime] = {}
+    for goal in goals:
+        key = (DeliveryKind.PROMPT, goal_target(goal.id), program.period(goal, now).key)
+        if key in sent:
+            prompted[goal.id] = sent[key]
+    return program.next_wake(goals, prompted, now)
+
+
 def _plan_topic(due: _DueGoal, sent: Sent, now: datetime, config: Config) -> PlannedDelivery | None:
     goal, period = due.goal, due.period
     target = goal_target(goal.id)
@@ -441,6 +457,8 @@ class PromptReport:
     planned: list[PlannedDelivery] = field(default_factory=list)
     outcomes: list[outbox.Outcome] = field(default_factory=list)
     problem: str | None = None  # bad input, e.g. an unknown --goal; nothing was sent
+    # When something may next be owed (see ``next_wake``); not computed on a dry run.
+    next_wake: datetime | None = None
     # On a dry run, each goal asked nothing now: (slug, state, when the schedule asks next).
     waiting: list[tuple[str, DueState, datetime | None]] = field(default_factory=list)
 
@@ -543,6 +561,7 @@ def send_due(
     with ctx.db.read() as session:
         goals = load_goals(session)
         sent = load_sent(session, _oldest_key(goals, now, ctx.config)) if goals else {}
+    all_goals = goals  # ``goal_slug`` narrows ``goals``; the next wake-up looks at all
     planned = plan(
         goals, sent, subscribers, now, ctx.config, ctx.stream(ctx.config.stream), kickoff=kickoff
     )
@@ -570,6 +589,11 @@ def send_due(
         outcome = outbox.deliver(ctx.db, sender, item.request, ctx.clock.now)
         log.info("%s: %s", item.label, outcome)
         report.outcomes.append(outcome)
+    if planned:
+        # The prompts just claimed set their reminders' times.
+        with ctx.db.read() as session:
+            sent = load_sent(session, _oldest_key(all_goals, now, ctx.config))
+    report.next_wake = next_wake(all_goals, sent, now, ctx.config)
     return report
 
 

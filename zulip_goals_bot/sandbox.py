@@ -67,8 +67,8 @@ DEMO_HANDLES: Mapping[str, str] = {
 LEAD_NAME = "Eve Lead"
 # Owners named in --goals files who are not demo users get an account of their own here.
 EXTRA_EMAIL_DOMAIN = "example.com"
-# The scheduler interval handed to the bot: the sandbox ticks it after every clock move, and the
-# clock moves only then, so a timer would only ever find nothing new to do.
+# The scheduler interval handed to the bot, with no wake-ups of its own: the sandbox ticks it
+# after every clock move, and the clock moves only then, so a timer would find nothing new to do.
 TICK_SECONDS = 24 * 3600.0
 # Skipped time is replayed in steps of this size (every schedule the sandbox uses is on the hour),
 # so a prompt, a DM at an owner's local hour or a reminder goes out at its own time.
@@ -576,7 +576,7 @@ class Sandbox:
 
     def _run_bot(self) -> None:
         try:
-            self.bot.run(tick_seconds=TICK_SECONDS)
+            self.bot.run(tick_seconds=TICK_SECONDS, wake_ups=False)
         except BaseException as exc:  # reported by the main thread
             self.crashed = exc
             self.bot.ready.set()

@@ -22,7 +22,7 @@ from .realm import (
     Stream,
     User,
 )
-from .server import FakeZulip, Faults
+from .server import FakeZulip, Faults, FiredFault
 
 __all__ = [
     "BOT_TYPE_GENERIC",
@@ -38,6 +38,7 @@ __all__ = [
     "ApiError",
     "FakeZulip",
     "Faults",
+    "FiredFault",
     "Realm",
     "Stream",
     "User",

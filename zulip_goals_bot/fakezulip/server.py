@@ -42,7 +42,7 @@ from .realm import Realm, Stream, User
 if TYPE_CHECKING:
     import zulip
 
-__all__ = ["ApiError", "FakeZulip", "Faults"]
+__all__ = ["ApiError", "FakeZulip", "Faults", "FiredFault"]
 
 API_PREFIX = "/api/v1/"
 NOMINAL_UNLIMITED = 1_000_000  # X-RateLimit-Limit shown when no limit is configured
@@ -86,11 +86,30 @@ class _Rule:
     path_prefix: str | None = None
     method: str | None = None
     after_processing: bool = False
+    number: int = 0  # what ``Faults.fired`` calls the rule
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
             return False
         return self.path_prefix is None or path.startswith(self.path_prefix)
+
+    def describe(self) -> str:
+        what = {"fail": f"answer {self.status}", "drop": "drop the connection"}.get(
+            self.kind, f"delay {self.seconds:g} s"
+        )
+        if self.after_processing:
+            what += " after processing"
+        where = f"{self.method or 'any'} {self.path_prefix or '(any path)'}"
+        return f"{what} on {where}"
+
+
+@dataclass(frozen=True, slots=True)
+class FiredFault:
+    """One injected fault and how many requests it hit so far (see ``Faults.history``)."""
+
+    number: int
+    description: str
+    fired: int
 
 
 def _normalize_prefix(prefix: str | None) -> str | None:
@@ -115,12 +134,19 @@ class Faults:
         self._rules: list[_Rule] = []
         self._nth: tuple[int, float] | None = None
         self._counter = 0
+        # Every fault ever injected, by number: what it does and how often it fired.  A test
+        # asserts its fault fired, so that it cannot pass without the fault it is about.
+        self._history: dict[int, FiredFault] = {}
+        self._nth_number = 0
 
     def fail_next(
         self, n: int, status: int = 500, path_prefix: str | None = None, method: str | None = None
-    ) -> None:
-        """The next ``n`` matching requests answer ``status`` with a JSON error body."""
-        self._add(_Rule("fail", n, status=status, path_prefix=path_prefix, method=method))
+    ) -> int:
+        """The next ``n`` matching requests answer ``status`` with a JSON error body.
+
+        Returns the rule's number, for :meth:`fired`.
+        """
+        return self._add(_Rule("fail", n, status=status, path_prefix=path_prefix, method=method))
 
     def drop_next(
         self,
@@ -129,9 +155,12 @@ class Faults:
         method: str | None = None,
         *,
         after_processing: bool = False,
-    ) -> None:
-        """Close the connection without a response; ``after_processing`` loses only the reply."""
-        self._add(
+    ) -> int:
+        """Close the connection without a response; ``after_processing`` loses only the reply.
+
+        Returns the rule's number, for :meth:`fired`.
+        """
+        return self._add(
             _Rule(
                 "drop", n, path_prefix=path_prefix, method=method, after_processing=after_processing
             )
@@ -139,15 +168,47 @@ class Faults:
 
     def delay_next(
         self, n: int, seconds: float, path_prefix: str | None = None, method: str | None = None
-    ) -> None:
-        """Answer the next ``n`` matching requests only after ``seconds``."""
-        self._add(_Rule("delay", n, seconds=seconds, path_prefix=path_prefix, method=method))
+    ) -> int:
+        """Answer the next ``n`` matching requests only after ``seconds``.
 
-    def every_nth_429(self, n: int, retry_after: float = 1.0) -> None:
-        """Every ``n``-th rate-limited request answers 429 RATE_LIMIT_HIT (``n=0`` stops it)."""
+        Returns the rule's number, for :meth:`fired`.
+        """
+        return self._add(_Rule("delay", n, seconds=seconds, path_prefix=path_prefix, method=method))
+
+    def every_nth_429(self, n: int, retry_after: float = 1.0) -> int:
+        """Every ``n``-th rate-limited request answers 429 RATE_LIMIT_HIT (``n=0`` stops it).
+
+        Returns the rule's number, for :meth:`fired` (0 when it stops the rule).
+        """
         with self._lock:
             self._nth = (n, float(retry_after)) if n > 0 else None
             self._counter = 0
+            if n <= 0:
+                self._nth_number = 0
+                return 0
+            number = len(self._history) + 1
+            self._history[number] = FiredFault(number, f"answer 429 to every {n}th request", 0)
+            self._nth_number = number
+            return number
+
+    def fired(self, number: int | None = None) -> int:
+        """How many requests the fault numbered ``number`` hit (every fault's, when None)."""
+        with self._lock:
+            if number is None:
+                return sum(f.fired for f in self._history.values())
+            if number not in self._history:
+                raise KeyError(f"no fault was injected with number {number}")
+            return self._history[number].fired
+
+    def history(self) -> list[FiredFault]:
+        """Every fault injected so far (cleared ones too), in order, with how often it fired."""
+        with self._lock:
+            return list(self._history.values())
+
+    def _count(self, number: int) -> None:
+        """Note that rule ``number`` fired (the caller holds the lock)."""
+        found = self._history[number]
+        self._history[number] = FiredFault(number, found.description, found.fired + 1)
 
     def clear(self) -> None:
         with self._lock:
@@ -155,13 +216,15 @@ class Faults:
             self._nth = None
             self._counter = 0
 
-    def _add(self, rule: _Rule) -> None:
-        if rule.remaining <= 0:
-            return
+    def _add(self, rule: _Rule) -> int:
         rule.path_prefix = _normalize_prefix(rule.path_prefix)
         rule.method = rule.method.upper() if rule.method else None
         with self._lock:
-            self._rules.append(rule)
+            rule.number = len(self._history) + 1
+            self._history[rule.number] = FiredFault(rule.number, rule.describe(), 0)
+            if rule.remaining > 0:
+                self._rules.append(rule)
+        return rule.number
 
     def _take(self, method: str, path: str) -> _Rule | None:
         with self._lock:
@@ -170,6 +233,7 @@ class Faults:
                     rule.remaining -= 1
                     if rule.remaining <= 0:
                         self._rules.remove(rule)
+                    self._count(rule.number)
                     return rule
         return None
 
@@ -179,7 +243,10 @@ class Faults:
                 return None
             self._counter += 1
             n, retry_after = self._nth
-            return retry_after if self._counter % n == 0 else None
+            if self._counter % n != 0:
+                return None
+            self._count(self._nth_number)
+            return retry_after
 
 
 # ====================================================================== rate limiting
@@ -188,16 +255,19 @@ class Faults:
 class _RateLimiter:
     """Per-user sliding windows, one for Django endpoints and one for /events (Tornado)."""
 
-    def __init__(self, limit: int | None, window: float) -> None:
+    def __init__(
+        self, limit: int | None, window: float, timer: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window = window
+        self.timer = timer
         self._lock = threading.Lock()
         self._calls: dict[tuple[int, str], deque[float]] = {}
 
     def check(self, user_id: int, bucket: str) -> tuple[bool, int, int, float]:
         """``(allowed, remaining, reset_unix, retry_after)``; records the call if allowed."""
         limit = self.limit if self.limit is not None else NOMINAL_UNLIMITED
-        now = time.monotonic()
+        now = self.timer()
         wall = time.time()
         with self._lock:
             calls = self._calls.setdefault((user_id, bucket), deque())
@@ -432,13 +502,19 @@ class FakeZulip:
         port: int = 0,
         heartbeat_seconds: float = 50.0,
         queue_lifespan_seconds: float = 600.0,
+        timer: Callable[[], float] | None = None,
     ) -> None:
         self.realm = realm
         self.clock: Callable[[], float] = clock or time.time
+        # Seconds as rate-limit windows and restart downtimes count them (time.monotonic by
+        # default); a test passes a timer it moves by hand, so that no outcome races real time.
+        self.timer: Callable[[], float] = timer or time.monotonic
         self.heartbeat_seconds = heartbeat_seconds
         self.queue_lifespan_seconds = queue_lifespan_seconds
         self.faults = Faults()
-        self.rate_limiter = _RateLimiter(rate_limit_per_minute, rate_limit_window_seconds)
+        self.rate_limiter = _RateLimiter(
+            rate_limit_per_minute, rate_limit_window_seconds, self.timer
+        )
         self.state = ZulipState(realm, self.clock, lambda: self.base_url)
         self._log: list[tuple[str, str, str | None, int]] = []
         self._log_lock = threading.Lock()
@@ -507,7 +583,7 @@ class FakeZulip:
             self.state.generation += 1
             self.state.notify()
             if downtime_seconds > 0:
-                self._down_until = time.monotonic() + downtime_seconds
+                self._down_until = self.timer() + downtime_seconds
         self._httpd.close_connections()
 
     def expire_queue(self, queue_id: str) -> None:
@@ -542,6 +618,15 @@ class FakeZulip:
         """Ids of the live event queues, oldest first."""
         with self.state.cond:
             return list(self.state.queues)
+
+    def waiting_polls(self) -> int:
+        """How many ``GET /events`` long-polls are waiting for an event right now.
+
+        A test waits for one before it makes the event happen, rather than sleeping and hoping
+        the poll got there first.
+        """
+        with self.state.cond:
+            return sum(q.waiting for q in self.state.queues.values())
 
     def queues_of(self, user: User | int) -> list[str]:
         uid = self._user(user).user_id
@@ -865,7 +950,7 @@ class FakeZulip:
         return found if isinstance(found, User) else None
 
     def _handle_inner(self, method: str, path: str, raw: dict[str, str], headers: Any) -> _Response:
-        if time.monotonic() < self._down_until:
+        if self.timer() < self._down_until:
             return _Response(
                 502,
                 b"<html><body><h1>502 Bad Gateway</h1></body></html>\n",
