@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ from typing import Any
 from sqlalchemy import select
 
 from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip
+from zulip_goals_bot.fakezulip import FakeZulip, harness
+from zulip_goals_bot.fakezulip.harness import write_bot_conf
 from zulip_goals_bot.models import (
     FIRST_START_KEY,
     BotState,
@@ -49,20 +49,8 @@ def write_conf(
 
     ``database`` is a URL; by default a new database of the backend under test (tests/dbs.py).
     """
-    zuliprc = tmp_path / "zuliprc"
-    server.write_zuliprc(zuliprc, bot_user)
-    zuliprc.chmod(0o600)
     url = database or new_database_url(tmp_path)
-    conf = tmp_path / "bot.conf"
-    conf.write_text(
-        "[goals]\n"
-        "zuliprc = zuliprc\n"
-        "stream = project-goals\n"
-        f"database = {url}\n"
-        "admins = ada@example.com\n" + extra,
-        encoding="utf-8",
-    )
-    return conf
+    return write_bot_conf(tmp_path, server, bot_user, database=url, extra=extra)
 
 
 def database_for(conf: Path) -> Database:
@@ -151,57 +139,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
     return predicate()
 
 
-class BotProcess:
-    """``zulip-goals-bot run`` as a subprocess, with its log in a file."""
+class BotProcess(harness.BotProcess):
+    """The bot as a subprocess (``fakezulip.harness``); the suite sweeps its log for API keys."""
 
     def __init__(self, conf: Path, *, env: dict[str, str] | None = None) -> None:
-        self.conf = conf
-        self.log_path = conf.parent / f"bot-{time.monotonic_ns()}.log"
-        self.env = {**os.environ, **(env or {})}
-        self.env.setdefault("ZULIP_GOALS_BOT_TICK_SECONDS", "0.2")
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(conf, env=env)
         OUTPUTS.append(self.log)
-
-    def start(self, *, wait_ready: bool = True) -> BotProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zulip_goals_bot.cli", "--config", str(self.conf), "run"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
-        if wait_ready:
-            assert wait_until(lambda: "ready: listening" in self.log() or not self.alive()), (
-                self.log()
-            )
-            assert self.alive(), self.log()
-        return self
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self, timeout: float = 5.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def __enter__(self) -> BotProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.alive():
-            self.kill()
 
 
 def run_cli(conf: Path | None, *args: str, env: dict[str, str] | None = None,

@@ -192,8 +192,9 @@ def test_bot_not_subscribed_then_fix_subscribes_only_the_bot(setup: Setup) -> No
 
 def test_posting_restricted_to_admins(setup: Setup) -> None:
     ben = setup.user("Ben Owner")
-    bens_bot = setup.realm.add_user("Ben's Bot", "bens-bot@example.com", is_bot=True,
-                                    bot_owner=ben)  # fmt: skip
+    bens_bot = setup.server.add_user(
+        "Ben's Bot", "bens-bot@example.com", is_bot=True, bot_owner=ben
+    )
     setup.server.subscribe(bens_bot, "project-goals")
     setup.server.set_stream_post_policy("project-goals", 2)
     # The usual bot is owned by an administrator: Zulip lets it post where its owner may.
@@ -306,7 +307,7 @@ def test_unmapped_ownerless_and_unsubscribed_owners(setup: Setup) -> None:
 
 
 def test_deactivated_owner(setup: Setup) -> None:
-    setup.realm.deactivate_user(setup.user("Chloé Owner"))
+    setup.server.deactivate_user(setup.user("Chloé Owner"))
     _status, checks, _ = setup.doctor()
     assert checks["owners.mapped"]["summary"] == (
         "Owners: 0 not mapped to a Zulip user, 1 deactivated (of 2)"

@@ -37,12 +37,12 @@ from .engine import (
     dumps,
     missing_argument,
 )
-from .realm import Realm, Stream, User
+from .realm import FIELD_SHORT_TEXT, ROLE_MEMBER, Realm, Stream, User
 
 if TYPE_CHECKING:
     import zulip
 
-__all__ = ["ApiError", "FakeZulip", "Faults"]
+__all__ = ["ApiError", "FakeZulip", "Faults", "QueueStatus"]
 
 API_PREFIX = "/api/v1/"
 NOMINAL_UNLIMITED = 1_000_000  # X-RateLimit-Limit shown when no limit is configured
@@ -402,6 +402,21 @@ class _Handler(BaseHTTPRequestHandler):
 # ====================================================================== the emulator
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """One event queue at one instant, as :meth:`FakeZulip.queue_status` reports it."""
+
+    queue_id: str
+    user_id: int
+    pending: int  # events the client has not acknowledged yet (by a later ``last_event_id``)
+    polling: int  # requests long-polling the queue right now
+
+    @property
+    def idle(self) -> bool:
+        """A client waits on the queue and has acknowledged every event in it."""
+        return self.polling > 0 and self.pending == 0
+
+
 Handler = Callable[["_Request"], dict[str, Any]]
 
 
@@ -460,6 +475,11 @@ class FakeZulip:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def running(self) -> bool:
+        """Between :meth:`start` and :meth:`stop`: only then do bots reach the server."""
+        return self._thread is not None
 
     def start(self) -> FakeZulip:
         """Serve in a background thread (idempotent; restarts after :meth:`stop`)."""
@@ -544,9 +564,46 @@ class FakeZulip:
             return list(self.state.queues)
 
     def queues_of(self, user: User | int) -> list[str]:
+        """Ids of ``user``'s live event queues, oldest first."""
         uid = self._user(user).user_id
         with self.state.cond:
             return [q.queue_id for q in self.state.user_queues.get(uid, [])]
+
+    def queue_status(self, user: User | int | None = None) -> list[QueueStatus]:
+        """A snapshot of the live event queues (of ``user``, or all), oldest first."""
+        with self.state.cond:
+            if user is None:
+                queues = list(self.state.queues.values())
+            else:
+                queues = list(self.state.user_queues.get(self._user(user).user_id, ()))
+            return [QueueStatus(q.queue_id, q.user_id, len(q.events), q.waiting) for q in queues]
+
+    def is_listening(self, user: User | int) -> bool:
+        """``user`` has an event queue, and a client is long-polling every one of them with
+        nothing left to fetch: it has taken every event so far and waits for the next."""
+        queues = self.queue_status(user)
+        return bool(queues) and all(q.idle for q in queues)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the server still: inside the block no request is answered and no long-poll
+        returns, so everything the block does reaches the clients at once, as one batch."""
+        with self.state.cond:
+            yield
+
+    # ------------------------------------------------------------------ message ids
+
+    @property
+    def last_message_id(self) -> int:
+        """The highest message id taken so far (sent or reserved); 0 before the first."""
+        with self.state.cond:
+            return self.state.next_message_id - 1
+
+    def reserve_message_ids(self, through: int) -> None:
+        """New messages get ids above ``through``: a bot database kept from an earlier run
+        remembers those ids, and must not see them handed out again."""
+        with self.state.cond:
+            self.state.next_message_id = max(self.state.next_message_id, through + 1)
 
     # ------------------------------------------------------------------ clients
 
@@ -670,6 +727,54 @@ class FakeZulip:
             target = self._user(user)
             self.state.subscribe(target, [(stream_name, "")], [target], False)
 
+    # ------------------------------------------------------------------ the organisation
+
+    def add_user(
+        self,
+        full_name: str,
+        email: str,
+        timezone: str | None = None,
+        role: int = ROLE_MEMBER,
+        *,
+        is_bot: bool = False,
+        bot_owner: User | int | None = None,
+        streams: tuple[str, ...] = (),
+    ) -> User:
+        """Create an account (see :meth:`Realm.add_user`) and subscribe it to ``streams``.
+
+        Like a new account on a real server, it shows in ``GET /users`` at once; no
+        ``realm_user`` event is sent (nothing here registers for one).
+        """
+        with self.state.cond:
+            user = self.realm.add_user(
+                full_name, email, timezone, role, is_bot, bot_owner=bot_owner
+            )
+            for name in streams:
+                self.realm.subscribe(user, name)
+            return user
+
+    def deactivate_user(self, user: User | int) -> None:
+        """Deactivate an account: it stays listed with ``is_active`` false."""
+        with self.state.cond:
+            self.realm.deactivate_user(user)
+
+    def add_stream(self, name: str, description: str = "", *, invite_only: bool = False) -> Stream:
+        """Create a stream nobody is subscribed to yet."""
+        with self.state.cond:
+            return self.realm.add_stream(name, description, invite_only)
+
+    def add_profile_field(
+        self, name: str, field_type: int = FIELD_SHORT_TEXT, hint: str = "", field_data: str = ""
+    ) -> int:
+        """Define a custom profile field (an admin's *Custom profile fields* setting); its id."""
+        with self.state.cond:
+            return self.realm.add_profile_field(name, field_type, hint, field_data)
+
+    def set_profile_value(self, user: User | int, field_id: int, value: str | None) -> None:
+        """Set (or with ``None`` clear) a user's value of a custom profile field."""
+        with self.state.cond:
+            self.realm.set_profile_value(user, field_id, value)
+
     # ------------------------------------------------------------------ realm settings
 
     def set_stream_post_policy(self, stream_name: str, policy: int) -> None:
@@ -749,7 +854,7 @@ class FakeZulip:
     def messages(self) -> list[dict[str, Any]]:
         """Every stored message in id order, as ``GET /messages`` shows it (raw Markdown)."""
         with self.state.cond:
-            return [self._plain(m) for m in self.state._iter_messages()]
+            return [self._plain(m) for m in self.state.iter_messages()]
 
     def messages_in(self, stream: str, topic: str | None = None) -> list[dict[str, Any]]:
         with self.state.cond:
@@ -759,7 +864,7 @@ class FakeZulip:
             key = topic.strip().lower() if topic is not None else None
             return [
                 self._plain(m)
-                for m in self.state._iter_messages()
+                for m in self.state.iter_messages()
                 if m.stream is target and (key is None or m.topic.lower() == key)
             ]
 
@@ -769,7 +874,7 @@ class FakeZulip:
             uid = self._user(user).user_id
             return [
                 self._plain(m)
-                for m in self.state._iter_messages()
+                for m in self.state.iter_messages()
                 if m.stream is None
                 and uid in m.dm_user_ids
                 and (m.sender.user_id != uid or m.dm_user_ids == (uid,))
@@ -1402,7 +1507,7 @@ class FakeZulip:
         with self.state.cond:
             members = [
                 self.state.user_dict(u, req.user, client_gravatar=gravatar, profile=profile)
-                for u in self.state._sorted_users()
+                for u in self.state.sorted_users()
             ]
         return {"members": members}
 
