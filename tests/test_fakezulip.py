@@ -961,6 +961,23 @@ def test_fail_drop_delay_and_clear(demo: FakeZulip) -> None:
     assert all(sess.get(api(demo, "users/me")).status_code == 200 for _ in range(4))
 
 
+def test_faults_count_the_ones_that_hit_a_request(demo: FakeZulip) -> None:
+    sess = session_for(demo, user(demo, "Goals Bot"))
+    demo.faults.fail_next(2, status=503, path_prefix="users/me", method="GET")
+    demo.faults.delay_next(1, 0.01, path_prefix="users", method="GET")
+    demo.faults.drop_next(1, path_prefix="messages", method="POST")  # nothing posts: never fires
+    statuses = [sess.get(api(demo, "users/me")).status_code for _ in range(4)]
+    assert statuses == [503, 503, 200, 200]
+    assert (demo.faults.fired("fail"), demo.faults.fired("delay")) == (2, 1)
+    assert demo.faults.fired("drop") == 0
+    demo.faults.every_nth_429(2)
+    assert [sess.get(api(demo, "users/me")).status_code for _ in range(2)] == [200, 429]
+    demo.faults.clear()  # forgets the rules left, not what fired
+    assert demo.faults.fired("429") == 1 and demo.faults.fired() == 4
+    with pytest.raises(ValueError, match="no fault kind 'crash'"):
+        demo.faults.fired("crash")
+
+
 def test_zulip_client_retries_through_a_5xx(demo: FakeZulip) -> None:
     client = demo.client_for(user(demo, "Goals Bot"))
     demo.faults.fail_next(1, path_prefix="messages", method="POST")

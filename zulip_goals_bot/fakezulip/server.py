@@ -108,13 +108,19 @@ class Faults:
     Paths are matched against the part after ``/api/v1/`` (``"messages"`` matches
     ``POST /api/v1/messages`` and ``/api/v1/messages/12/reactions``); a leading
     ``/api/v1/`` in ``path_prefix`` is accepted too.
+
+    ``fired`` counts the faults that hit a request, so a test can check that the failure it
+    injected happened (a rule that matched nothing proves nothing).
     """
+
+    KINDS = ("fail", "drop", "delay", "429")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []
         self._nth: tuple[int, float] | None = None
         self._counter = 0
+        self._fired = dict.fromkeys(self.KINDS, 0)
 
     def fail_next(
         self, n: int, status: int = 500, path_prefix: str | None = None, method: str | None = None
@@ -150,10 +156,19 @@ class Faults:
             self._counter = 0
 
     def clear(self) -> None:
+        """Drop the rules not used up yet, and stop ``every_nth_429`` (``fired`` stays)."""
         with self._lock:
             self._rules.clear()
             self._nth = None
             self._counter = 0
+
+    def fired(self, kind: str | None = None) -> int:
+        """How many injected faults hit a request so far: of one kind (``"fail"``, ``"drop"``,
+        ``"delay"``, ``"429"``), or of all kinds."""
+        if kind is not None and kind not in self._fired:
+            raise ValueError(f"no fault kind {kind!r}; the kinds are {', '.join(self.KINDS)}")
+        with self._lock:
+            return self._fired[kind] if kind is not None else sum(self._fired.values())
 
     def _add(self, rule: _Rule) -> None:
         if rule.remaining <= 0:
@@ -170,6 +185,7 @@ class Faults:
                     rule.remaining -= 1
                     if rule.remaining <= 0:
                         self._rules.remove(rule)
+                    self._fired[rule.kind] += 1
                     return rule
         return None
 
@@ -179,7 +195,10 @@ class Faults:
                 return None
             self._counter += 1
             n, retry_after = self._nth
-            return retry_after if self._counter % n == 0 else None
+            if self._counter % n:
+                return None
+            self._fired["429"] += 1
+            return retry_after
 
 
 # ====================================================================== rate limiting
