@@ -28,7 +28,7 @@ from zulip_goals_bot.models import HandledMessage, Update
 from .core import BenchError, Figure, Sizes, at_least, below, percentile, wait_for
 from .data import HISTORY_ID_BASE, a_friday_evening, table_of
 from .profiling import Profile
-from .world import Bot, World, hold, stored_after, world
+from .world import Bot, World, stored_after, world
 
 # How often the benchmark polls SQLite for stored rows; it bounds the resolution of latencies.
 POLL_SECONDS = 0.002
@@ -136,7 +136,7 @@ def _transport(w: World, count: int) -> float:
     if not wait_for(lambda: _waiting_queue(w, before) is not None, 30.0):
         raise BenchError("the bare client did not register an event queue")
     plan = w.reply_plan(count, seed=11)
-    with hold(w.server):
+    with w.server.hold():
         for sender, topic, text in plan:
             w.post(sender, topic, text)
     released = time.perf_counter()
@@ -150,12 +150,8 @@ def _transport(w: World, count: int) -> float:
 
 def _waiting_queue(w: World, before: set[str]) -> str | None:
     """The new queue once its client is parked in a long poll (so it sees the burst at once)."""
-    with w.server.state.cond:
-        for queue_id in set(w.server.queues_of(w.bot_user)) - before:
-            queue = w.server.state.queues.get(queue_id)
-            if queue is not None and queue.waiting > 0:
-                return queue_id
-    return None
+    parked = [q.queue_id for q in w.server.queue_status(w.bot_user) if q.polling > 0]
+    return next((queue_id for queue_id in parked if queue_id not in before), None)
 
 
 def _reactions(w: World) -> int:
@@ -216,7 +212,7 @@ def _burst(w: World, bot: Bot, count: int) -> tuple[int, float]:
     floor = w.last_message_id()
     conn = w.reader()
     try:
-        with hold(w.server):
+        with w.server.hold():
             for sender, topic, text in plan:
                 w.post(sender, topic, text)
         released = time.perf_counter()

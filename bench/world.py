@@ -1,8 +1,9 @@
 """An emulated Zulip organisation with a program of goals, and the bot as a real subprocess.
 
 The emulator runs in the benchmark process (so benchmarks can post as owners without HTTP and
-hold its lock to queue events); the bot runs as ``zulip-goals-bot run`` in its own process, as in
-production, and is observed only from outside: its SQLite file, its log, ``/proc``.
+hold it still while events queue up); the bot runs as ``zulip-goals-bot run`` in its own process
+(``fakezulip.harness``), as in production, and is observed only from outside: its SQLite file,
+its log, ``/proc``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from tests.support import BotProcess, write_conf
 from zulip_goals_bot.config import load_config
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
+from zulip_goals_bot.fakezulip.harness import BotProcess, write_bot_conf
 from zulip_goals_bot.models import HIGH_WATER_KEY, BotState
 
 from .core import BenchError
@@ -28,7 +28,6 @@ from .data import HISTORY_ID_BASE, TIMEZONES, Owner, Program, build_program, upd
 STREAM = "project-goals"
 # Benchmarks that measure storage switch the schedule off, so that no prompt competes with it.
 QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n[logging]\nlevel = INFO\n"
-READY_LINE = "ready: listening"
 # The longest a bot may take to start before a run counts as failed.
 START_TIMEOUT = 60.0
 
@@ -74,8 +73,7 @@ class World:
                 row.updated_at = now
 
     def last_message_id(self) -> int:
-        with self.server.state.cond:
-            return self.server.state.next_message_id - 1
+        return self.server.last_message_id
 
     def reader(self) -> sqlite3.Connection:
         """A plain read-only connection for polling what the bot stored (WAL: never blocks it)."""
@@ -128,7 +126,7 @@ def world(
         realm, rate_limit_per_minute=rate_limit, rate_limit_window_seconds=rate_window
     ) as server:
         # SQLite, the embedded default, whatever backend the test suite is set to.
-        conf = write_conf(
+        conf = write_bot_conf(
             tmp, server, bot_user, extra=conf_extra, database=f"sqlite:///{tmp / 'goals.sqlite3'}"
         )
         db = Database(load_config(conf).database_url)
@@ -161,25 +159,14 @@ class Bot:
 
     def wait_ready(self, timeout: float = START_TIMEOUT, interval: float = 0.002) -> float:
         """Seconds from ``start`` until the bot logged that it listens for events."""
-        path = self.process.log_path
-        seen = 0
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with path.open("rb") as fh:
-                fh.seek(max(seen - len(READY_LINE), 0))
-                chunk = fh.read()
-            if READY_LINE.encode() in chunk:
-                return time.perf_counter() - self.started_at
-            seen += len(chunk)
-            if not self.process.alive():
-                raise BenchError("the bot exited while starting:\n" + self.tail())
-            time.sleep(interval)
-        raise BenchError("the bot did not become ready:\n" + self.tail())
+        if not self.process.wait_ready(timeout, interval):
+            what = "exited while starting" if not self.process.alive() else "did not become ready"
+            raise BenchError(f"the bot {what}:\n" + self.tail())
+        return time.perf_counter() - self.started_at
 
     @property
     def pid(self) -> int:
-        assert self.process.proc is not None
-        return self.process.proc.pid
+        return self.process.pid
 
     def peak_rss_mb(self) -> float:
         """The process's high-water resident set size (VmHWM), in MiB."""
@@ -215,8 +202,3 @@ def _status_kb(pid: int, key: str) -> int:
 
 def post_all(w: World, plan: Sequence[tuple[User, str, str]]) -> list[int]:
     return [w.post(sender, topic, text) for sender, topic, text in plan]
-
-
-def hold(server: FakeZulip) -> Any:
-    """The emulator's state lock: while held, events queue up and no request is answered."""
-    return server.state.cond

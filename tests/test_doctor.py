@@ -193,8 +193,9 @@ def test_bot_not_subscribed_then_fix_subscribes_only_the_bot(setup: Setup) -> No
 
 def test_posting_restricted_to_admins(setup: Setup) -> None:
     ben = setup.user("Ben Owner")
-    bens_bot = setup.realm.add_user("Ben's Bot", "bens-bot@example.com", is_bot=True,
-                                    bot_owner=ben)  # fmt: skip
+    bens_bot = setup.server.add_user(
+        "Ben's Bot", "bens-bot@example.com", is_bot=True, bot_owner=ben
+    )
     setup.server.subscribe(bens_bot, "project-goals")
     setup.server.set_stream_post_policy("project-goals", 2)
     # The usual bot is owned by an administrator: Zulip lets it post where its owner may.
@@ -307,7 +308,7 @@ def test_unmapped_ownerless_and_unsubscribed_owners(setup: Setup) -> None:
 
 
 def test_deactivated_owner(setup: Setup) -> None:
-    setup.realm.deactivate_user(setup.user("Chloé Owner"))
+    setup.server.deactivate_user(setup.user("Chloé Owner"))
     _status, checks, _ = setup.doctor()
     assert checks["owners.mapped"]["summary"] == (
         "Owners: 0 not mapped to a Zulip user, 1 deactivated (of 2)"
@@ -361,10 +362,10 @@ def test_pending_migration(tmp_path: Path, setup: Setup) -> None:
     )
     db = Database(url)
     upgrade(db.engine, "0001")
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     status, checks, _ = setup.doctor()
     assert status == 1
     mig = checks["database"]
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert mig["summary"].endswith(f"is at migration 0001; the latest is {head}")
     assert mig["fix"] == "zulip-goals-bot db upgrade (run applies them too)"
     assert db.current_revision() == "0001"  # doctor migrated nothing

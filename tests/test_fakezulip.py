@@ -115,8 +115,7 @@ def golden_realm() -> Realm:
     realm = Realm(name="Zulip Dev", email_address_visibility="nobody")
     realm.notification_bot.user_id = 46  # the recorded server's id for it
     for fid, ftype in GOLDEN_FIELD_TYPES.items():
-        realm._next_field_id = fid
-        assert realm.add_profile_field(f"field {fid}", ftype) == fid
+        assert realm.add_profile_field(f"field {fid}", ftype, field_id=fid) == fid
     members = transcript(18)["exchanges"][0]["response"]["json"]["members"]
     for m in sorted(members, key=lambda m: m["user_id"]):
         uid = m["user_id"]
@@ -563,10 +562,10 @@ EXPECTED_EVENTS = {
 
 def test_every_endpoint_and_event_matches_openapi(demo: FakeZulip) -> None:
     bot, ben, ada = user(demo, "Goals Bot"), user(demo, "Ben Owner"), user(demo, "Ada Admin")
-    github = demo.realm.add_profile_field("GitHub username", FIELD_EXTERNAL_ACCOUNT)
-    bio = demo.realm.add_profile_field("Bio", FIELD_LONG_TEXT)
-    demo.realm.set_profile_value(ben, github, "benowner")
-    demo.realm.set_profile_value(ben, bio, "I *own* goals")
+    github = demo.add_profile_field("GitHub username", FIELD_EXTERNAL_ACCOUNT)
+    bio = demo.add_profile_field("Bio", FIELD_LONG_TEXT)
+    demo.set_profile_value(ben, github, "benowner")
+    demo.set_profile_value(ben, bio, "I *own* goals")
     r = Recorder(demo, bot)
     r.call("get", "/server_settings")
     reg = r.call(
@@ -1125,8 +1124,8 @@ def test_request_log_and_counts(demo: FakeZulip) -> None:
 
 def test_profile_fields_and_subscriptions(demo: FakeZulip) -> None:
     ben, dev = user(demo, "Ben Owner"), user(demo, "Dev Owner")
-    fid = demo.realm.add_profile_field("GitHub username", FIELD_SHORT_TEXT)
-    demo.realm.set_profile_value(ben, fid, "ben-gh")
+    fid = demo.add_profile_field("GitHub username", FIELD_SHORT_TEXT)
+    demo.set_profile_value(ben, fid, "ben-gh")
     client = demo.client_for(user(demo, "Goals Bot"))
     members = {
         m["user_id"]: m
@@ -1278,7 +1277,7 @@ def test_realm_settings_custom_emoji_and_render_match_openapi(demo: FakeZulip) -
 def test_stream_post_policy_lets_a_bot_post_where_its_owner_may(demo: FakeZulip) -> None:
     ben = user(demo, "Ben Owner")
     admins_bot = user(demo, "Goals Bot")  # owned by Ada, an administrator
-    bens_bot = demo.realm.add_user("Ben's Bot", "bens-bot@example.com", is_bot=True, bot_owner=ben)
+    bens_bot = demo.add_user("Ben's Bot", "bens-bot@example.com", is_bot=True, bot_owner=ben)
     demo.set_stream_post_policy("project-goals", 2)
     subs = demo.client_for(admins_bot).get_subscriptions()["subscriptions"]
     (goals,) = [s for s in subs if s["name"] == "project-goals"]

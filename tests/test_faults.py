@@ -591,7 +591,7 @@ def test_full_server_restart_while_messages_arrive(rig: Rig) -> None:
 def burst(rig: Rig, n: int, tag: str) -> list[int]:
     """``n`` owner updates that reach the bot's event queue as one batch."""
     filler = "Details. " * 200
-    with rig.server.state.cond:  # the long-poll wakes only when the whole burst is queued
+    with rig.server.hold():  # the long-poll wakes only when the whole burst is queued
         return [
             rig.post("ben", "polonius", f"TL;DR: {tag} {i}\n\n{filler}")
             if i % 2 == 0

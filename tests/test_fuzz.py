@@ -433,7 +433,7 @@ def test_malformed_events_are_logged_and_skipped_by_the_running_bot(tmp_path: Pa
             {"no type": True},
         ]
         # Well-formed but odd: a user the realm never had, and an owner deactivated since.
-        realm.users[chloe.user_id].is_active = False
+        server.deactivate_user(chloe)
         odd = [
             {"type": "message", "message": message(900010, 4242, "TL;DR: who am I?")},
             {"type": "message", "message": message(900011, chloe.user_id, "TL;DR: left")},

@@ -19,8 +19,7 @@ from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config, ScheduleConfig
 from zulip_goals_bot.context import Context
 from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.fakezulip.realm import User
+from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
 from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
 from zulip_goals_bot.models import (
     Delivery,

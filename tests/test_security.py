@@ -142,7 +142,7 @@ class BotMessageSweep:
             problems += bot_message_problems(server, last)
             if messages:
                 self.checked[id(server)] = max(m["id"] for m in messages)
-            if server._thread is None:  # stopped: only a test's direct calls could add more
+            if not server.running:  # stopped: only a test's direct calls could add more
                 with self.lock:
                     self.servers.remove(server)
                 self.checked.pop(id(server), None)

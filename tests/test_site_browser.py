@@ -35,7 +35,7 @@ from selenium.webdriver.common.by import By
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
 from zulip_goals_bot.models import Goal, GoalState
-from zulip_goals_bot.sandbox import DEMO_START
+from zulip_goals_bot.sandbox.world import DEMO_START
 from zulip_goals_bot.website.rebuild import DEBOUNCE_ENV, RETRY_ENV
 
 from .support import ROOT, BotProcess, add_goal, database_for, running_since, wait_until, write_conf

@@ -821,7 +821,7 @@ class ZulipState:
                 key = old_topic.lower()
                 moved = [
                     m
-                    for m in self._iter_messages()
+                    for m in self.iter_messages()
                     if m.stream is old_stream
                     and m.topic.lower() == key
                     and (propagate_mode == "change_all" or m.id >= message.id)
@@ -999,7 +999,8 @@ class ZulipState:
                 bot, stream=new_stream, topic=new_topic, content=text, client="Internal"
             )
 
-    def _iter_messages(self) -> Iterator[Message]:
+    def iter_messages(self) -> Iterator[Message]:
+        """Every stored message, oldest first."""
         for mid in self.message_ids:
             yield self.messages[mid]
 
@@ -1024,7 +1025,7 @@ class ZulipState:
             assert stream is not None
             if stream.first_message_id == message_id:
                 stream.first_message_id = next(
-                    (m.id for m in self._iter_messages() if m.stream is stream), None
+                    (m.id for m in self.iter_messages() if m.stream is stream), None
                 )
 
         def build_for(queue: EventQueue) -> dict[str, Any]:
@@ -1360,7 +1361,7 @@ class ZulipState:
             anchor_id = next(
                 (
                     m.id
-                    for m in self._iter_messages()
+                    for m in self.iter_messages()
                     if uid in m.user_flags and "read" not in m.user_flags[uid] and ok(m)
                 ),
                 LARGER_THAN_MAX_MESSAGE_ID,
@@ -1459,14 +1460,14 @@ class ZulipState:
                 self.user_dict(
                     u, user, client_gravatar=client_gravatar, profile=include_custom_profile_fields
                 )
-                for u in self._sorted_users()
+                for u in self.sorted_users()
                 if u.is_active
             ]
             result["realm_non_active_users"] = [
                 self.user_dict(
                     u, user, client_gravatar=client_gravatar, profile=include_custom_profile_fields
                 )
-                for u in self._sorted_users()
+                for u in self.sorted_users()
                 if not u.is_active
             ]
             result["avatar_source"] = "G"
@@ -1597,7 +1598,8 @@ class ZulipState:
 
     # ================================================================= users and streams
 
-    def _sorted_users(self) -> list[User]:
+    def sorted_users(self) -> list[User]:
+        """The realm's (non-system) users by id, as ``GET /users`` lists them."""
         return sorted(self.realm.users.values(), key=lambda u: u.user_id)
 
     def user_dict(
@@ -1848,7 +1850,7 @@ class ZulipState:
 
     def topics(self, user: User, stream: Stream) -> list[dict[str, Any]]:
         latest: dict[str, tuple[int, str]] = {}
-        for m in self._iter_messages():
+        for m in self.iter_messages():
             if m.stream is stream and self.can_access(user, m):
                 latest[m.topic.lower()] = (m.id, m.topic)
         return [

@@ -402,11 +402,15 @@ class Realm:
         field_type: int = FIELD_SHORT_TEXT,
         hint: str = "",
         field_data: str = "",
+        *,
+        field_id: int | None = None,
     ) -> int:
         """Define a custom profile field; returns its id (the key in ``profile_data``)."""
         with self.lock:
-            fid = self._next_field_id
-            self._next_field_id += 1
+            if field_id is not None and field_id in self.profile_fields:
+                raise ValueError(f"profile field id {field_id} is taken")
+            fid = self._next_field_id if field_id is None else field_id
+            self._next_field_id = max(self._next_field_id, fid + 1)
             self.profile_fields[fid] = ProfileField(
                 field_id=fid,
                 name=name,

@@ -37,12 +37,12 @@ from .engine import (
     dumps,
     missing_argument,
 )
-from .realm import Realm, Stream, User
+from .realm import FIELD_SHORT_TEXT, ROLE_MEMBER, Realm, Stream, User
 
 if TYPE_CHECKING:
     import zulip
 
-__all__ = ["ApiError", "FakeZulip", "Faults", "FiredFault"]
+__all__ = ["ApiError", "FakeZulip", "Faults", "FiredFault", "QueueStatus"]
 
 API_PREFIX = "/api/v1/"
 NOMINAL_UNLIMITED = 1_000_000  # X-RateLimit-Limit shown when no limit is configured
@@ -127,7 +127,12 @@ class Faults:
     Paths are matched against the part after ``/api/v1/`` (``"messages"`` matches
     ``POST /api/v1/messages`` and ``/api/v1/messages/12/reactions``); a leading
     ``/api/v1/`` in ``path_prefix`` is accepted too.
+
+    ``fired`` counts the faults that hit a request, so a test can check that the failure it
+    injected happened (a rule that matched nothing proves nothing).
     """
+
+    KINDS = ("fail", "drop", "delay", "429")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -211,6 +216,7 @@ class Faults:
         self._history[number] = FiredFault(number, found.description, found.fired + 1)
 
     def clear(self) -> None:
+        """Drop the rules not used up yet, and stop ``every_nth_429`` (``fired`` stays)."""
         with self._lock:
             self._rules.clear()
             self._nth = None
@@ -472,6 +478,21 @@ class _Handler(BaseHTTPRequestHandler):
 # ====================================================================== the emulator
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """One event queue at one instant, as :meth:`FakeZulip.queue_status` reports it."""
+
+    queue_id: str
+    user_id: int
+    pending: int  # events the client has not acknowledged yet (by a later ``last_event_id``)
+    polling: int  # requests long-polling the queue right now
+
+    @property
+    def idle(self) -> bool:
+        """A client waits on the queue and has acknowledged every event in it."""
+        return self.polling > 0 and self.pending == 0
+
+
 Handler = Callable[["_Request"], dict[str, Any]]
 
 
@@ -512,10 +533,10 @@ class FakeZulip:
         self.heartbeat_seconds = heartbeat_seconds
         self.queue_lifespan_seconds = queue_lifespan_seconds
         self.faults = Faults()
-        self.rate_limiter = _RateLimiter(
+        self._rate_limiter = _RateLimiter(
             rate_limit_per_minute, rate_limit_window_seconds, self.timer
         )
-        self.state = ZulipState(realm, self.clock, lambda: self.base_url)
+        self._state = ZulipState(realm, self.clock, lambda: self.base_url)
         self._log: list[tuple[str, str, str | None, int]] = []
         self._log_lock = threading.Lock()
         self._host = host
@@ -537,14 +558,19 @@ class FakeZulip:
     def port(self) -> int:
         return self._port
 
+    @property
+    def running(self) -> bool:
+        """Between :meth:`start` and :meth:`stop`: only then do bots reach the server."""
+        return self._thread is not None
+
     def start(self) -> FakeZulip:
         """Serve in a background thread (idempotent; restarts after :meth:`stop`)."""
         if self._thread is not None and self._thread.is_alive():
             return self
         if self._httpd.socket.fileno() == -1:
             self._httpd = _HTTPServer((self._host, self._port), self)
-        with self.state.cond:
-            self.state.stopping = False
+        with self._state.cond:
+            self._state.stopping = False
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -556,9 +582,9 @@ class FakeZulip:
 
     def stop(self) -> None:
         """Stop serving, release long-polls and close every connection."""
-        with self.state.cond:
-            self.state.stopping = True
-            self.state.notify()
+        with self._state.cond:
+            self._state.stopping = True
+            self._state.notify()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -578,20 +604,20 @@ class FakeZulip:
         With ``downtime_seconds`` every request answers 502 (as a proxy in front of a
         restarting server does) for that long.
         """
-        with self.state.cond:
-            self.state.drop_all_queues()
-            self.state.generation += 1
-            self.state.notify()
+        with self._state.cond:
+            self._state.drop_all_queues()
+            self._state.generation += 1
+            self._state.notify()
             if downtime_seconds > 0:
                 self._down_until = self.timer() + downtime_seconds
         self._httpd.close_connections()
 
     def expire_queue(self, queue_id: str) -> None:
         """Garbage-collect one queue now; its next ``GET /events`` gets BAD_EVENT_QUEUE_ID."""
-        with self.state.cond:
-            queue = self.state.queues.get(queue_id)
+        with self._state.cond:
+            queue = self._state.queues.get(queue_id)
             if queue is not None:
-                self.state.drop_queue(queue)
+                self._state.drop_queue(queue)
 
     def inject_event(self, user: User | int, event: dict[str, Any]) -> int:
         """Queue a raw event, as given, in every event queue of ``user`` (malformed ones too).
@@ -602,22 +628,22 @@ class FakeZulip:
             raise ValueError("an event needs at least one field besides its id")
         uid = self._user(user).user_id
         prefix = dumps(event)[:-1]
-        with self.state.cond:
-            queues = list(self.state.user_queues.get(uid, ()))
+        with self._state.cond:
+            queues = list(self._state.user_queues.get(uid, ()))
             for queue in queues:
                 queue.push(prefix)
-            self.state.notify()
+            self._state.notify()
         return len(queues)
 
     def expire_all_queues(self) -> None:
-        with self.state.cond:
-            self.state.drop_all_queues()
+        with self._state.cond:
+            self._state.drop_all_queues()
 
     @property
     def queue_ids(self) -> list[str]:
         """Ids of the live event queues, oldest first."""
-        with self.state.cond:
-            return list(self.state.queues)
+        with self._state.cond:
+            return list(self._state.queues)
 
     def waiting_polls(self) -> int:
         """How many ``GET /events`` long-polls are waiting for an event right now.
@@ -625,13 +651,50 @@ class FakeZulip:
         A test waits for one before it makes the event happen, rather than sleeping and hoping
         the poll got there first.
         """
-        with self.state.cond:
-            return sum(q.waiting for q in self.state.queues.values())
+        with self._state.cond:
+            return sum(q.waiting for q in self._state.queues.values())
 
     def queues_of(self, user: User | int) -> list[str]:
+        """Ids of ``user``'s live event queues, oldest first."""
         uid = self._user(user).user_id
-        with self.state.cond:
-            return [q.queue_id for q in self.state.user_queues.get(uid, [])]
+        with self._state.cond:
+            return [q.queue_id for q in self._state.user_queues.get(uid, [])]
+
+    def queue_status(self, user: User | int | None = None) -> list[QueueStatus]:
+        """A snapshot of the live event queues (of ``user``, or all), oldest first."""
+        with self._state.cond:
+            if user is None:
+                queues = list(self._state.queues.values())
+            else:
+                queues = list(self._state.user_queues.get(self._user(user).user_id, ()))
+            return [QueueStatus(q.queue_id, q.user_id, len(q.events), q.waiting) for q in queues]
+
+    def is_listening(self, user: User | int) -> bool:
+        """``user`` has an event queue, and a client is long-polling every one of them with
+        nothing left to fetch: it has taken every event so far and waits for the next."""
+        queues = self.queue_status(user)
+        return bool(queues) and all(q.idle for q in queues)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the server still: inside the block no request is answered and no long-poll
+        returns, so everything the block does reaches the clients at once, as one batch."""
+        with self._state.cond:
+            yield
+
+    # ------------------------------------------------------------------ message ids
+
+    @property
+    def last_message_id(self) -> int:
+        """The highest message id taken so far (sent or reserved); 0 before the first."""
+        with self._state.cond:
+            return self._state.next_message_id - 1
+
+    def reserve_message_ids(self, through: int) -> None:
+        """New messages get ids above ``through``: a bot database kept from an earlier run
+        remembers those ids, and must not see them handed out again."""
+        with self._state.cond:
+            self._state.next_message_id = max(self._state.next_message_id, through + 1)
 
     # ------------------------------------------------------------------ clients
 
@@ -675,12 +738,12 @@ class FakeZulip:
         client: str = "website",
     ) -> int:
         """Post as ``sender`` (a human's web client by default: the sender's copy is read)."""
-        with self.state.cond:
-            target = self.state.resolve_stream_target(stream)
-            message, _extra = self.state.send_message(
+        with self._state.cond:
+            target = self._state.resolve_stream_target(stream)
+            message, _extra = self._state.send_message(
                 self._user(sender),
                 stream=target,
-                topic=self.state.normalize_topic(topic),
+                topic=self._state.normalize_topic(topic),
                 content=content,
                 client=client,
             )
@@ -695,9 +758,9 @@ class FakeZulip:
         client: str = "website",
     ) -> int:
         """Send a (group) direct message; the sender is added to the conversation."""
-        with self.state.cond:
-            users = self.state.resolve_dm_targets([self._user(r).user_id for r in recipients])
-            message, _extra = self.state.send_message(
+        with self._state.cond:
+            users = self._state.resolve_dm_targets([self._user(r).user_id for r in recipients])
+            message, _extra = self._state.send_message(
                 self._user(sender), recipients=users, content=content, client=client
             )
             return message.id
@@ -715,11 +778,11 @@ class FakeZulip:
         send_notification_to_new_thread: bool = True,
     ) -> None:
         """Edit content and/or move like ``PATCH /messages/{id}``, with the same checks."""
-        with self.state.cond:
+        with self._state.cond:
             stream_id = None
             if stream is not None:
-                stream_id = self.state.resolve_stream_target(stream).stream_id
-            self.state.update_message(
+                stream_id = self._state.resolve_stream_target(stream).stream_id
+            self._state.update_message(
                 self._user(editor),
                 message_id,
                 content=content,
@@ -732,28 +795,76 @@ class FakeZulip:
 
     def delete_message(self, message_id: int, actor: User | int | None = None) -> None:
         """Delete as ``actor`` (permission-checked) or, by default, as an all-powerful admin."""
-        with self.state.cond:
-            self.state.delete_message(self._user(actor) if actor is not None else None, message_id)
+        with self._state.cond:
+            self._state.delete_message(self._user(actor) if actor is not None else None, message_id)
 
     def add_reaction(self, user: User | int, message_id: int, emoji_name: str) -> None:
         """React by emoji name (see :mod:`.emoji` for the names known here)."""
-        with self.state.cond:
-            self.state.reaction(self._user(user), message_id, emoji_name=emoji_name, add=True)
+        with self._state.cond:
+            self._state.reaction(self._user(user), message_id, emoji_name=emoji_name, add=True)
 
     def remove_reaction(self, user: User | int, message_id: int, emoji_name: str) -> None:
-        with self.state.cond:
-            self.state.reaction(self._user(user), message_id, emoji_name=emoji_name, add=False)
+        with self._state.cond:
+            self._state.reaction(self._user(user), message_id, emoji_name=emoji_name, add=False)
 
     def mark_read(self, user: User | int, message_ids: list[int]) -> None:
         """Add the ``read`` flag, as a client reading messages would."""
-        with self.state.cond:
-            self.state.update_flags(self._user(user), list(message_ids), "add", "read")
+        with self._state.cond:
+            self._state.update_flags(self._user(user), list(message_ids), "add", "read")
 
     def subscribe(self, user: User | int, stream_name: str) -> None:
         """Subscribe (creating the stream if needed) with the events the real server sends."""
-        with self.state.cond:
+        with self._state.cond:
             target = self._user(user)
-            self.state.subscribe(target, [(stream_name, "")], [target], False)
+            self._state.subscribe(target, [(stream_name, "")], [target], False)
+
+    # ------------------------------------------------------------------ the organisation
+
+    def add_user(
+        self,
+        full_name: str,
+        email: str,
+        timezone: str | None = None,
+        role: int = ROLE_MEMBER,
+        *,
+        is_bot: bool = False,
+        bot_owner: User | int | None = None,
+        streams: tuple[str, ...] = (),
+    ) -> User:
+        """Create an account (see :meth:`Realm.add_user`) and subscribe it to ``streams``.
+
+        Like a new account on a real server, it shows in ``GET /users`` at once; no
+        ``realm_user`` event is sent (nothing here registers for one).
+        """
+        with self._state.cond:
+            user = self.realm.add_user(
+                full_name, email, timezone, role, is_bot, bot_owner=bot_owner
+            )
+            for name in streams:
+                self.realm.subscribe(user, name)
+            return user
+
+    def deactivate_user(self, user: User | int) -> None:
+        """Deactivate an account: it stays listed with ``is_active`` false."""
+        with self._state.cond:
+            self.realm.deactivate_user(user)
+
+    def add_stream(self, name: str, description: str = "", *, invite_only: bool = False) -> Stream:
+        """Create a stream nobody is subscribed to yet."""
+        with self._state.cond:
+            return self.realm.add_stream(name, description, invite_only)
+
+    def add_profile_field(
+        self, name: str, field_type: int = FIELD_SHORT_TEXT, hint: str = "", field_data: str = ""
+    ) -> int:
+        """Define a custom profile field (an admin's *Custom profile fields* setting); its id."""
+        with self._state.cond:
+            return self.realm.add_profile_field(name, field_type, hint, field_data)
+
+    def set_profile_value(self, user: User | int, field_id: int, value: str | None) -> None:
+        """Set (or with ``None`` clear) a user's value of a custom profile field."""
+        with self._state.cond:
+            self.realm.set_profile_value(user, field_id, value)
 
     # ------------------------------------------------------------------ realm settings
 
@@ -762,7 +873,7 @@ class FakeZulip:
         members, 4 moderators); a bot may post where its owner may."""
         if policy not in (1, 2, 3, 4):
             raise ValueError(f"stream_post_policy {policy} is not 1, 2, 3 or 4")
-        with self.state.cond:
+        with self._state.cond:
             stream = self.realm.stream_by_name(stream_name)
             if stream is None:
                 raise KeyError(f"no stream {stream_name!r}")
@@ -772,24 +883,24 @@ class FakeZulip:
         """The realm's direct message policy (1 everyone, 2 nobody); bots are exempt."""
         if policy not in (1, 2):
             raise ValueError(f"private_message_policy {policy} is not 1 or 2")
-        with self.state.cond:
+        with self._state.cond:
             self.realm.private_message_policy = policy
 
     def set_invite_to_stream_policy(self, policy: int) -> None:
         """Who may subscribe other users (1 members, 2 admins, 3 full members, 4 moderators)."""
         if policy not in (1, 2, 3, 4):
             raise ValueError(f"invite_to_stream_policy {policy} is not 1, 2, 3 or 4")
-        with self.state.cond:
+        with self._state.cond:
             self.realm.invite_to_stream_policy = policy
 
     def add_custom_emoji(self, name: str, author: User | int | None = None) -> int:
         """Upload a custom emoji named ``name``; returns its id."""
-        with self.state.cond:
+        with self._state.cond:
             return self.realm.add_custom_emoji(name, author)
 
     def deactivate_custom_emoji(self, name: str) -> None:
         """Deactivate a custom emoji: it stays listed (``deactivated``) but no longer works."""
-        with self.state.cond:
+        with self._state.cond:
             found = self.realm.custom_emoji_by_name(name)
             if found is None:
                 raise KeyError(f"no custom emoji {name!r}")
@@ -797,7 +908,7 @@ class FakeZulip:
 
     def stream_subscribers(self, stream_name: str) -> set[int]:
         """Ids of the users subscribed to a stream."""
-        with self.state.cond:
+        with self._state.cond:
             stream = self.realm.stream_by_name(stream_name)
             if stream is None:
                 raise KeyError(f"no stream {stream_name!r}")
@@ -805,9 +916,9 @@ class FakeZulip:
 
     def unsubscribe(self, user: User | int, stream_name: str) -> None:
         """Unsubscribe, with the events the real server sends."""
-        with self.state.cond:
+        with self._state.cond:
             target = self._user(user)
-            self.state.unsubscribe(target, [stream_name], [target])
+            self._state.unsubscribe(target, [stream_name], [target])
 
     def http_date(self) -> str:
         """The emulator's clock as an HTTP date, as in the ``Date`` and ``Expires`` headers."""
@@ -820,65 +931,65 @@ class FakeZulip:
 
         (The real server also sends a ``user_group`` event; nothing here registers for it.)
         """
-        with self.state.cond:
+        with self._state.cond:
             return self.realm.add_user_group(name, members, description).group_id
 
     # ------------------------------------------------------------------ inspection
 
     def _plain(self, message: Message) -> dict[str, Any]:
-        return self.state.message_dict(
+        return self._state.message_dict(
             message, None, apply_markdown=False, client_gravatar=True, flags=None
         )
 
     @property
     def messages(self) -> list[dict[str, Any]]:
         """Every stored message in id order, as ``GET /messages`` shows it (raw Markdown)."""
-        with self.state.cond:
-            return [self._plain(m) for m in self.state._iter_messages()]
+        with self._state.cond:
+            return [self._plain(m) for m in self._state.iter_messages()]
 
     def messages_in(self, stream: str, topic: str | None = None) -> list[dict[str, Any]]:
-        with self.state.cond:
+        with self._state.cond:
             target = self.realm.stream_by_name(stream)
             if target is None:
                 return []
             key = topic.strip().lower() if topic is not None else None
             return [
                 self._plain(m)
-                for m in self.state._iter_messages()
+                for m in self._state.iter_messages()
                 if m.stream is target and (key is None or m.topic.lower() == key)
             ]
 
     def direct_messages_to(self, user: User | int) -> list[dict[str, Any]]:
         """Direct messages ``user`` received (their own sends excluded unless to themselves)."""
-        with self.state.cond:
+        with self._state.cond:
             uid = self._user(user).user_id
             return [
                 self._plain(m)
-                for m in self.state._iter_messages()
+                for m in self._state.iter_messages()
                 if m.stream is None
                 and uid in m.dm_user_ids
                 and (m.sender.user_id != uid or m.dm_user_ids == (uid,))
             ]
 
     def message(self, message_id: int) -> dict[str, Any]:
-        with self.state.cond:
-            found = self.state.messages.get(message_id)
+        with self._state.cond:
+            found = self._state.messages.get(message_id)
             if found is None:
                 raise KeyError(message_id)
             return self._plain(found)
 
     def flags(self, user: User | int, message_id: int) -> list[str]:
         """``user``'s flags on a message, as ``GET /messages`` would report them."""
-        with self.state.cond:
-            found = self.state.messages.get(message_id)
+        with self._state.cond:
+            found = self._state.messages.get(message_id)
             if found is None:
                 raise KeyError(message_id)
-            return self.state.flags_for(self._user(user), found)
+            return self._state.flags_for(self._user(user), found)
 
     def notified(self, message_id: int) -> dict[int, list[str]]:
         """Who a message notified: each recipient with a mention flag, and those flags."""
-        with self.state.cond:
-            found = self.state.messages.get(message_id)
+        with self._state.cond:
+            found = self._state.messages.get(message_id)
             if found is None:
                 raise KeyError(message_id)
             return {
@@ -889,7 +1000,7 @@ class FakeZulip:
 
     def iter_users(self) -> Iterator[User]:
         """All (non-system) users, by id; convenient for sandboxes and CLIs."""
-        with self.state.cond:
+        with self._state.cond:
             users = sorted(self.realm.users.values(), key=lambda u: u.user_id)
         yield from users
 
@@ -926,8 +1037,8 @@ class FakeZulip:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            with self.state.cond:
-                self.state.cond.wait(min(remaining, 0.02))
+            with self._state.cond:
+                self._state.cond.wait(min(remaining, 0.02))
 
     # ------------------------------------------------------------------ HTTP dispatch
 
@@ -997,7 +1108,7 @@ class FakeZulip:
         except (binascii.Error, UnicodeDecodeError):
             return self._unauthorized("Invalid authorization header for basic auth", unauthorized)
         email_part, _, key = decoded.partition(":")
-        with self.state.cond:
+        with self._state.cond:
             user = next(
                 (u for u in self.realm.users.values() if secrets_equal(u.api_key, key)), None
             )
@@ -1057,13 +1168,13 @@ class FakeZulip:
             resp.user = user
             return resp
         nth = self.faults._nth_429()
-        allowed, remaining, reset, retry_after = self.rate_limiter.check(
+        allowed, remaining, reset, retry_after = self._rate_limiter.check(
             user.user_id, "events" if tornado else "api"
         )
         if nth is not None:
             allowed, remaining, reset, retry_after = False, 0, int(time.time() + nth), nth
         limit_headers = [
-            (f"{prefix}-Limit", str(self.rate_limiter.shown_limit)),
+            (f"{prefix}-Limit", str(self._rate_limiter.shown_limit)),
             (f"{prefix}-Remaining", str(remaining)),
             (f"{prefix}-Reset", str(reset)),
         ]
@@ -1256,9 +1367,9 @@ class FakeZulip:
         capabilities = p.get_json("client_capabilities", {}) or {}
         lifespan = p.get_int("queue_lifespan_secs", 0) or 0
         p.has("slim_presence")
-        with self.state.cond:
-            narrow = self.state.parse_narrow(p.get_json("narrow", []), req.user)
-            return self.state.register(
+        with self._state.cond:
+            narrow = self._state.parse_narrow(p.get_json("narrow", []), req.user)
+            return self._state.register(
                 req.user,
                 event_types=event_types,
                 narrow=narrow,
@@ -1282,7 +1393,7 @@ class FakeZulip:
         dont_block = p.get_bool("dont_block", False)
         for name in ("user_client", "secret", "client", "slim_presence", "lifespan_secs"):
             p.has(name)
-        events, waited = self.state.get_events(
+        events, waited = self._state.get_events(
             req.user, queue_id, last_event_id, dont_block, self.heartbeat_seconds
         )
         raise _LongPollResult(events, waited, queue_id if (waited or implicit) else None)
@@ -1290,8 +1401,8 @@ class FakeZulip:
     def _h_delete_queue(self, req: _Request) -> dict[str, Any]:
         queue_id = req.params.get_str("queue_id", required=True)
         assert queue_id is not None
-        with self.state.cond:
-            self.state.delete_queue(req.user, queue_id)
+        with self._state.cond:
+            self._state.delete_queue(req.user, queue_id)
         return {}
 
     # --- messages
@@ -1312,7 +1423,7 @@ class FakeZulip:
         read_by_sender = p.get_opt_bool("read_by_sender")
         content = p.get_str("content", required=True)
         assert content is not None
-        with self.state.cond:
+        with self._state.cond:
             if msg_type in ("stream", "channel"):
                 topic = p.get_str("topic")
                 if topic is None:
@@ -1326,9 +1437,9 @@ class FakeZulip:
                     raise ApiError(
                         "Missing 'to' argument", "REQUEST_VARIABLE_MISSING", var_name="to"
                     )
-                norm_topic = self.state.normalize_topic(topic)
-                stream = self.state.resolve_stream_target(to)
-                message, extra = self.state.send_message(
+                norm_topic = self._state.normalize_topic(topic)
+                stream = self._state.resolve_stream_target(to)
+                message, extra = self._state.send_message(
                     req.user,
                     stream=stream,
                     topic=norm_topic,
@@ -1340,8 +1451,8 @@ class FakeZulip:
                 to = p.lenient("to", required=True)
                 p.has("topic")
                 p.has("subject")
-                recipients = self.state.resolve_dm_targets(to)
-                message, extra = self.state.send_message(
+                recipients = self._state.resolve_dm_targets(to)
+                message, extra = self._state.send_message(
                     req.user,
                     recipients=recipients,
                     content=content,
@@ -1355,8 +1466,8 @@ class FakeZulip:
     def _h_render_message(self, req: _Request) -> dict[str, Any]:
         content = req.params.get_str("content", required=True)
         assert content is not None
-        with self.state.cond:
-            return {"rendered": self.state.renderer.render(content)}
+        with self._state.cond:
+            return {"rendered": self._state.renderer.render(content)}
 
     def _h_get_messages(self, req: _Request) -> dict[str, Any]:
         p = req.params
@@ -1379,9 +1490,9 @@ class FakeZulip:
         num_before = p.get_int("num_before", required=True)
         num_after = p.get_int("num_after", required=True)
         assert num_before is not None and num_after is not None
-        with self.state.cond:
-            narrow = self.state.parse_narrow(p.get_json("narrow", []), req.user)
-            return self.state.get_messages(
+        with self._state.cond:
+            narrow = self._state.parse_narrow(p.get_json("narrow", []), req.user)
+            return self._state.get_messages(
                 req.user,
                 anchor=anchor,
                 num_before=num_before,
@@ -1403,16 +1514,16 @@ class FakeZulip:
         mid = self._message_id(req)
         apply_markdown = p.get_bool("apply_markdown", True)
         client_gravatar = p.get_bool("client_gravatar", True)
-        with self.state.cond:
-            message = self.state.messages.get(mid)
-            if message is None or not self.state.can_access(req.user, message):
+        with self._state.cond:
+            message = self._state.messages.get(mid)
+            if message is None or not self._state.can_access(req.user, message):
                 raise ApiError("Invalid message(s)")
-            d = self.state.message_dict(
+            d = self._state.message_dict(
                 message,
                 req.user,
                 apply_markdown=apply_markdown,
                 client_gravatar=client_gravatar,
-                flags=self.state.flags_for(req.user, message),
+                flags=self._state.flags_for(req.user, message),
             )
             return {"message": d, "raw_content": message.content}
 
@@ -1423,8 +1534,8 @@ class FakeZulip:
         if topic is None:
             topic = p.get_str("subject")
         stream_id = p.get_int("stream_id", None)
-        with self.state.cond:
-            self.state.update_message(
+        with self._state.cond:
+            self._state.update_message(
                 req.user,
                 mid,
                 content=p.get_str("content"),
@@ -1440,8 +1551,8 @@ class FakeZulip:
 
     def _h_delete_message(self, req: _Request) -> dict[str, Any]:
         mid = self._message_id(req)
-        with self.state.cond:
-            self.state.delete_message(req.user, mid)
+        with self._state.cond:
+            self._state.delete_message(req.user, mid)
         return {}
 
     def _reaction(self, req: _Request, add: bool) -> dict[str, Any]:
@@ -1449,8 +1560,8 @@ class FakeZulip:
         mid = self._message_id(req)
         name = p.get_str("emoji_name", required=True)
         assert name is not None
-        with self.state.cond:
-            self.state.reaction(
+        with self._state.cond:
+            self._state.reaction(
                 req.user,
                 mid,
                 emoji_name=name,
@@ -1474,8 +1585,8 @@ class FakeZulip:
         op = p.get_str("op", required=True)
         flag = p.get_str("flag", required=True)
         assert op is not None and flag is not None
-        with self.state.cond:
-            changed = self.state.update_flags(req.user, ids, op, flag)
+        with self._state.cond:
+            changed = self._state.update_flags(req.user, ids, op, flag)
         return {"messages": changed}
 
     # --- users and streams
@@ -1484,17 +1595,17 @@ class FakeZulip:
         p = req.params
         gravatar = p.get_bool("client_gravatar", True)
         profile = p.get_bool("include_custom_profile_fields", False)
-        with self.state.cond:
+        with self._state.cond:
             members = [
-                self.state.user_dict(u, req.user, client_gravatar=gravatar, profile=profile)
-                for u in self.state._sorted_users()
+                self._state.user_dict(u, req.user, client_gravatar=gravatar, profile=profile)
+                for u in self._state.sorted_users()
             ]
         return {"members": members}
 
     def _h_get_me(self, req: _Request) -> dict[str, Any]:
-        with self.state.cond:
-            d = self.state.user_dict(req.user, req.user, client_gravatar=False, profile=True)
-            d["max_message_id"] = self.state.max_received.get(req.user.user_id, -1)
+        with self._state.cond:
+            d = self._state.user_dict(req.user, req.user, client_gravatar=False, profile=True)
+            d["max_message_id"] = self._state.max_received.get(req.user.user_id, -1)
         return d
 
     def _h_get_user(self, req: _Request) -> dict[str, Any]:
@@ -1502,7 +1613,7 @@ class FakeZulip:
         gravatar = p.get_bool("client_gravatar", True)
         profile = p.get_bool("include_custom_profile_fields", False)
         key = req.match["user"]
-        with self.state.cond:
+        with self._state.cond:
             target = (
                 self.realm.user_by_id(int(key))
                 if key.isdigit()
@@ -1511,16 +1622,16 @@ class FakeZulip:
             if target is None or target.is_system_bot:
                 raise ApiError("No such user")
             return {
-                "user": self.state.user_dict(
+                "user": self._state.user_dict(
                     target, req.user, client_gravatar=gravatar, profile=profile
                 )
             }
 
     def _h_get_subscriptions(self, req: _Request) -> dict[str, Any]:
         include = req.params.get_bool("include_subscribers", False)
-        with self.state.cond:
+        with self._state.cond:
             return {
-                "subscriptions": self.state.subscriptions(req.user, include_subscribers=include)
+                "subscriptions": self._state.subscriptions(req.user, include_subscribers=include)
             }
 
     def _principals(self, req: _Request) -> list[User]:
@@ -1563,35 +1674,35 @@ class FakeZulip:
             "can_remove_subscribers_group",
         ):
             p.has(name)
-        with self.state.cond:
+        with self._state.cond:
             principals = self._principals(req)
-            return self.state.subscribe(req.user, names, principals, invite_only)
+            return self._state.subscribe(req.user, names, principals, invite_only)
 
     def _h_unsubscribe(self, req: _Request) -> dict[str, Any]:
         names = req.params.get_json("subscriptions", required=True)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ApiError("subscriptions is not a list")
-        with self.state.cond:
-            return self.state.unsubscribe(req.user, names, self._principals(req))
+        with self._state.cond:
+            return self._state.unsubscribe(req.user, names, self._principals(req))
 
     def _stream_from_match(self, req: _Request, key: str) -> Stream:
         raw = req.match[key]
         stream = self.realm.stream_by_id(int(raw)) if raw.isdigit() else None
-        if stream is None or not self.state.stream_accessible(req.user, stream):
+        if stream is None or not self._state.stream_accessible(req.user, stream):
             raise ApiError("Invalid stream ID")
         return stream
 
     def _h_get_topics(self, req: _Request) -> dict[str, Any]:
-        with self.state.cond:
+        with self._state.cond:
             stream = self._stream_from_match(req, "stream_id")
-            return {"topics": self.state.topics(req.user, stream)}
+            return {"topics": self._state.topics(req.user, stream)}
 
     def _h_get_stream_id(self, req: _Request) -> dict[str, Any]:
         name = req.params.get_str("stream", required=True)
         assert name is not None
-        with self.state.cond:
+        with self._state.cond:
             stream = self.realm.stream_by_name(name)
-            if stream is None or not self.state.stream_accessible(req.user, stream):
+            if stream is None or not self._state.stream_accessible(req.user, stream):
                 raise ApiError(f"Invalid stream name '{name}'")
             return {"stream_id": stream.stream_id}
 
@@ -1606,31 +1717,31 @@ class FakeZulip:
             "include_owner_subscribed",
         ):
             p.has(name)
-        with self.state.cond:
+        with self._state.cond:
             streams = [
-                self.state.stream_dict(s, include_subscribers=False)
+                self._state.stream_dict(s, include_subscribers=False)
                 for s in sorted(self.realm.streams.values(), key=lambda s: s.stream_id)
-                if self.state.stream_accessible(req.user, s)
+                if self._state.stream_accessible(req.user, s)
             ]
         return {"streams": streams}
 
     def _h_get_stream_members(self, req: _Request) -> dict[str, Any]:
         req.params.has("stream")
-        with self.state.cond:
+        with self._state.cond:
             stream = self._stream_from_match(req, "stream_id")
             return {"subscribers": sorted(stream.subscribers)}
 
     def _h_realm_emoji(self, req: _Request) -> dict[str, Any]:
-        with self.state.cond:
-            return {"emoji": self.state.realm_emoji()}
+        with self._state.cond:
+            return {"emoji": self._state.realm_emoji()}
 
     def _h_profile_fields(self, req: _Request) -> dict[str, Any]:
-        with self.state.cond:
-            return {"custom_fields": self.state.profile_fields()}
+        with self._state.cond:
+            return {"custom_fields": self._state.profile_fields()}
 
     def _h_user_groups(self, req: _Request) -> dict[str, Any]:
-        with self.state.cond:
-            return {"user_groups": self.state.user_groups()}
+        with self._state.cond:
+            return {"user_groups": self._state.user_groups()}
 
     def _h_typing(self, req: _Request) -> dict[str, Any]:
         p = req.params
@@ -1645,8 +1756,8 @@ class FakeZulip:
 
     def _h_get_storage(self, req: _Request) -> dict[str, Any]:
         keys = req.params.get_json("keys", None)
-        with self.state.cond:
-            storage = self.state.bot_storage.get(req.user.user_id, {})
+        with self._state.cond:
+            storage = self._state.bot_storage.get(req.user.user_id, {})
             if keys is None:
                 return {"storage": dict(storage)}
             if not isinstance(keys, list):
@@ -1662,14 +1773,14 @@ class FakeZulip:
             isinstance(k, str) and isinstance(v, str) for k, v in data.items()
         ):
             raise ApiError("storage contains a value that is not a string")
-        with self.state.cond:
-            self.state.bot_storage.setdefault(req.user.user_id, {}).update(data)
+        with self._state.cond:
+            self._state.bot_storage.setdefault(req.user.user_id, {}).update(data)
         return {}
 
     def _h_delete_storage(self, req: _Request) -> dict[str, Any]:
         keys = req.params.get_json("keys", None)
-        with self.state.cond:
-            storage = self.state.bot_storage.setdefault(req.user.user_id, {})
+        with self._state.cond:
+            storage = self._state.bot_storage.setdefault(req.user.user_id, {})
             if keys is None:
                 storage.clear()
                 return {}
