@@ -74,6 +74,9 @@ STALE_DIGEST = timedelta(days=6)
 SUBSCRIBERS_TTL_SECONDS = 600.0
 # How long shutdown waits for the sender to flush acknowledgements already queued.
 SHUTDOWN_FLUSH_SECONDS = 2.0
+# How long shutdown waits for a running tick: with Zulip calls stopping, only recording what it
+# already sent is left, a database write.
+SHUTDOWN_TICK_SECONDS = 3.0
 # How long the event loop waits before registering again after an error.
 EVENT_LOOP_RETRY_SECONDS = 5.0
 
@@ -426,12 +429,17 @@ class GoalsBot:
             # A tick or a flush stuck retrying in an outage gives up now instead of minutes later.
             self.listener.stopping.set()
             self.sender.io.stopping.set()
+            # Let a tick that is sending finish: a message it sent is then recorded as sent (the
+            # next start would otherwise find a stale claim and not know the message went out).
+            ticked = self._ticking.acquire(timeout=SHUTDOWN_TICK_SECONDS)
             # Wait for the batch being stored, so that it is committed or rolled back whole.
             acquired = self._processing.acquire(timeout=3.0)
             self.outgoing.close()
             sender.join(timeout=SHUTDOWN_FLUSH_SECONDS)
             if acquired:
                 self._processing.release()
+            if ticked:
+                self._ticking.release()
             log.info(
                 "stopped: %d messages stored, %d duplicates ignored, %d commands",
                 self.stats.stored,
