@@ -88,3 +88,36 @@ def test_concurrent_read_modify_write_loses_no_increment(tmp_path: Path) -> None
         row = session.get(BotState, "counter")
         assert row is not None
         assert row.value == "100"
+
+
+def test_schema_head_is_the_newest_migration(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory
+
+    from zulip_goals_bot.db import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD
+    db = make_db(tmp_path)
+    assert db.stored_revision() == db.current_revision() == SCHEMA_HEAD
+
+
+def test_a_current_database_starts_without_alembic(tmp_path: Path) -> None:
+    """Start-up of a database at the newest migration imports no Alembic (memory, time); an
+    older one is migrated."""
+    import subprocess
+    import sys
+
+    from zulip_goals_bot.db import SCHEMA_HEAD
+
+    db = make_db(tmp_path)
+    url = db.engine.url.render_as_string(hide_password=False)
+    check = (
+        "import sys; from zulip_goals_bot.db import Database; "
+        f"Database({url!r}).upgrade(); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+    downgrade(db.engine, "0002")
+    assert db.stored_revision() == "0002"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.stdout.strip() == "True", done.stderr
+    assert db.stored_revision() == SCHEMA_HEAD
