@@ -121,3 +121,38 @@ def test_a_current_database_starts_without_alembic(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.stdout.strip() == "True", done.stderr
     assert db.stored_revision() == SCHEMA_HEAD
+
+
+def test_goal_names_follow_writes_by_anyone_and_ignore_rolled_back_ones(tmp_path: Path) -> None:
+    """The goals' names are kept in memory between commands, and re-read when the database says
+    the goals changed: also when another process wrote them, never from an undone write."""
+    from zulip_goals_bot.models import Goal
+    from zulip_goals_bot.queries import goal_names
+
+    def add(db: Database, slug: str) -> None:
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        with db.write() as s:
+            s.add(Goal(period="p", slug=slug, title=slug.title(), zulip_topic=slug,
+                       created_at=when, updated_at=when))  # fmt: skip
+
+    db = make_db(tmp_path)
+    add(db, "first")
+    with db.read() as s:
+        assert [g.slug for g in goal_names(s)] == ["first"]
+    other = Database(db.engine.url.render_as_string(hide_password=False))  # another process
+    add(other, "second")
+    with db.read() as s:
+        assert [g.slug for g in goal_names(s)] == ["first", "second"]
+    with pytest.raises(RuntimeError), db.write() as s:
+        s.add(Goal(period="p", slug="undone", title="Undone", zulip_topic="undone",
+                   created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                   updated_at=datetime(2026, 1, 1, tzinfo=UTC)))  # fmt: skip
+        assert "undone" in [g.slug for g in goal_names(s)]
+        raise RuntimeError("rolled back")
+    with db.read() as s:
+        assert [g.slug for g in goal_names(s)] == ["first", "second"]
+    with other.write() as s:
+        s.execute(text("UPDATE goals SET title = 'Renamed' WHERE slug = 'first'"))
+    with db.read() as s:
+        assert goal_names(s)[0].title == "Renamed"
+    other.dispose()

@@ -338,6 +338,22 @@ class BotState(Base):
     updated_at: Mapped[datetime]
 
 
+class ChangeStamp(Base):
+    """A value the database itself sets anew (a random number) on every write to a table, by
+    triggers (migration 0004): a process keeps that table's rows in memory and knows when anyone,
+    in any process, changed them. Random rather than counted, so that a rolled-back write's value
+    never comes back."""
+
+    __tablename__ = "change_stamps"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stamp: Mapped[int] = mapped_column(BigInteger)
+
+
+# The change stamp of the goals table (see ``queries.goal_names``).
+GOALS_STAMP = "goals"
+
+
 HIGH_WATER_KEY = "high_water_message_id"
 # When `run` first started on this database (ISO 8601): a new install owes no digest for the week
 # it started in.

@@ -12,13 +12,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.orm import Session
 
 from .errors import UnknownPeriod
 from .markdown import ZulipUser
 from .models import (
+    GOALS_STAMP,
+    ChangeStamp,
     Goal,
     GoalChampion,
     GoalOwner,
@@ -486,5 +489,24 @@ def goal_names(session: Session, *, include_inactive: bool = False) -> list[Goal
     # Core rows: the ORM's result machinery would double the cost of reading plain columns.
     # Core does not autoflush, so goals added in this session are flushed first.
     session.flush()
-    rows = session.connection().execute(query.order_by(Goal.id))
-    return [GoalName._make(row) for row in rows]
+    conn = session.connection()
+    stamp = conn.execute(
+        select(ChangeStamp.stamp).where(ChangeStamp.name == GOALS_STAMP)
+    ).scalar_one_or_none()
+    cache = _NAMES_CACHE.setdefault(conn.engine, {})
+    kept = cache.get(include_inactive)
+    if stamp is not None and kept is not None and kept[0] == stamp:
+        return list(kept[1])
+    names = tuple(GoalName._make(row) for row in conn.execute(query.order_by(Goal.id)))
+    if stamp is not None:
+        cache[include_inactive] = (stamp, names)
+    return list(names)
+
+
+# The goals' names as last read, per database and with or without inactive goals, with the change
+# stamp they were read at: every command naming a goal needs all of them, and reading 1,000 rows
+# was most of what `status` cost. The database sets a new stamp on every write to goals (in any
+# process: `goals import` beside the bot), so one small read says whether they are still current.
+_NAMES_CACHE: WeakKeyDictionary[Engine, dict[bool, tuple[int, tuple[GoalName, ...]]]] = (
+    WeakKeyDictionary()
+)
