@@ -14,7 +14,7 @@ from sqlalchemy import text
 from zulip_goals_bot.db import Database
 from zulip_goals_bot.fakezulip import FakeZulip, Realm
 from zulip_goals_bot.markdown import contains_unsafe_mention
-from zulip_goals_bot.models import Goal
+from zulip_goals_bot.models import Goal, HandledMessage
 
 from .support import BotProcess, add_goal, database_for, wait_until, write_conf
 
@@ -34,10 +34,15 @@ class Chat:
         """DM the bot and return its answer (all parts joined)."""
         user = self.users[who]
         before = len(self._answers(user))
-        self.server.send_direct_message(user, [self.users["bot"]], content)
-        assert wait_until(lambda: len(self._answers(user)) > before), self.bot.log()[-2000:]
-        wait_until(lambda: False, timeout=0.2)  # a split answer arrives in several messages
+        mid = self.server.send_direct_message(user, [self.users["bot"]], content)
+        # The bot records a command as answered once the last part of its answer is sent.
+        assert wait_until(lambda: self._outcome(mid) == "command answered"), self.bot.log()[-2000:]
         return "\n".join(self._answers(user)[before:])
+
+    def _outcome(self, message_id: int) -> str | None:
+        with self.db.read() as session:
+            row = session.get(HandledMessage, message_id)
+            return row.outcome if row is not None else None
 
     def _answers(self, user: Any) -> list[str]:
         bot_id = self.users["bot"].user_id

@@ -64,9 +64,10 @@ def statements_for(h: Harness, messages: list[IncomingMessage]) -> list[str]:
 
 
 # The statements of a batch: handled ids (2), people (1 and a flush), topics, ownership, owners
-# of the topics with news, pending DMs, goal names, due states of multi-goal owners' goals (4),
+# of the topics with news, pending DMs, goal names (their change stamp, and the names when it
+# moved), due states of multi-goal owners' goals (4),
 # recent updates, carried summaries, the inserts, and one update of outcomes per outcome kind.
-MAX_STATEMENTS = 21
+MAX_STATEMENTS = 22
 
 
 @pytest.mark.parametrize("size", [1, len(MIX), 5_000])
@@ -85,6 +86,7 @@ def test_a_batch_costs_a_fixed_number_of_statements(tmp_path: Path, size: int) -
 def test_the_backlog_costs_what_the_mix_costs(tmp_path: Path) -> None:
     h = make_harness(tmp_path)
     ids = itertools.count(20_000)
+    statements_for(h, batch(h, len(MIX), ids))  # the goal names are read once, then kept
     small = statements_for(h, batch(h, len(MIX), ids))
     large = statements_for(h, batch(h, 5_000, ids))
     assert len(large) == len(small), (small, large)

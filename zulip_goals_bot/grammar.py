@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from rapidfuzz.distance import OSA
-
 from .errors import CommandError
 from .markdown import safe
 from .matching import echo
@@ -393,6 +391,9 @@ def near_command(word: str) -> str | None:
         return name
     if len(key) < NEAR_MISS_MIN_CHARS:
         return None
+    # Imported on the first near miss: most messages never need rapidfuzz (3 MB of memory).
+    from rapidfuzz.distance import OSA
+
     limit = NEAR_MISS_EDITS_LONG if len(key) >= 8 else NEAR_MISS_EDITS
     best: tuple[int, str] | None = None
     for candidate in command_words():

@@ -15,8 +15,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz, process
-
 from .markdown import neutralize
 from .queries import GoalName
 
@@ -149,6 +147,8 @@ def _fuzzy_scores(query: str, names: Sequence[GoalName]) -> list[tuple[GoalName,
     Word by word (each typed word against the goal's closest word, averaged) keeps a typo in
     one word from being outweighed by another goal sharing the other words ("cargo scirpt").
     """
+    from rapidfuzz import fuzz, process  # only when a typed name needs it (3 MB)
+
     keys = [_keys(g) for g in names]
     words = [sorted({w for k in ks for w in k.split()}) for ks in keys]
     vocabulary = sorted({w for ws in words for w in ws})
