@@ -39,13 +39,14 @@ from .lease import Lease
 from .linking import map_people
 from .markdown import StreamRef
 from .models import (
+    ACK_OWED,
     FIRST_START_KEY,
     BotState,
     Delivery,
     DeliveryKind,
     HandledMessage,
 )
-from .outgoing import ACK_OWED, LockedSender, ReplyCollector, SendQueue
+from .outgoing import LockedSender, ReplyCollector, SendQueue
 from .people import sync_users
 from .replies import IncomingMessage, MalformedMessage
 from .store import BatchEffects, Router

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from .catchup import StoredMessage, reconcile
 from .clock import Clock
 from .db import Database
 from .errors import StorageError
-from .models import HIGH_WATER_KEY, BotState, HandledMessage, Update, UpdateSource
-from .outgoing import ACK_OWED
+from .models import HIGH_WATER_KEY, BotState, Update, UpdateSource
 from .replies import IncomingMessage, MalformedMessage
 from .store import BatchEffects, Router, apply_delete, apply_edit, store_messages
 from .zulip_io import ZulipIO
@@ -181,13 +180,6 @@ class Ingest:
             flush()
             if top:
                 self._set_high_water(session, top)
-            if total.acknowledge:
-                session.execute(
-                    update(HandledMessage)
-                    .where(HandledMessage.zulip_message_id.in_(total.acknowledge))
-                    .values(outcome=ACK_OWED)
-                    .execution_options(synchronize_session=False)
-                )
         return total
 
     def _follow(self, session: Any, event: Mapping[str, Any]) -> None:

@@ -354,6 +354,13 @@ class ChangeStamp(Base):
 GOALS_STAMP = "goals"
 
 
+# Outcomes (``handled_messages.outcome``) of a message whose acknowledgement is owed (set in its
+# batch's transaction) and done (set once the reaction is on Zulip); start-up reacts to the owed
+# ones, so a crash between the commit and the reaction loses no acknowledgement.
+ACK_OWED = "ack owed"
+ACK_DONE = "acknowledged"
+
+
 HIGH_WATER_KEY = "high_water_message_id"
 # When `run` first started on this database (ISO 8601): a new install owes no digest for the week
 # it started in.

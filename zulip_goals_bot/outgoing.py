@@ -15,16 +15,11 @@ from zulip_bots.lib import BotIdentity, BotStorage
 
 from .db import Database
 from .errors import GoalsBotError, Stopping
-from .models import HandledMessage
+from .models import ACK_DONE, ACK_OWED, HandledMessage
 from .zulip_io import ZulipIO
 
 log = logging.getLogger("zulip_goals_bot")
 
-# Outcomes of a message whose acknowledgement is owed (set in its batch's transaction) and done
-# (set once the reaction is on Zulip); start-up reacts to the owed ones, so a crash between the
-# commit and the reaction loses no acknowledgement (reacting twice is harmless).
-ACK_OWED = "ack owed"
-ACK_DONE = "acknowledged"
 # Acknowledgements are marked done in batches of at most this many, or when the queue runs dry.
 ACK_MARK_BATCH = 100
 

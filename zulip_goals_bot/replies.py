@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -138,16 +139,24 @@ def extract_help_wanted(content: str) -> str | None:
     return "\n".join(found) or None
 
 
+@functools.cache
+def _leading_mention(bot_name: str) -> re.Pattern[str]:
+    return re.compile(r"^\s*@_?\*\*" + re.escape(bot_name) + r"(\|\d+)?\*\*\s*", re.I)
+
+
+@functools.cache
+def _mention(bot_name: str, bot_id: int) -> re.Pattern[str]:
+    return re.compile(r"@_?\*\*" + re.escape(bot_name) + r"(\|" + str(bot_id) + r")?\*\*", re.I)
+
+
 def strip_bot_mention(text: str, bot_name: str) -> str:
-    pattern = r"^\s*@_?\*\*" + re.escape(bot_name) + r"(\|\d+)?\*\*\s*"
-    return re.sub(pattern, "", text, flags=re.I)
+    return _leading_mention(bot_name).sub("", text)
 
 
 def mentions_bot(msg: IncomingMessage, bot_name: str, bot_id: int) -> bool:
     if msg.mentioned:
         return True
-    pattern = r"@_?\*\*" + re.escape(bot_name) + r"(\|" + str(bot_id) + r")?\*\*"
-    return re.search(pattern, msg.content, flags=re.I) is not None
+    return _mention(bot_name, bot_id).search(msg.content) is not None
 
 
 class Route(enum.StrEnum):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .markdown import neutralize
 from .models import (
+    ACK_OWED,
     Goal,
     GoalOwner,
     GoalState,
@@ -56,29 +57,36 @@ class BatchEffects:
     duplicates: int = 0
 
 
-def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> set[int]:
-    """Insert handled-message rows; returns the ids that were new (the others were handled)."""
-    if not rows:
-        return set()
-    dialect = session.get_bind().dialect.name
+def handled_ids(session: Session, ids: Sequence[int]) -> set[int]:
+    """Which of these message ids were handled already (a re-delivered event, a backfill)."""
+    return set(
+        session.execute(
+            select(HandledMessage.zulip_message_id).where(HandledMessage.zulip_message_id.in_(ids))
+        ).scalars()
+    )
+
+
+def _record_handled(session: Session, outcomes: Mapping[int, str], now: datetime) -> None:
+    """One row per handled message, with what became of it, in one executemany. Writers take
+    turns (the database's write lock), so the ids found new by ``handled_ids`` still are; the
+    insert ignores a conflict all the same."""
+    if not outcomes:
+        return
     stmt: Any
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         # Imported here: the PostgreSQL dialect costs a bot on SQLite 3 MB of memory.
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         stmt = pg_insert(HandledMessage).on_conflict_do_nothing()
     else:
         stmt = sqlite_insert(HandledMessage).on_conflict_do_nothing()
-    ids = [r["zulip_message_id"] for r in rows]
-    before = set(
-        session.execute(
-            select(HandledMessage.zulip_message_id).where(HandledMessage.zulip_message_id.in_(ids))
-        ).scalars()
+    session.execute(
+        stmt,
+        [
+            {"zulip_message_id": mid, "outcome": outcome, "handled_at": now}
+            for mid, outcome in outcomes.items()
+        ],
     )
-    fresh = [r for r in rows if r["zulip_message_id"] not in before]
-    if fresh:
-        session.execute(stmt, fresh)
-    return {r["zulip_message_id"] for r in fresh}
 
 
 def load_topic_goals(session: Session) -> dict[str, int]:
@@ -298,15 +306,13 @@ def store_messages(
     effects = BatchEffects()
     if not messages:
         return effects
-    handled_rows = [
-        {"zulip_message_id": m.id, "outcome": "pending", "handled_at": now} for m in messages
-    ]
-    fresh_ids = _insert_ignore(session, handled_rows)
-    effects.duplicates = len(messages) - len(fresh_ids)
-    todo = [m for m in messages if m.id in fresh_ids and m.sender_id != router.bot_user_id]
-    outcomes: dict[int, str] = {m.id: "own" for m in messages if m.sender_id == router.bot_user_id}
+    seen = handled_ids(session, [m.id for m in messages])
+    unique = list({m.id: m for m in messages if m.id not in seen}.values())
+    effects.duplicates = len(messages) - len(unique)
+    todo = [m for m in unique if m.sender_id != router.bot_user_id]
+    outcomes: dict[int, str] = {m.id: "own" for m in unique if m.sender_id == router.bot_user_id}
     if not todo:
-        _record_outcomes(session, outcomes)
+        _record_handled(session, outcomes, now)
         return effects
     facts = load_batch_facts(session, router, todo, now)
     names = {g.id: g.name for g in facts.names}
@@ -391,7 +397,19 @@ def store_messages(
             )
     carry_summaries(session, new_updates, router.update_window)
     _insert_updates(session, fresh)
-    _record_outcomes(session, outcomes)
+    # The messages acknowledged now owe a reaction until the sender thread made it.
+    answered = [mid for mid in effects.acknowledge if mid not in outcomes]
+    outcomes.update(
+        dict.fromkeys((mid for mid in effects.acknowledge if mid in outcomes), ACK_OWED)
+    )
+    _record_handled(session, outcomes, now)
+    if answered:  # kept DMs of earlier batches, filed now that their goal is known
+        session.execute(
+            update(HandledMessage)
+            .where(HandledMessage.zulip_message_id.in_(answered))
+            .values(outcome=ACK_OWED)
+            .execution_options(synchronize_session=False)
+        )
     return effects
 
 
@@ -455,18 +473,6 @@ def carry_summaries(session: Session, rows: Sequence[NewUpdate], window: timedel
             row.tldr = row.tldr or before.tldr
             row.help_wanted = row.help_wanted or before.help_wanted
         previous[key] = row
-
-
-def _record_outcomes(session: Session, outcomes: Mapping[int, str]) -> None:
-    by_outcome: dict[str, list[int]] = defaultdict(list)
-    for mid, outcome in outcomes.items():
-        by_outcome[outcome].append(mid)
-    for outcome, ids in by_outcome.items():
-        session.execute(
-            update(HandledMessage)
-            .where(HandledMessage.zulip_message_id.in_(ids))
-            .values(outcome=outcome)
-        )
 
 
 def apply_edit(
