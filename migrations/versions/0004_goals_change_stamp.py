@@ -3,6 +3,8 @@
 The bot keeps the goals' names in memory for `status` and the other commands that name a goal,
 and must know when they changed, also when `goals import` runs in another process. Triggers set
 ``change_stamps.stamp`` of ``goals`` to a new random number on every insert, update and delete.
+A later migration that rebuilds ``goals`` on SQLite (Alembic's batch mode copies the table) drops
+these triggers and must create them again.
 
 Revision ID: 0004
 Revises: 0003
