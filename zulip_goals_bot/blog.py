@@ -22,7 +22,7 @@ from .config import Config
 from .errors import GoalsBotError
 from .grouping import goal_groups
 from .handles import render_handles
-from .markdown import neutralize, plural
+from .markdown import neutralize, outside_code, plural
 from .models import GoalState
 from .queries import (
     GoalView,
@@ -39,10 +39,6 @@ DATE_EXAMPLE = "2025-03-01"
 # An HTML tag or comment opener: in stored text it could close our <details> block or hide the
 # rest of the post, so its "<" is escaped.  Autolinks (<https://…>) do not match.
 _HTML_OPENER = re.compile(r"<(?=/?[A-Za-z][A-Za-z0-9-]*(?:[\s/>]|$)|!)")
-# A fence line (``` or ~~~) opens or closes a code block, where nothing is escaped.
-_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-# Inline code spans, left as they are (Markdown never reads HTML inside them).
-_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
 
 
 class ExportError(GoalsBotError):
@@ -64,28 +60,7 @@ def parse_date(text: str, option: str) -> date:
 
 def escape_html(text: str) -> str:
     """Escape tag-like ``<`` outside code so stored text cannot break the post's HTML blocks."""
-    out: list[str] = []
-    fence: str | None = None
-    for line in text.split("\n"):
-        m = _FENCE.match(line)
-        if fence is not None:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                fence = None
-            out.append(line)
-            continue
-        if m:
-            fence = m.group(1)
-            out.append(line)
-            continue
-        pieces: list[str] = []
-        pos = 0
-        for span in _CODE_SPAN.finditer(line):
-            pieces.append(_HTML_OPENER.sub("&lt;", line[pos : span.start()]))
-            pieces.append(span.group(0))
-            pos = span.end()
-        pieces.append(_HTML_OPENER.sub("&lt;", line[pos:]))
-        out.append("".join(pieces))
-    return "\n".join(out)
+    return outside_code(text, _HTML_OPENER, lambda _m: "&lt;")
 
 
 def _safe(text: str) -> str:

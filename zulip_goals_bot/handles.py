@@ -9,9 +9,9 @@ one place that does this, for the digest, ``status`` and the blog export.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-from .markdown import ZulipUser
+from .markdown import ZulipUser, outside_code
 
 # GitHub's rules for a login: letters, digits, single inner hyphens, at most 39 characters; not
 # part of an e-mail address, a URL path or an ``@org/team`` mention.
@@ -20,8 +20,6 @@ HANDLE_RE = re.compile(
 )
 GITHUB = "https://github.com/"
 # A fence line (``` or ~~~) opens or closes a code block; code spans are `...` on one line.
-_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
 
 
 def handles_in(text: str) -> tuple[str, ...]:
@@ -38,34 +36,6 @@ def handles_in(text: str) -> tuple[str, ...]:
 def handles_of(texts: Iterable[str | None]) -> set[str]:
     """Every handle (lower case) in some texts, for looking their people up in one query."""
     return {h.lower() for t in texts if t for h in handles_in(t)}
-
-
-def _outside_code(
-    text: str, change: re.Pattern[str], replace: Callable[[re.Match[str]], str]
-) -> str:
-    """Apply ``change.sub(replace, ...)`` to the text outside code blocks and code spans."""
-    out: list[str] = []
-    fence: str | None = None
-    for line in text.split("\n"):
-        m = _FENCE.match(line)
-        if fence is not None:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                fence = None
-            out.append(line)
-            continue
-        if m:
-            fence = m.group(1)
-            out.append(line)
-            continue
-        pieces: list[str] = []
-        pos = 0
-        for span in _CODE_SPAN.finditer(line):
-            pieces.append(change.sub(replace, line[pos : span.start()]))
-            pieces.append(span.group(0))
-            pos = span.end()
-        pieces.append(change.sub(replace, line[pos:]))
-        out.append("".join(pieces))
-    return "\n".join(out)
 
 
 def render_handles(
@@ -90,4 +60,4 @@ def render_handles(
             return m.group(0)  # already the text of a link
         return f"[@{m.group(1)}]({GITHUB}{m.group(1)})"
 
-    return _outside_code(text, HANDLE_RE, github if web else zulip)
+    return outside_code(text, HANDLE_RE, github if web else zulip)

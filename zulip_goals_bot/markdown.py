@@ -8,7 +8,7 @@ never ping anyone, and every answer goes through ``split_blocks``/``shorten`` so
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -225,3 +225,36 @@ def limit_items(items: list[str], limit: int, sep: str = "\n") -> str:
         out.append(item)
         used += extra
     return sep.join(out)
+
+
+# A fenced code block's opening line, and an inline code span: text inside them is shown as typed.
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
+
+
+def outside_code(
+    text: str, change: re.Pattern[str], replace: Callable[[re.Match[str]], str]
+) -> str:
+    """Apply ``change.sub(replace, ...)`` to the text outside code blocks and code spans."""
+    out: list[str] = []
+    fence: str | None = None
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if fence is not None:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = None
+            out.append(line)
+            continue
+        if m:
+            fence = m.group(1)
+            out.append(line)
+            continue
+        pieces: list[str] = []
+        pos = 0
+        for span in _CODE_SPAN.finditer(line):
+            pieces.append(change.sub(replace, line[pos : span.start()]))
+            pieces.append(span.group(0))
+            pos = span.end()
+        pieces.append(change.sub(replace, line[pos:]))
+        out.append("".join(pieces))
+    return "\n".join(out)
