@@ -651,8 +651,7 @@ class FakeZulip:
         A test waits for one before it makes the event happen, rather than sleeping and hoping
         the poll got there first.
         """
-        with self._state.cond:
-            return sum(q.waiting for q in self._state.queues.values())
+        return sum(q.polling for q in self.queue_status())
 
     def queues_of(self, user: User | int) -> list[str]:
         """Ids of ``user``'s live event queues, oldest first."""

@@ -113,11 +113,11 @@ class SiteRebuilder:
 
     def _moment(self) -> tuple[str, str]:
         """The week and day the site's states are for; a new one needs a new build."""
-        from ..schedule import period_at
+        from .health import this_week
 
         program = self.ctx.program
         now = self.ctx.clock.now()
-        return period_at(now, 1, program.slot).key, program.today(now).isoformat()
+        return this_week(now, program).key, program.today(now).isoformat()
 
     def _due(self, now: float) -> bool:
         if self._first is None or now < self._not_before:
