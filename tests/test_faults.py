@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import subprocess
 import threading
@@ -480,6 +481,32 @@ def test_5xx_and_dropped_connections_on_long_polls(rig: Rig) -> None:
     assert rig.server.count_requests("GET", "events", status=0) == 2
     assert rig.server.count_requests("GET", "events", status=502) == 1
     rig.verify()
+
+
+def test_an_events_response_cut_mid_way_is_resumed_where_it_broke_off(rig: Rig) -> None:
+    """A backlog's response breaks off half-way: what arrived is stored and acknowledged, the rest
+    is asked for from the last event taken in, and nothing is stored twice or lost."""
+    rig.start()
+    rule = rig.server.faults.cut_next(1, keep=0.5, path_prefix="events", method="GET")
+    # The long poll waiting now passed the fault already: one message lets the next one meet it.
+    first = rig.post("ben", "polonius", "TL;DR: before the backlog")
+    rig.bot.wait_stored_through(first)
+    assert wait_until(lambda: any(q.polling for q in rig.server.queue_status(rig.bot_user)))
+    # Large enough (about 300 kB) that the half before the cut holds whole events.
+    padding = "The solver now handles the loop case; details follow. " * 20
+    with rig.server.hold():
+        backlog = [rig.post("ben", "polonius", f"TL;DR: step {i}\n\n{padding}") for i in range(250)]
+        backlog += rig.traffic(10, "cut-")
+    rig.settle()
+    assert rig.server.faults.fired(rule) == 1, rig.server.faults.history()
+    broke = re.search(r"the response broke off after (\d+) events", rig.bot.log())
+    assert broke is not None and int(broke.group(1)) > 0, rig.tail()
+    assert "asking for the rest" in rig.bot.log(), rig.tail()
+    assert set(backlog) <= set(rig.stored())
+    rig.verify()
+    # Resumed from the last event taken in: none of the events before the cut came again.
+    assert rig.bot.terminate() == 0
+    assert "0 duplicates ignored" in rig.bot.log(), rig.tail()
 
 
 def test_5xx_and_dropped_connections_on_sends(rig: Rig) -> None:

@@ -7,12 +7,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 
 from zulip_goals_bot.catchup import StoredMessage, reconcile
 from zulip_goals_bot.ingest import STORE_SLICE
-from zulip_goals_bot.models import HandledMessage, Update, UpdateKind
+from zulip_goals_bot.models import Goal, HandledMessage, Person, Update, UpdateKind
+from zulip_goals_bot.store import FEW_PEOPLE
 
+from .support import add_goal
 from .test_fuzz import BEN, CHLOE, NOW, Member, make_harness, message_event
 
 
@@ -123,3 +126,61 @@ def test_catching_up_holds_back_mass_deletions_and_ignores_what_it_did_not_cover
     # Messages after the last one Zulip returned were not looked at: not missing.
     found = reconcile(stored, {1: _seen(1), 2: _seen(2)}, covered_through=2, max_deleted_share=0.5)
     assert found.events == [] and found.withheld == []
+
+
+@pytest.mark.parametrize("owners", [2, FEW_PEOPLE + 4])
+def test_unnamed_dms_from_many_owners_at_once_go_to_each_owners_goal(
+    tmp_path: Path, owners: int
+) -> None:
+    """A batch from a few senders asks for their goals by id, one from many reads every owner:
+    both file each owner's unnamed DM with that owner's only active goal, never an ended one."""
+    h = make_harness(tmp_path)
+    members = [Member(100 + i, f"Owner {i}", f"owner{i}@example.com") for i in range(owners)]
+    goal_of: dict[int, int] = {}
+    for i, m in enumerate(members):
+        goal = add_goal(h.db, f"goal-{i}", f"Goal {i}", [(m.user_id, m.email, m.full_name)])
+        goal_of[m.user_id] = goal.id
+        ended = add_goal(h.db, f"old-{i}", f"Old goal {i}", [(m.user_id, m.email, m.full_name)])
+        with h.db.write() as s:
+            s.execute(update(Goal).where(Goal.id == ended.id).values(active=False))
+    events = [
+        message_event(h, {"sender": m, "where": "dm", "goal": "", "topic": "",
+                          "content": f"TL;DR: step {i} done"}, 9_000 + i)
+        for i, m in enumerate(members)
+    ]  # fmt: skip
+    h.bot.process_events(events)
+    with h.db.read() as s:
+        filed = dict(
+            s.execute(
+                select(Person.zulip_user_id, Update.goal_id)
+                .join(Person, Person.id == Update.author_id)
+                .where(Update.zulip_message_id >= 9_000, Update.kind == UpdateKind.UPDATE)
+            ).all()
+        )
+    assert filed == goal_of
+
+
+def test_a_batch_knows_new_senders_and_follows_renamed_ones(tmp_path: Path) -> None:
+    h = make_harness(tmp_path)
+    renamed = Member(BEN.user_id, "Ben Renamed", BEN.email)
+    newcomer = Member(555, "New Person", "new@example.com")
+    h.bot.process_events(
+        [
+            message_event(h, {"sender": renamed, "where": "goal topic", "goal": "polonius",
+                              "topic": "", "content": "TL;DR: renamed"}, 9_100),
+            message_event(h, {"sender": newcomer, "where": "goal topic", "goal": "polonius",
+                              "topic": "", "content": "nice work"}, 9_101),
+        ]
+    )  # fmt: skip
+    with h.db.read() as s:
+        names = dict(s.execute(select(Person.zulip_user_id, Person.full_name)).all())
+        authors = dict(
+            s.execute(
+                select(Update.zulip_message_id, Person.zulip_user_id)
+                .join(Person, Person.id == Update.author_id)
+                .where(Update.zulip_message_id >= 9_100)
+            ).all()
+        )
+    assert names[BEN.user_id] == "Ben Renamed"
+    assert names[555] == "New Person"
+    assert authors == {9_100: BEN.user_id, 9_101: 555}

@@ -34,6 +34,7 @@ from .config import Config
 from .context import Context
 from .db import Database
 from .errors import GoalsBotError, Stopping, ZulipError
+from .eventstream import EventsInterrupted
 from .ingest import Ingest, Stats
 from .lease import Lease
 from .linking import map_people
@@ -80,6 +81,9 @@ SHUTDOWN_FLUSH_SECONDS = 2.0
 SHUTDOWN_TICK_SECONDS = 3.0
 # How long the event loop waits before registering again after an error.
 EVENT_LOOP_RETRY_SECONDS = 5.0
+# How long it waits before asking again for the rest of an events response that broke off (the
+# queue still holds them; a pause keeps a flapping connection from spinning).
+INTERRUPTED_RETRY_SECONDS = 0.5
 
 
 class GoalsBot:
@@ -304,17 +308,20 @@ class GoalsBot:
                 # Caught up with what was said meanwhile: now send what fell due meanwhile.
                 self._wake_in(0.0)
                 while not self.stop.is_set():
-                    events = self.listener.get_events(queue_id, last_event_id)
-                    if not events:
-                        continue
-                    last_event_id = max(int(e["id"]) for e in events)
-                    self.stats.events += len(events)
-                    wanted = [e for e in events if e.get("type") != "heartbeat"]
-                    if wanted:
+                    stream = self.listener.get_events(queue_id, last_event_id)
+                    try:
                         with self._processing:
                             if self.stop.is_set():
                                 return
-                            self.process_events(wanted)
+                            self.ingest.process_events(stream)
+                    except EventsInterrupted as exc:
+                        log.warning("%s; asking for the rest", exc)
+                        self.stop.wait(INTERRUPTED_RETRY_SECONDS)
+                    finally:
+                        stream.close()
+                        self.stats.events += stream.count
+                        if stream.last_event_id is not None:
+                            last_event_id = stream.last_event_id
             except Stopping:
                 return
             except QueueLost:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +31,8 @@ log = logging.getLogger("zulip_goals_bot")
 # at once (the bot's peak memory went from 140 to 210 MB); slices of 1,000 halve the storage rate
 # (each transaction re-reads owners, people and topics), 5,000 keep it.
 STORE_SLICE = 5_000
+# Events that change stored updates; messages become ``IncomingMessage``s.
+FOLLOWED_EVENTS = ("update_message", "delete_message")
 # How far back start-up looks for edits, moves and deletes it missed: long enough to cover the
 # current prompt period of a two-week cadence and a long weekend of downtime.
 CATCH_UP_DAYS = timedelta(days=21)
@@ -38,6 +40,10 @@ CATCH_UP_DAYS = timedelta(days=21)
 CATCH_UP_MAX_DELETED_SHARE = 0.5
 # A batch that cannot be stored (database busy, disk full) is retried after this pause.
 STORE_RETRY_SECONDS = 1.0
+
+
+# One entry of a slice: a message reduced to what the bot uses, or an edit or delete event.
+Item = IncomingMessage | Mapping[str, Any]
 
 
 @dataclass
@@ -94,45 +100,77 @@ class Ingest:
             row.value = str(message_id)
             row.updated_at = now
 
-    def process_events(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Store a batch, a transaction per slice, retrying each while the database is busy.
+    def process_events(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Store a batch of events, a transaction per ``STORE_SLICE`` messages, retrying each
+        while the database is busy.
 
+        ``events`` may be a stream (``EventStream``): each message is reduced to an
+        ``IncomingMessage`` as it arrives, so a slice holds what the bot uses, not the events.
         Acknowledgements and answers wait for the last slice: sent in between, they would
-        compete with storing the rest of a backlog.
+        compete with storing the rest of a backlog.  If the events break off (a response cut
+        short), the messages taken in are stored and acknowledged, then the error goes on.
         """
         done = BatchEffects()
-        for start in range(0, len(events), STORE_SLICE):
-            effects = self._store_slice(events[start : start + STORE_SLICE])
+        count = top = 0
+        items: list[Item] = []
+        broken: Exception | None = None
+
+        def store() -> bool:
+            nonlocal count, top
+            effects = self._store_slice(items)
             if effects is None:  # stopping: what is stored is owed and found again on start-up
-                break
+                return False
+            count += len(items)
+            top = max(top, max(_item_id(i) for i in items))
             done.acknowledge += effects.acknowledge
             done.direct_replies += effects.direct_replies
             done.commands += effects.commands
             done.stored += effects.stored
-        self.after_commit(done)
-        self._batches += 1
-        top = max((_message_id(e) for e in events), default=0)
-        log.debug(
-            "batch %d stored: %d events up to message %d, %d updates, %d commands",
-            self._batches,
-            len(events),
-            top,
-            done.stored,
-            len(done.commands),
-        )
+            items.clear()
+            return True
 
-    def _store_slice(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects | None:
+        stream = iter(events)
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration:
+                break
+            except Exception as exc:  # the events broke off: store those taken in, then raise
+                broken = exc
+                break
+            item = _item(event)
+            if item is not None:
+                items.append(item)
+            if len(items) >= STORE_SLICE and not store():
+                break
+        if items and not self.stop.is_set():
+            store()
+        if count:
+            self.after_commit(done)
+            self._batches += 1
+            log.debug(
+                "batch %d stored: %d events up to message %d, %d updates, %d commands",
+                self._batches,
+                count,
+                top,
+                done.stored,
+                len(done.commands),
+            )
+        if broken is not None:
+            raise broken
+
+    def _store_slice(self, items: Sequence[Item]) -> BatchEffects | None:
         while not self.stop.is_set():
             try:
-                effects = self._store(events)
+                effects = self._store(items)
             except StorageError as exc:
-                log.error("could not store %d events: %s; retrying", len(events), exc)
+                log.error("could not store %d events: %s; retrying", len(items), exc)
                 self.stats.errors += 1
                 self.stop.wait(STORE_RETRY_SECONDS)
                 continue
             log.debug(
                 "stored %d events: %d updates, %d duplicates, %d commands",
-                len(events),
+                len(items),
                 effects.stored,
                 effects.duplicates,
                 len(effects.commands),
@@ -140,11 +178,11 @@ class Ingest:
             self.stats.batches += 1
             self.stats.stored += effects.stored
             self.stats.duplicates += effects.duplicates
-            self.on_stored(events, effects.stored)
+            self.on_stored([i for i in items if not isinstance(i, IncomingMessage)], effects.stored)
             return effects
         return None
 
-    def _store(self, events: Sequence[Mapping[str, Any]]) -> BatchEffects:
+    def _store(self, items: Sequence[Item]) -> BatchEffects:
         total = BatchEffects()
         now = self.clock.now()
         with self.db.write() as session:
@@ -161,22 +199,17 @@ class Ingest:
                     total.duplicates += e.duplicates
                     chunk.clear()
 
-            for event in events:
-                kind = event.get("type")
+            for item in items:
+                if isinstance(item, IncomingMessage):
+                    top = max(top, item.id)
+                    chunk.append(item)
+                    continue
+                flush()
                 try:
-                    if kind == "message":
-                        msg = IncomingMessage.from_api(
-                            event.get("message") or {}, event.get("flags") or ()
-                        )
-                        top = max(top, msg.id)
-                        chunk.append(msg)
-                    elif kind in ("update_message", "delete_message"):
-                        flush()
-                        self._follow(session, event)
-                    else:
-                        log.warning("skipping event %s of unknown type %r", event.get("id"), kind)
+                    self._follow(session, item)
                 except MalformedMessage as exc:
-                    log.warning("skipping a malformed %s event %s: %s", kind, event.get("id"), exc)
+                    kind, event_id = item.get("type"), item.get("id")
+                    log.warning("skipping a malformed %s event %s: %s", kind, event_id, exc)
             flush()
             if top:
                 self._set_high_water(session, top)
@@ -274,3 +307,23 @@ def _message_id(event: Mapping[str, Any]) -> int:
     if found is None and isinstance(message, Mapping):
         found = message.get("id")
     return found if isinstance(found, int) and not isinstance(found, bool) else 0
+
+
+def _item(event: Mapping[str, Any]) -> Item | None:
+    """What a slice keeps of an event: a message as ``IncomingMessage``, an edit or delete as is;
+    ``None`` (with a warning) for anything else."""
+    kind = event.get("type")
+    if kind in FOLLOWED_EVENTS:
+        return event
+    if kind != "message":
+        log.warning("skipping event %s of unknown type %r", event.get("id"), kind)
+        return None
+    try:
+        return IncomingMessage.from_api(event.get("message") or {}, event.get("flags") or ())
+    except MalformedMessage as exc:
+        log.warning("skipping a malformed message event %s: %s", event.get("id"), exc)
+        return None
+
+
+def _item_id(item: Item) -> int:
+    return item.id if isinstance(item, IncomingMessage) else _message_id(item)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .models import Goal, GoalOwner, GoalState, Person
@@ -60,6 +60,40 @@ def ensure_people(
         elif info.full_name and person.full_name != info.full_name:
             person.full_name = info.full_name
     session.flush()
+    return found
+
+
+def person_ids(session: Session, senders: Iterable[SenderInfo], now: datetime) -> dict[int, int]:
+    """Person ids of these Zulip users (created on first sight, renamed when their name
+    changed), by Zulip user id: what storing a backlog needs, read as plain rows.
+
+    The same as ``ensure_people`` but without loading a Person object per sender, which was a
+    tenth of the time spent storing a backlog from 1,500 owners.
+    """
+    wanted = {s.user_id: s for s in senders}
+    if not wanted:
+        return {}
+    table = Person.metadata.tables[Person.__tablename__]
+    found: dict[int, int] = {}
+    renamed: list[dict[str, Any]] = []
+    for uid, pid, name in session.execute(
+        select(table.c.zulip_user_id, table.c.id, table.c.full_name).where(
+            table.c.zulip_user_id.in_(list(wanted))
+        )
+    ):
+        found[uid] = pid
+        new_name = wanted[uid].full_name
+        if new_name and new_name != name:
+            renamed.append({"pid": pid, "name": new_name})
+    if renamed:
+        session.execute(
+            update(table).where(table.c.id == bindparam("pid")).values(full_name=bindparam("name")),
+            renamed,
+        )
+    missing = [info for uid, info in wanted.items() if uid not in found]
+    if missing:
+        for uid, person in ensure_people(session, missing, now).items():
+            found[uid] = person.id
     return found
 
 

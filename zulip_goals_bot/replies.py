@@ -116,6 +116,9 @@ def goal_topic_name(topic: str) -> str:
 
 def extract_tldr(content: str) -> str | None:
     """The paragraph that starts with ``TL;DR:`` (bold or not), without the prefix."""
+    lowered = content.lower()
+    if "tldr" not in lowered and "tl;dr" not in lowered:  # most follow-ups have none
+        return None
     for paragraph in re.split(r"\n\s*\n", content):
         m = _TLDR.match(paragraph)
         if m and paragraph[m.end() :].strip():
@@ -125,6 +128,8 @@ def extract_tldr(content: str) -> str | None:
 
 def extract_help_wanted(content: str) -> str | None:
     """Lines that start with ``Help wanted:`` (also bold, also as a list item), joined."""
+    if "help" not in content.lower():  # most updates ask for none
+        return None
     found = []
     in_fence = False
     for line in content.splitlines():

@@ -16,17 +16,19 @@ import os
 import random
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 import zulip
 
 from .errors import ConfigError, Stopping, ZulipError
+from .eventstream import EventStream
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,19 @@ BACKOFF_START_S = 0.25
 BACKOFF_CAP_S = 30.0
 # How many messages one GET /messages page asks for during backfill (the server caps at 5000).
 BACKFILL_PAGE = 1000
+# How long a long poll of GET /events may stay silent (the zulip client's figure: the server
+# sends a heartbeat about every minute, so a longer silence is a dead connection).
+LONG_POLL_TIMEOUT_S = 90.0
+# What a successful call's JSON says, for answers that are not read as a whole.
+SUCCESS: dict[str, Any] = {"result": "success"}
 # Zulip's message size limit.
 MAX_MESSAGE_LENGTH = 10_000
 # How many ids of messages this process sent are remembered, so that the "was it delivered
 # before the error?" lookup never takes an earlier message with the same text for the one in doubt.
 KNOWN_SENT_IDS = 1_000
+
+
+_T = TypeVar("_T")
 
 
 class QueueLost(Exception):
@@ -210,19 +220,35 @@ class ZulipIO:
         attempts: int = MAX_ATTEMPTS,
     ) -> dict[str, Any]:
         """One API call, waiting out 429s and retrying 5xx/connection errors; raises ZulipError."""
+
+        def send() -> tuple[dict[str, Any], dict[str, Any]]:
+            result: dict[str, Any] = self.client.call_endpoint(
+                url=url,
+                method=method,
+                request=dict(request or {}),
+                longpolling=longpolling,
+                timeout=timeout,
+            )
+            return result, result
+
+        return self._retrying(method, url, send, attempts)
+
+    def _retrying(
+        self,
+        method: str,
+        url: str,
+        send: Callable[[], tuple[dict[str, Any], _T]],
+        attempts: int,
+    ) -> _T:
+        """Run ``send`` until the server says success; ``send`` returns the JSON result (judged
+        here) and what the caller gets on success."""
         backoff = BACKOFF_START_S
         last = "no attempt made"
         for _attempt in range(attempts):
             self._wait_for_budget(self._bucket(url))
             self._last.status = None
             try:
-                result: dict[str, Any] = self.client.call_endpoint(
-                    url=url,
-                    method=method,
-                    request=dict(request or {}),
-                    longpolling=longpolling,
-                    timeout=timeout,
-                )
+                result, answer = send()
             except zulip.UnrecoverableNetworkError as exc:
                 raise ZulipError(
                     f"cannot reach the Zulip server at {self.site}: {exc}", retryable=True
@@ -235,7 +261,7 @@ class ZulipIO:
                 continue
             if result.get("result") == "success":
                 log.debug("%s %s: success", method, url)
-                return result
+                return answer
             code = result.get("code")
             log.debug("%s %s: %s %s", method, url, code, getattr(self._last, "status", None))
             if code == "RATE_LIMIT_HIT":
@@ -318,18 +344,45 @@ class ZulipIO:
         )
         return str(result["queue_id"]), int(result["last_event_id"])
 
-    def get_events(self, queue_id: str, last_event_id: int) -> list[dict[str, Any]]:
+    def get_events(self, queue_id: str, last_event_id: int) -> EventStream:
+        """The events after ``last_event_id``, long-polling until there are some.
+
+        Read through the zulip client's own session (its credentials, TLS settings and user
+        agent) but streamed, which ``call_endpoint`` cannot do: see ``eventstream``.  Errors
+        are judged as in ``call``; a long poll that times out is an empty stream.
+        """
+
+        def send() -> tuple[dict[str, Any], EventStream]:
+            self.client.ensure_session()
+            assert self.client.session is not None
+            try:
+                response = self.client.session.get(
+                    urllib.parse.urljoin(self.client.base_url, "v1/events"),
+                    params={"queue_id": queue_id, "last_event_id": str(last_event_id)},
+                    timeout=LONG_POLL_TIMEOUT_S,
+                    stream=True,
+                )
+            except requests.Timeout:
+                return SUCCESS, EventStream.empty()  # nothing happened for a while: ask again
+            if response.status_code == 200:
+                return SUCCESS, EventStream(response)
+            try:
+                result = response.json()
+            except ValueError:
+                result = {"result": "http-error", "msg": "Unexpected error from the server"}
+            finally:
+                response.close()
+            if not isinstance(result, dict):
+                result = {"result": "http-error", "msg": f"unexpected answer {result!r:.80}"}
+            result.setdefault("status_code", response.status_code)
+            return result, EventStream.empty()
+
         try:
-            result = self.call(
-                "events",
-                request={"queue_id": queue_id, "last_event_id": last_event_id},
-                longpolling=True,
-            )
+            return self._retrying("GET", "events", send, MAX_ATTEMPTS)
         except ZulipError as exc:
             if exc.code == "BAD_EVENT_QUEUE_ID":
                 raise QueueLost(queue_id) from exc
             raise
-        return list(result.get("events", []))
 
     def deregister(self, queue_id: str) -> None:
         with contextlib.suppress(ZulipError):  # the queue expires on its own anyway

@@ -32,6 +32,7 @@ The public surface, which is all that code outside this package uses:
 - Controlling delivery: ``hold`` (a block whose events reach clients as one batch),
   ``inject_event``, ``expire_queue``, ``expire_all_queues``, ``reserve_message_ids``.
 - Breaking it: ``server.faults`` (``Faults``: ``fail_next``, ``drop_next``, ``delay_next``,
+  ``cut_next``,
   ``every_nth_429``, ``clear``, and ``fired``, which counts the faults that hit a request)
   and the ``rate_limit_per_minute`` of the constructor.
 - ``markdown`` has Zulip's Markdown rules as the emulator applies them (``find_mentions``,

@@ -72,6 +72,8 @@ class _Response:
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
     user: User | None = None
+    # Fault injection: send only this many bytes of the body, then close the connection.
+    cut_at: int | None = None
 
 
 # ====================================================================== faults
@@ -86,6 +88,7 @@ class _Rule:
     path_prefix: str | None = None
     method: str | None = None
     after_processing: bool = False
+    keep: float = 0.5  # "cut": the share of the body sent before the connection closes
     number: int = 0  # what ``Faults.fired`` calls the rule
 
     def matches(self, method: str, path: str) -> bool:
@@ -94,9 +97,11 @@ class _Rule:
         return self.path_prefix is None or path.startswith(self.path_prefix)
 
     def describe(self) -> str:
-        what = {"fail": f"answer {self.status}", "drop": "drop the connection"}.get(
-            self.kind, f"delay {self.seconds:g} s"
-        )
+        what = {
+            "fail": f"answer {self.status}",
+            "drop": "drop the connection",
+            "cut": f"cut the response after {self.keep:.0%} of its body",
+        }.get(self.kind, f"delay {self.seconds:g} s")
         if self.after_processing:
             what += " after processing"
         where = f"{self.method or 'any'} {self.path_prefix or '(any path)'}"
@@ -132,7 +137,7 @@ class Faults:
     injected happened (a rule that matched nothing proves nothing).
     """
 
-    KINDS = ("fail", "drop", "delay", "429")
+    KINDS = ("fail", "drop", "delay", "cut", "429")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -170,6 +175,17 @@ class Faults:
                 "drop", n, path_prefix=path_prefix, method=method, after_processing=after_processing
             )
         )
+
+    def cut_next(
+        self, n: int, keep: float = 0.5, path_prefix: str | None = None, method: str | None = None
+    ) -> int:
+        """Process the next ``n`` matching requests, but send only the first ``keep`` share of
+        each response body (with the full ``Content-Length``) before closing the connection:
+        what a client sees when a large response breaks off mid-way.
+
+        Returns the rule's number, for :meth:`fired`.
+        """
+        return self._add(_Rule("cut", n, keep=keep, path_prefix=path_prefix, method=method))
 
     def delay_next(
         self, n: int, seconds: float, path_prefix: str | None = None, method: str | None = None
@@ -466,9 +482,13 @@ class _Handler(BaseHTTPRequestHandler):
         head.append("Date: " + self.server.fake.http_date())
         head.extend(f"{k}: {v}" for k, v in response.headers)
         head.append(f"Content-Length: {len(response.body)}")
+        body = response.body
+        if response.cut_at is not None:
+            body = body[: response.cut_at]
+            self.close_connection = True
         if self.close_connection:
             head.append("Connection: close")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         try:
             self.wfile.write(data)
         except OSError:
@@ -1085,6 +1105,8 @@ class FakeZulip:
         response = self._route(method, rel, raw, headers)
         if drop_after:
             raise _Drop
+        if rule is not None and rule.kind == "cut":
+            response.cut_at = int(len(response.body) * rule.keep)
         return response
 
     def _error_response(
