@@ -123,6 +123,31 @@ def test_a_current_database_starts_without_alembic(tmp_path: Path) -> None:
     assert db.stored_revision() == SCHEMA_HEAD
 
 
+def test_the_start_up_checks_read_the_database_without_alembic(tmp_path: Path) -> None:
+    """``run``'s set-up checks find the migration and the goals with plain SQL: the bot does not
+    carry Alembic for them; a pending migration is still found."""
+    import subprocess
+    import sys
+
+    from zulip_goals_bot.db import SCHEMA_HEAD
+
+    db = make_db(tmp_path)
+    url = db.engine.url.render_as_string(hide_password=False)
+    check = (
+        "import sys; from pathlib import Path; from zulip_goals_bot.db import Database; "
+        "from zulip_goals_bot.config import Config; "
+        "from zulip_goals_bot.doctor.gather import db_facts; "
+        f"found = db_facts(Config(path=None, zuliprc=Path('z'), database_url={url!r}), "
+        f"Database({url!r})); "
+        "print('alembic' in sys.modules, found.current, found.head, found.goals_error)"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", SCHEMA_HEAD, SCHEMA_HEAD, "None"], done.stderr
+    downgrade(db.engine, "0003")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.stdout.split()[:3] == ["False", "0003", SCHEMA_HEAD], done.stderr
+
+
 def test_goal_names_follow_writes_by_anyone_and_ignore_rolled_back_ones(tmp_path: Path) -> None:
     """The goals' names are kept in memory between commands, and re-read when the database says
     the goals changed: also when another process wrote them, never from an undone write."""

@@ -116,7 +116,8 @@ def startup_checks(config: Config, io: ZulipIO, db: Database, clock: Clock) -> l
     act on are stored for the digest."""
     now = clock.now()
     files, _ = file_facts(config.path or Path("bot.conf"), lambda: config)
-    facts = Facts(files, now, config, zulip_facts(io, config, render=False), db_facts(config))
+    zulip = zulip_facts(io, config, render=False)
+    facts = Facts(files, now, config, zulip, db_facts(config, db))
     checks = run_checks(facts)
     for c in checks:
         # ZulipIO already warned about a zuliprc others can read when it opened the file.
