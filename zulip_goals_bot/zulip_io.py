@@ -4,6 +4,9 @@ It adds what a long-running bot needs on top of the client: a request budget tha
 server's rate limit (read from ``X-RateLimit-*`` headers), waiting out HTTP 429, retrying 5xx and
 dropped connections with backoff, a check before re-sending a message whose first send may have
 reached the server, and event-queue handling (``BAD_EVENT_QUEUE_ID`` becomes ``QueueLost``).
+``GET /events`` goes through the client's own session (its credentials, TLS settings and user
+agent) but is read as a stream (``eventstream``): the one response ``call_endpoint`` would
+decode whole, a backlog of thousands of events.
 """
 
 from __future__ import annotations
