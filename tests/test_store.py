@@ -55,6 +55,33 @@ def test_a_backlog_is_stored_in_slices_and_follow_ups_keep_the_summary(tmp_path:
     ]
 
 
+def test_a_follow_up_slices_after_an_edit_carries_the_edited_summary(tmp_path: Path) -> None:
+    """Summaries are remembered from slice to slice of a backlog, but an edit in between
+    changes them: the follow-up carries what the update says after the edit."""
+    h = make_harness(tmp_path)
+
+    def spec(who: Member, goal: str, content: str) -> dict[str, Any]:
+        return {"sender": who, "where": "goal topic", "goal": goal, "topic": "x",
+                "content": content}  # fmt: skip
+
+    first = 20_000
+    events = [message_event(h, spec(BEN, "polonius", "TL;DR: first plan"), first)]
+    filler = [spec(CHLOE, "async", f"details {i}") for i in range(STORE_SLICE + 10)]
+    events += [message_event(h, f, first + 1 + i) for i, f in enumerate(filler)]
+    edit_at = int(NOW.timestamp()) + 60
+    events.append({"type": "update_message", "message_id": first, "message_ids": [first],
+                   "content": "TL;DR: second plan", "edit_timestamp": edit_at})  # fmt: skip
+    more = [spec(CHLOE, "async", f"more {i}") for i in range(STORE_SLICE)]
+    start = first + 2 + len(filler)
+    events += [message_event(h, f, start + i) for i, f in enumerate(more)]
+    follow_up = start + len(more)
+    events.append(message_event(h, spec(BEN, "polonius", "and it works"), follow_up))
+    h.bot.process_events(events)
+    with h.db.read() as s:
+        tldr = s.execute(select(Update.tldr).where(Update.zulip_message_id == follow_up)).scalar()
+    assert tldr == "second plan"
+
+
 def test_a_follow_up_after_the_window_or_a_deleted_update_carries_nothing(tmp_path: Path) -> None:
     h = make_harness(tmp_path)
     window = timedelta(minutes=h.bot.config.update_window_minutes)

@@ -22,7 +22,15 @@ from .db import Database
 from .errors import StorageError
 from .models import HIGH_WATER_KEY, BotState, Update, UpdateSource
 from .replies import IncomingMessage, MalformedMessage
-from .store import BatchEffects, Router, apply_delete, apply_edit, store_messages
+from .store import (
+    BatchEffects,
+    Router,
+    Summary,
+    SummaryKey,
+    apply_delete,
+    apply_edit,
+    store_messages,
+)
 from .zulip_io import ZulipIO
 
 log = logging.getLogger("zulip_goals_bot")
@@ -117,7 +125,7 @@ class Ingest:
 
         def store() -> bool:
             nonlocal count, top
-            effects = self._store_slice(items)
+            effects = self._store_slice(items, done.summaries)
             if effects is None:  # stopping: what is stored is owed and found again on start-up
                 return False
             count += len(items)
@@ -126,6 +134,10 @@ class Ingest:
             done.direct_replies += effects.direct_replies
             done.commands += effects.commands
             done.stored += effects.stored
+            if any(not isinstance(i, IncomingMessage) for i in items):
+                done.summaries.clear()  # an edit may have changed a stored summary
+            else:
+                done.summaries.update(effects.summaries)
             items.clear()
             return True
 
@@ -159,10 +171,12 @@ class Ingest:
         if broken is not None:
             raise broken
 
-    def _store_slice(self, items: Sequence[Item]) -> BatchEffects | None:
+    def _store_slice(
+        self, items: Sequence[Item], summaries: Mapping[SummaryKey, Summary]
+    ) -> BatchEffects | None:
         while not self.stop.is_set():
             try:
-                effects = self._store(items)
+                effects = self._store(items, summaries)
             except StorageError as exc:
                 log.error("could not store %d events: %s; retrying", len(items), exc)
                 self.stats.errors += 1
@@ -182,7 +196,9 @@ class Ingest:
             return effects
         return None
 
-    def _store(self, items: Sequence[Item]) -> BatchEffects:
+    def _store(
+        self, items: Sequence[Item], summaries: Mapping[SummaryKey, Summary]
+    ) -> BatchEffects:
         total = BatchEffects()
         now = self.clock.now()
         with self.db.write() as session:
@@ -191,7 +207,10 @@ class Ingest:
 
             def flush() -> None:
                 if chunk:
-                    e = store_messages(session, self.router, chunk, now)
+                    # Later chunks of this transaction find the earlier ones in the database.
+                    known = summaries if not total.summaries and not followed else {}
+                    e = store_messages(session, self.router, chunk, now, known)
+                    total.summaries.update(e.summaries)
                     total.acknowledge += e.acknowledge
                     total.commands += e.commands
                     total.direct_replies += e.direct_replies
@@ -199,12 +218,14 @@ class Ingest:
                     total.duplicates += e.duplicates
                     chunk.clear()
 
+            followed = False
             for item in items:
                 if isinstance(item, IncomingMessage):
                     top = max(top, item.id)
                     chunk.append(item)
                     continue
                 flush()
+                followed = True
                 try:
                     self._follow(session, item)
                 except MalformedMessage as exc:
