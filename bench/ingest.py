@@ -55,7 +55,8 @@ def figures(sizes: Sizes) -> dict[str, Figure]:
         "storage": Figure("storage", "Ingest limit: SQLAlchemy Core bulk insert of the same rows",
                           "rows/s"),
         "vs_transport": Figure("vs_transport", "Ingest: our rate / transport limit", "×"),
-        "vs_storage": Figure("vs_storage", "Ingest: our rate / storage limit", "×"),
+        "vs_storage": Figure("vs_storage", "Ingest: our rate / storage limit", "×",
+                             at_least(0.35)),
         "live_p99": Figure("live_p99",
                            f"Ingest live ({sizes.live_rate:.0f} replies/s): p99 post → stored",
                            "ms", below(100)),
@@ -69,7 +70,7 @@ def figures(sizes: Sizes) -> dict[str, Figure]:
             "acks_during", "Ingest: acknowledgements sent during those replies", "reactions"
         ),
         "rss_live": Figure("rss_live", "Peak RSS of the bot: start-up and live ingest", "MB",
-                           below(100)),
+                           below(60)),
         "rss_burst": Figure("rss_burst", f"Peak RSS of the bot: {n} queued replies", "MB",
                             below(100)),
     }  # fmt: skip

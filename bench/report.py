@@ -193,39 +193,73 @@ status stays slightly above its goal there (p99 10–12 ms).
 ### Round two: the house rebuilt, and the goals of that round
 
 Round one's figures (the report of 2026-11-29) beside this round's, both on 2-core machines of
-the same kind (this round's was faster by the limits rows; see the table above for its own
-limits, against 51,707 events/s and 29,011 rows/s then):
+the same kind (see the table above for this run's limits rows, against 51,707 events/s and
+29,011 rows/s then):
 
 | figure | round one | round two | goal | met |
 | --- | ---: | ---: | --- | --- |
-| Status p99, 1,000 goals | 14.0 ms | 2.98 ms | < 10 ms | ✅ |
-| Ingest, 20,000 queued | 5,958 updates/s | 12,550 updates/s | | |
-| Ingest / storage limit | 0.275 × | 0.255 × | ≥ 0.35 × | ❌ |
-| Peak RSS, start-up and live ingest | 74.8 MB | 79.4 MB | < 60 MB | ❌ |
-| Peak RSS, 20,000 queued replies | 135 MB | 138 MB | < 100 MB | ❌ |
+| Status p99, 1,000 goals | 14.0 ms | 3.87 ms | < 10 ms | ✅ |
+| Ingest, 20,000 queued | 5,958 updates/s | 18,302 updates/s | | |
+| Ingest / storage limit | 0.275 × | 0.416 × | ≥ 0.35 × | ✅ |
+| Peak RSS, 20,000 queued replies | 135 MB | 76.8 MB | < 100 MB | ✅ |
+| Peak RSS, start-up and live ingest | 74.8 MB | 69.5 MB | < 60 MB | ❌ |
 
-What changed, and why the three goals are still missed:
+What changed (py-spy on the bot during the burst, tracemalloc and `/proc` for memory):
 
 1. **Status.** Every command that names a goal read all 1,000 goals' names (43% of `status`
    in pyinstrument).  They are now kept in memory and re-read only when the goals table's change
    stamp moved: triggers (migration 0004) set it to a new random number on every write, in any
    process, so `goals import` running beside the bot is seen at once (`queries.goal_names`).
-2. **Ingest.** A batch loads what routing needs in a fixed number of statements (22 for 10 or
-   5,000 messages, counted by `tests/test_ingest.py`), writes each handled message once with its
-   final outcome instead of inserting and then updating it, and compiles the bot-mention
-   patterns once: in process 12,900 → 14,900 updates/s.  Against the storage limit the bot is at
-   a quarter: the limit is two bare `executemany`s, while the bot also parses 20,000 events from
-   HTTP, routes each one, extracts TL;DRs and queues 20,000 reactions.
-3. **Start-up memory.** A database at the newest migration starts without importing Alembic
-   (8 MB), and rapidfuzz and SQLAlchemy's PostgreSQL dialect are imported when first needed
-   (6 MB).  The rest is the floor of what the bot is built on: SQLAlchemy's ORM, the `zulip`
-   client with `requests`, and APScheduler take 50 MB with the interpreter, before any of the
-   bot's own code (12 MB), and running adds the users, the event queue and the start-up
-   checks that round two added (`doctor` at start-up).  60 MB would mean dropping the ORM.
-4. **20,000 queued replies.** Unchanged: the peak is the `zulip` client decoding one 14 MB
-   `GET /events` response (see below); a streaming decoder is still the way to 100 MB.
+2. **20,000 queued replies: 138 → 77 MB.**  The peak was the `zulip` client decoding the one
+   14 MB `GET /events` response whole: its bytes, its text and 20,000 event dicts at once.  The
+   events are now read as a stream (ijson's C parser, `eventstream.py`) through the client's
+   own session, and each message is reduced to an `IncomingMessage` as it arrives: 5,000 parsed
+   events hold 16 MB, the messages made of them 1 MB.  They are stored in slices of 5,000 as
+   before.  A response that breaks off is stored as far as it came and asked for again from the
+   last event taken in (`tests/test_faults.py` cuts one half-way).  The first version closed
+   each response instead of giving its connection back to the pool, so every long poll opened
+   a connection: replies during the acknowledgement burst went from 55 to 118 ms (p99); with
+   the connection reused they take about 40 ms.
+3. **Ingest: 0.255 → 0.416 of the storage limit.**  In the order the profile showed them:
+   * `store.owned_active_goals` asked for the goals of 1,500 senders with `person_id IN (...)`,
+     and SQLite answered by probing the owners' primary key (goal, person) once per goal and
+     person: 1.5 million probes, 0.1 s a slice, 17% of the event thread.  A batch from more
+     than 8 senders now reads every owner of an active goal (1 ms) and picks in Python; a
+     batch from a few keeps the `IN` (0.2 ms for one sender).
+   * Handled messages are inserted as a table, not through the mapped class, whose bulk path
+     cost a third more per row; senders are looked up as plain rows (`people.person_ids`)
+     instead of a `Person` object each.
+   * The duplicate check of a dense batch reads a range of message ids instead of binding
+     5,000 parameters (`store.handled_ids`).
+   * Each slice remembers the TL;DRs the earlier slices of the same backlog stored, so only the
+     first slice reads them back (an edit in the backlog makes it forget them).
+   * TL;DR and help-wanted extraction skip texts that cannot hold them, and ijson decodes the
+     events in less than half the time `json` took.
+   In process, a slice of 5,000 is stored at about 19,000 updates/s.
+4. **Start-up memory: 79 → 69.5 MB.**  The start-up checks (`doctor` at start-up) imported
+   Alembic to learn the newest migration and opened a second database; they now read the
+   migration with plain SQL and use the bot's own database.  What is left is below.
 
-### Fixes made
+### The goal missed: peak RSS at start-up (69.5 MB; goal < 60 MB)
+
+The bot's resident memory, sampled every 5 ms from `/proc` during a start-up with 1,000 goals,
+1,500 owners and 100,000 updates, against its log:
+
+* **56.5 MB** once imported: the interpreter 10.9 MB and SQLAlchemy with its ORM 32.8 MB (of
+  which the ORM is 6 MB over Core, and Core pulls in `asyncio`); the rest is `zulip` with
+  `requests`, `ssl` and `charset_normalizer`, APScheduler, ijson and the bot's own 44 modules.
+* **+11 MB** during the start-up checks: they load the 1,000 goals with their owners and latest
+  updates (tracemalloc: 4.4 MB of views held, 7.4 MB at the peak), and SQLite's page cache fills
+  with what that read.  With the schedule on, the first tick loads the same goals anyway.
+* **+2 MB** reading the 1,500 users; live ingest adds less than 1 MB.
+
+At the size of the Rust project's program (50 goals, 80 owners, 2,000 updates) the same
+start-up peaks at 59.9 MB.  Under 60 MB at 1,000 goals would need the imports under about
+50 MB, that is a bot without SQLAlchemy's ORM.  Tried and dropped: a SQLite page cache of
+500 kB a connection instead of 2 MB saved 1.5 MB, at the cost of the reads of 100,000 updates
+that the digest and the website make.
+
+### Round one: fixes made
 
 1. **Ingest, `replies.carry_summaries`.** It skipped the batch's own rows (returned again by its
    query after the autoflush) with `old not in rows`: a list lookup for each of 20,000 rows, so
@@ -284,20 +318,16 @@ synchronization, and the rate did not improve (5,786 against 6,695 updates/s, wi
 
 ### Where the time goes now
 
-* **Ingest** (after fix 8, on the slower machine) stores about 7,400 updates/s, a quarter of
-  what SQLite takes in a Core bulk insert there.  What is left is reading what routing needs
-  for each slice (the senders, the goals they own, the goal topics: about a fifth of the event
-  thread), the `UPDATE` of the handled messages' outcomes, the bulk insert itself, and decoding
-  the events' JSON.
+* **Ingest** stores a backlog at about 0.4 of what SQLite takes in a Core bulk insert of the
+  same rows.  What is left is mostly that insert itself (two fifths of the event thread:
+  SQLAlchemy's parameter processing, a datetime conversion per row), then routing each message
+  and decoding the events; reading what routing needs is a few percent.
 * **Acknowledgements** are sent by the sender thread after the batch commits, so the burst is
   stored before the first reaction goes out.  While 20,000 of them go out (600 to 1,000 a
   second), the emulator and the bot's two threads share two cores, and new replies take a few
   times longer to store than on an idle bot.
-* **Status** on the slower machine: median about 7 ms, p99 10–12 ms, against 4.3 and 5.4 ms on
-  the faster one.  A third of it is reading the names of all 1,000 goals for the fuzzy matcher
-  (every command does); the rest is the goal's view and the sender's lookup.  Keeping the names
-  in memory between commands would take a reliable signal that goals changed, across
-  processes (`goals import` runs beside the bot): a version row bumped by every goal write.
+* **Status**: median about 2 ms, p99 about 4 ms; the goal names come from memory, so what
+  is left is the goal's view and the sender's lookup.
 * **Digest**: four fifths of it is loading: after fix 6, mostly turning 1,000 goals with their
   owners and 1,000 latest updates with their authors into ORM rows and views.
 * **Weekly cycle**: 1,345 calls for 1,337 messages.  The 8 extra calls are start-up (`users/me`
@@ -305,26 +335,4 @@ synchronization, and the rate did not improve (5,786 against 6,695 updates/s, wi
   bot paced itself from the `X-RateLimit-*` headers and never got a 429.  The ~1,200
   `GET /events` are long-polls (Zulip limits them separately): each message the bot sends comes
   back to it as an event.
-
-### The goal missed: peak RSS with 20,000 queued replies (about 140 MB; goal < 100 MB)
-
-The bot's resident memory, logged at each step of one instrumented run:
-
-* **76 MB** after start-up and live ingest; the imports alone take 72 MB (SQLAlchemy 33,
-  `zulip` and `requests` 7, Alembic 8, the bot and APScheduler 14, the interpreter 11).
-* **139 MB** at the peak of reading the single `GET /events` response that holds all 20,000
-  events (about 14 MB of JSON, 700 bytes an event): the bytes, the text and the decoded dicts
-  exist at once inside `zulip.Client`; 112 MB once decoded.
-* Storing them in slices of 5,000 adds little to that (before slicing, one transaction for
-  all 20,000 peaked at 211–215 MB: tracemalloc showed 31 MB of ORM `Update` objects and
-  another 50 MB at the height of their flush).
-
-Live traffic and backlogs of up to a few thousand replies stay under 100 MB.  Storage cannot
-bring a 20,000-event backlog under 100 MB, since the client's decoding alone reaches 139 MB,
-and Zulip's `GET /events` has no parameter to return fewer events.  It would take (1) reading
-the events response with a streaming JSON decoder instead of `zulip.Client.get_events`,
-handing it to storage every ~1,000 events; (2) storing each slice without keeping ORM objects
-(Core inserts as above) so that small slices stay fast.  By the numbers above, the peak would
-then be the idle 76 MB plus one slice, around 85 MB; (3) not importing Alembic in a running
-bot unless a migration is pending would save another 8 MB.
 """

@@ -68,7 +68,10 @@ class EventStream:
             events = ijson.items(response.raw, "events.item", use_float=True, buf_size=READ_SIZE)
             for event in events:
                 if not isinstance(event, dict) or not isinstance(event.get("id"), int):
-                    raise EventsInterrupted(f"GET /events: an event without an id: {event!r:.80}")
+                    # The server numbers every event; one without a number cannot be asked for
+                    # again or past, so it is skipped (the events around it still count).
+                    log.warning("GET /events: skipping an event without an id: %.80r", event)
+                    continue
                 self.count += 1
                 if event.get("type") != "heartbeat":
                     yield event
