@@ -220,7 +220,8 @@ What changed (py-spy on the bot during the burst, tracemalloc and `/proc` for me
    each response instead of giving its connection back to the pool, so every long poll opened
    a connection: replies during the acknowledgement burst went from 55 to 118 ms (p99); with
    the connection reused they take about 40 ms.
-3. **Ingest: 0.255 → 0.39 of the storage limit** (0.38–0.47 over the runs).  In the order the profile showed them:
+3. **Ingest: 0.255 → 0.39 of the storage limit** (0.38–0.47 over the runs).  In the order
+   the profile showed them:
    * `store.owned_active_goals` asked for the goals of 1,500 senders with `person_id IN (...)`,
      and SQLite answered by probing the owners' primary key (goal, person) once per goal and
      person: 1.5 million probes, 0.1 s a slice, 17% of the event thread.  A batch from more
