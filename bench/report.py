@@ -216,17 +216,16 @@ What changed (py-spy on the bot during the burst, tracemalloc and `/proc` for me
    own session, and each message is reduced to an `IncomingMessage` as it arrives: 5,000 parsed
    events hold 16 MB, the messages made of them 1 MB.  They are stored in slices of 5,000 as
    before.  A response that breaks off is stored as far as it came and asked for again from the
-   last event taken in (`tests/test_faults.py` cuts one half-way).  The first version closed
-   each response instead of giving its connection back to the pool, so every long poll opened
-   a connection: replies during the acknowledgement burst went from 55 to 118 ms (p99); with
-   the connection reused they take about 40 ms.
+   last event taken in (`tests/test_faults.py` cuts one half-way).
 3. **Ingest: 0.255 → 0.39 of the storage limit** (0.38–0.47 over the runs).  In the order
    the profile showed them:
    * `store.owned_active_goals` asked for the goals of 1,500 senders with `person_id IN (...)`,
      and SQLite answered by probing the owners' primary key (goal, person) once per goal and
      person: 1.5 million probes, 0.1 s a slice, 17% of the event thread.  A batch from more
      than 8 senders now reads every owner of an active goal (1 ms) and picks in Python; a
-     batch from a few keeps the `IN` (0.2 ms for one sender).
+     batch from a few keeps the `IN` (0.2 ms for one sender).  Reading every owner for every
+     batch, a live reply's too, had taken replies during the acknowledgement burst from 55 to
+     about 120 ms (p99).
    * Handled messages are inserted as a table, not through the mapped class, whose bulk path
      cost a third more per row; senders are looked up as plain rows (`people.person_ids`)
      instead of a `Person` object each.

@@ -92,6 +92,30 @@ def test_run_stores_replies_survives_queue_loss_stops_and_restarts(
 
 
 @pytest.mark.sqlite_only
+def test_long_polls_and_acknowledgements_keep_their_connections(
+    tmp_path: Path, server: FakeZulip
+) -> None:
+    """Each reply costs a long poll and a reaction, over connections kept alive (the events are
+    read as a stream through the client's session): a connection opened per poll shows here."""
+    realm = server.realm
+    bot = realm.user_by_email("goals-bot@example.com")
+    ben = realm.user_by_name("Ben Owner")
+    assert bot is not None and ben is not None
+    conf = write_conf(tmp_path, server, bot, extra="[schedule]\nenabled = false\n")
+    goal = add_goal(database_for(conf), "polonius", "Polonius",
+                    [(ben.user_id, ben.email, ben.full_name)], issue=118)  # fmt: skip
+    with BotProcess(conf).start() as proc:
+        first = server.send_stream_message(ben, "project-goals", goal.zulip_topic, "TL;DR: 0")
+        assert wait_until(lambda: bool(server.message(first)["reactions"])), proc.log()
+        opened = server.connections_opened
+        polls = server.count_requests("GET", "events")
+        for i in range(1, 11):
+            mid = server.send_stream_message(ben, "project-goals", goal.zulip_topic, f"step {i}")
+            assert wait_until(lambda: bool(server.message(mid)["reactions"])), proc.log()
+        assert server.count_requests("GET", "events") - polls >= 10
+        assert server.connections_opened - opened <= 2, proc.log()
+
+
 def test_second_run_on_the_same_sqlite_file_refuses(tmp_path: Path, server: FakeZulip) -> None:
     bot = server.realm.user_by_email("goals-bot@example.com")
     conf = write_conf(tmp_path, server, bot, database=f"sqlite:///{tmp_path / 'goals.sqlite3'}")

@@ -63,13 +63,12 @@ class EventStream:
             return
         response = self._response
         response.raw.decode_content = True  # the server may gzip the body
-        whole = False
         try:
             events = ijson.items(response.raw, "events.item", use_float=True, buf_size=READ_SIZE)
             for event in events:
                 if not isinstance(event, dict) or not isinstance(event.get("id"), int):
                     # The server numbers every event; one without a number cannot be asked for
-                    # again or past, so it is skipped (the events around it still count).
+                    # again or resumed from, so it is skipped with a warning.
                     log.warning("GET /events: skipping an event without an id: %.80r", event)
                     continue
                 self.count += 1
@@ -77,19 +76,15 @@ class EventStream:
                     yield event
                 # Set once the consumer asks for the next one: it has taken this one in.
                 self.last_event_id = event["id"]
-            whole = True
         except _BROKEN as exc:
             raise EventsInterrupted(
                 f"GET /events: the response broke off after {self.count} events "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
         finally:
-            if whole:
-                # Read to the end: the connection goes back to the pool for the next long poll
-                # (``close`` would drop it, and every poll would open a new one).
-                response.raw.release_conn()
-            else:
-                response.close()
+            # Read to the end, the connection has gone back to the pool for the next long poll;
+            # cut short, it is closed.
+            response.close()
 
     def close(self) -> None:
         if self._response is not None:

@@ -26,14 +26,15 @@ The public surface, which is all that code outside this package uses:
   ``set_private_message_policy``, ``set_invite_to_stream_policy``.
 - Inspecting: ``messages``, ``messages_in``, ``direct_messages_to``, ``message``, ``flags``,
   ``notified``, ``iter_users``, ``stream_subscribers``, ``request_log``, ``count_requests``,
-  ``http_date``, ``last_message_id``; event queues with ``queue_ids``, ``queues_of``,
-  ``queue_status`` (``QueueStatus``: pending events, long-polls) and ``is_listening``;
+  ``connections_opened``, ``http_date``, ``last_message_id``; event queues with ``queue_ids``,
+  ``queues_of``, ``queue_status`` (``QueueStatus``: pending events, long-polls) and
+  ``is_listening``;
   ``wait_for`` polls a condition, waking on server activity.
 - Controlling delivery: ``hold`` (a block whose events reach clients as one batch),
   ``inject_event``, ``expire_queue``, ``expire_all_queues``, ``reserve_message_ids``.
 - Breaking it: ``server.faults`` (``Faults``: ``fail_next``, ``drop_next``, ``delay_next``,
-  ``cut_next``,
-  ``every_nth_429``, ``clear``, and ``fired``, which counts the faults that hit a request)
+  ``cut_next``, ``every_nth_429``, ``clear``, and ``fired``, which counts the faults that hit a
+  request)
   and the ``rate_limit_per_minute`` of the constructor.
 - ``markdown`` has Zulip's Markdown rules as the emulator applies them (``find_mentions``,
   ``hash_encode``, ``topic_narrow_path``), for tests that check what a message would do.

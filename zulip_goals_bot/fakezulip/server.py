@@ -419,6 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+        self.server.fake._connection_opened()
 
     def finish(self) -> None:
         with self.server.connections_lock:
@@ -559,6 +560,7 @@ class FakeZulip:
         self._state = ZulipState(realm, self.clock, lambda: self.base_url)
         self._log: list[tuple[str, str, str | None, int]] = []
         self._log_lock = threading.Lock()
+        self._connections_opened = 0  # TCP connections accepted, under ``_log_lock``
         self._host = host
         self._httpd = _HTTPServer((host, port), self)
         self._port = self._httpd.server_address[1]
@@ -1022,6 +1024,17 @@ class FakeZulip:
         with self._state.cond:
             users = sorted(self.realm.users.values(), key=lambda u: u.user_id)
         yield from users
+
+    def _connection_opened(self) -> None:
+        with self._log_lock:
+            self._connections_opened += 1
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections clients opened so far: a client that keeps its connections alive
+        opens a few, one that drops them opens one per request."""
+        with self._log_lock:
+            return self._connections_opened
 
     @property
     def request_log(self) -> list[tuple[str, str, str | None, int]]:
