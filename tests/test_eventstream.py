@@ -6,6 +6,7 @@ memory; the end-to-end behaviour (a cut response resumed) is in ``tests/test_fau
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from typing import Any
@@ -62,3 +63,18 @@ def test_a_cut_body_hands_out_the_whole_events_then_says_where_it_broke() -> Non
 def test_a_timed_out_long_poll_is_an_empty_stream() -> None:
     stream = EventStream.empty()
     assert list(stream) == [] and stream.last_event_id is None and stream.count == 0
+
+
+def test_a_gzipped_body_is_read_whole() -> None:
+    """Zulip's web server compresses large responses; the stream reads them decoded."""
+    events = [message(i) | {"pad": "x" * 500} for i in range(1, 3_001)]
+    r = requests.Response()
+    r.status_code = 200
+    r.raw = urllib3.HTTPResponse(
+        body=io.BytesIO(gzip.compress(body(events))),
+        headers={"Content-Encoding": "gzip"},
+        preload_content=False,
+    )
+    stream = EventStream(r)
+    assert [e["id"] for e in stream] == list(range(1, 3_001))
+    assert stream.last_event_id == 3_000
