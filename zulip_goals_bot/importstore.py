@@ -92,7 +92,7 @@ def load_stored(session: Session, where: ColumnElement[bool]) -> list[StoredGoal
                 tracking_issue=g.tracking_issue,
                 tracking_url=g.tracking_url,
                 zulip_channel=g.zulip_channel,
-                teams=tuple(t for t in g.teams.split(",") if t),
+                teams=tuple(g.team_list),
                 active=g.active,
                 extra=tuple(sorted((str(k), str(v)) for k, v in (g.extra or {}).items())),
                 source_path=g.source_path,
