@@ -13,7 +13,7 @@ absolute against the Zulip server's URL (or dropped when it is unknown).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -129,30 +129,29 @@ def _time_text(when: datetime) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _mention_rule(state: StateInline, silent: bool) -> bool:
-    if state.src[state.pos] != "@":
-        return False
-    m = _MENTION.match(state.src, state.pos)
-    if m is None:
-        return False
-    if not silent:
-        token = state.push("zulip_mention", "", 0)
-        token.content = _mention_name(m)
-    state.pos = m.end()
-    return True
+def _replacing(
+    marker: str, pattern: re.Pattern[str], kind: str, text: Callable[[re.Match[str]], str]
+) -> Callable[[StateInline, bool], bool]:
+    """An inline rule that turns ``pattern``, starting at ``marker``, into one ``kind`` token
+    holding ``text`` of the match (mentions and stream links are shown, never followed)."""
+
+    def rule(state: StateInline, silent: bool) -> bool:
+        if state.src[state.pos] != marker:
+            return False
+        m = pattern.match(state.src, state.pos)
+        if m is None:
+            return False
+        if not silent:
+            token = state.push(kind, "", 0)
+            token.content = text(m)
+        state.pos = m.end()
+        return True
+
+    return rule
 
 
-def _stream_rule(state: StateInline, silent: bool) -> bool:
-    if state.src[state.pos] != "#":
-        return False
-    m = _STREAM.match(state.src, state.pos)
-    if m is None:
-        return False
-    if not silent:
-        token = state.push("zulip_stream", "", 0)
-        token.content = _stream_text(m)
-    state.pos = m.end()
-    return True
+_mention_rule = _replacing("@", _MENTION, "zulip_mention", _mention_name)
+_stream_rule = _replacing("#", _STREAM, "zulip_stream", _stream_text)
 
 
 def _time_rule(state: StateInline, silent: bool) -> bool:
