@@ -207,8 +207,9 @@ class Ingest:
 
             def flush() -> None:
                 if chunk:
-                    # Later chunks of this transaction find the earlier ones in the database.
-                    known = summaries if not total.summaries and not followed else {}
+                    # Chunks split at edits, which may change stored summaries: after the first,
+                    # they are read back from the database.
+                    known = {} if followed else summaries
                     e = store_messages(session, self.router, chunk, now, known)
                     total.summaries.update(e.summaries)
                     total.acknowledge += e.acknowledge
