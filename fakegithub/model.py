@@ -234,6 +234,18 @@ class Repo:
                 "triage": push,
                 "pull": True,
             },
+            "allow_squash_merge": True,
+            "allow_merge_commit": True,
+            "allow_rebase_merge": True,
+            "allow_auto_merge": False,
+            "delete_branch_on_merge": False,
+            "allow_update_branch": False,
+            "use_squash_pr_title_as_default": False,
+            **(
+                {"organization": self.owner.simple(api)}
+                if self.owner.type == "Organization"
+                else {}
+            ),
             "network_count": 0,
             "subscribers_count": 0,
         }
