@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .core import FULL, SMOKE, BenchError, Sizes
-from .profiling import Profile
-from .report import BENCHMARKS, Results, render
+from bench.core import FULL, SMOKE, BenchError, Sizes
+from bench.profiling import Profile
+from bench.report import BENCHMARKS, Results, render
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.models import (
+from zulip_goals_bot.bot.replies import extract_help_wanted, extract_tldr
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     FIRST_START_KEY,
     Base,
     BotState,
@@ -29,8 +30,7 @@ from zulip_goals_bot.models import (
     UpdateKind,
     UpdateSource,
 )
-from zulip_goals_bot.replies import extract_help_wanted, extract_tldr
-from zulip_goals_bot.topics import goal_topic
+from zulip_goals_bot.goals.topics import goal_topic
 
 # Historical updates get message ids far above anything the emulator hands out in a run, so
 # they never collide with the replies a benchmark posts.

@@ -22,13 +22,12 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.models import HandledMessage, Update
-
-from .core import BenchError, Figure, Sizes, at_least, below, percentile, wait_for
-from .data import HISTORY_ID_BASE, a_friday_evening, table_of
-from .profiling import Profile
-from .world import Bot, World, stored_after, world
+from bench.core import BenchError, Figure, Sizes, at_least, below, percentile, wait_for
+from bench.data import HISTORY_ID_BASE, a_friday_evening, table_of
+from bench.profiling import Profile
+from bench.world import Bot, World, stored_after, world
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import HandledMessage, Update
 
 # How often the benchmark polls SQLite for stored rows; it bounds the resolution of latencies.
 POLL_SECONDS = 0.002

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from .core import BenchError, Figure, Sizes, below
-from .data import a_friday_evening
-from .profiling import Profile
-from .world import Bot, post_all, stored_after, world
+from bench.core import BenchError, Figure, Sizes, below
+from bench.data import a_friday_evening
+from bench.profiling import Profile
+from bench.world import Bot, post_all, stored_after, world
 
 # The longest a backfill may take before the run counts as failed.
 BACKFILL_TIMEOUT = 120.0

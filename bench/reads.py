@@ -17,17 +17,17 @@ from typing import Any
 
 from sqlalchemy import event
 
+from bench.core import BenchError, Figure, Sizes, at_most, below, percentile
+from bench.data import a_friday_evening, build_program, fresh_database, synthetic_owners
+from bench.profiling import Profile
+from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
-from zulip_goals_bot.commands import handle, parse
+from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.digest import compose_digest
-from zulip_goals_bot.digest_delivery import DIGEST_WINDOW, load_digest_data
-from zulip_goals_bot.people import SenderInfo
-
-from .core import BenchError, Figure, Sizes, at_most, below, percentile
-from .data import a_friday_evening, build_program, fresh_database, synthetic_owners
-from .profiling import Profile
+from zulip_goals_bot.digest.compose import compose_digest
+from zulip_goals_bot.digest.delivery import DIGEST_WINDOW, load_digest_data
+from zulip_goals_bot.people.accounts import SenderInfo
 
 SITE = "https://zulip.example.com"
 # Commands answered before timing starts: the first one after a start fills the goal-name cache.

@@ -14,8 +14,8 @@ from types import ModuleType
 
 import sqlalchemy
 
-from . import ingest, lifecycle, reads, website, weekly
-from .core import Figure, Sizes, fmt
+from bench import ingest, lifecycle, reads, website, weekly
+from bench.core import Figure, Sizes, fmt
 
 # ``python -m bench --only NAME`` runs these; each module has ``figures(sizes)`` and ``run``.
 BENCHMARKS: dict[str, ModuleType] = {

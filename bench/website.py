@@ -18,14 +18,19 @@ from pathlib import Path
 
 from sqlalchemy import String, cast, insert, update
 
+from bench.core import Figure, Sizes, below
+from bench.data import (
+    HISTORY_ID_BASE,
+    a_friday_evening,
+    build_program,
+    fresh_database,
+    synthetic_owners,
+)
+from bench.profiling import Profile
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.models import Update, UpdateKind, UpdateSource
+from zulip_goals_bot.db.models import Update, UpdateKind, UpdateSource
 from zulip_goals_bot.website.build import build_site, site_settings
 from zulip_goals_bot.website.text import ZulipMarkdown
-
-from .core import Figure, Sizes, below
-from .data import HISTORY_ID_BASE, a_friday_evening, build_program, fresh_database, synthetic_owners
-from .profiling import Profile
 
 SITE = "https://zulip.example.com"
 # The tail given to every update for the rich-Markdown build: a link, a list, inline code.

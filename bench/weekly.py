@@ -21,14 +21,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from bench.core import BenchError, Figure, Sizes, exactly
+from bench.data import a_friday_evening
+from bench.profiling import Profile
+from bench.world import Bot, world
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.models import Delivery, DeliveryKind, DeliveryState
-
-from .core import BenchError, Figure, Sizes, exactly
-from .data import a_friday_evening
-from .profiling import Profile
-from .world import Bot, world
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Delivery, DeliveryKind, DeliveryState
 
 CONF = """[schedule]
 enabled = true

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bench.core import BenchError
+from bench.data import HISTORY_ID_BASE, TIMEZONES, Owner, Program, build_program, update_text
+from fakezulip import FakeZulip, Realm, User
+from fakezulip.harness import BotProcess, write_bot_conf
 from zulip_goals_bot.config import load_config
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
-from zulip_goals_bot.fakezulip.harness import BotProcess, write_bot_conf
-from zulip_goals_bot.models import HIGH_WATER_KEY, BotState
-
-from .core import BenchError
-from .data import HISTORY_ID_BASE, TIMEZONES, Owner, Program, build_program, update_text
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import HIGH_WATER_KEY, BotState
 
 STREAM = "project-goals"
 # Benchmarks that measure storage switch the schedule off, so that no prompt competes with it.

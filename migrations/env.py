@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-from zulip_goals_bot.models import Base
+from zulip_goals_bot.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

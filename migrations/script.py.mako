@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import zulip_goals_bot.models
+import zulip_goals_bot.db.models
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import dbs
+from tests import dbs
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,7 +53,7 @@ def _sweep_bot_messages() -> Iterator[None]:
     """Fail a test if a bot sent a wildcard mention or pinged someone it did not address (every
     emulated server is checked), or if an API key shows in a bot log or command output (see
     tests/test_security.py)."""
-    from .test_security import BotMessageSweep
+    from tests.test_security import BotMessageSweep
 
     sweep = BotMessageSweep.install()
     yield

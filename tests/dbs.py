@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import URL, make_url
 
-from zulip_goals_bot.db import Database
+from zulip_goals_bot.db.engine import Database
 
 # Selects the backend of the database part of the suite.
 DB_ENV = "GOALS_TEST_DB"

@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, harness
-from zulip_goals_bot.fakezulip.harness import write_bot_conf
-from zulip_goals_bot.models import (
+from fakezulip import FakeZulip, harness
+from fakezulip.harness import write_bot_conf
+from tests.dbs import new_database_url
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     FIRST_START_KEY,
     BotState,
     Goal,
@@ -25,9 +26,7 @@ from zulip_goals_bot.models import (
     OwnerRole,
     Person,
 )
-from zulip_goals_bot.topics import goal_topic
-
-from .dbs import new_database_url
+from zulip_goals_bot.goals.topics import goal_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real data the tests read, kept in the repository (tests/data/SOURCES.md says where from).

@@ -13,21 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, insert
 
-from zulip_goals_bot.blog import (
-    ExportError,
-    compose_blog,
-    escape_html,
-    export_command,
-    load_blog_data,
-    parse_date,
-)
-from zulip_goals_bot.cli import main
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.models import Goal, GoalOwner, OwnerRole, Person, Update
-
-from .dbs import new_database_url
-from .test_digest import (
+from tests.dbs import new_database_url
+from tests.test_digest import (
     CREATED,
     ZWSP,
     at,
@@ -35,6 +22,18 @@ from .test_digest import (
     check_golden,
     make_db,
     program_config,
+)
+from zulip_goals_bot.cli import main
+from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Goal, GoalOwner, OwnerRole, Person, Update
+from zulip_goals_bot.digest.blog import (
+    ExportError,
+    compose_blog,
+    escape_html,
+    export_command,
+    load_blog_data,
+    parse_date,
 )
 
 GOLDEN_BLOG = "blog_2025-03.md"

@@ -12,15 +12,14 @@ import pytest
 from sqlalchemy import event, inspect, select, text
 from zulip_bots.test_lib import StubBotHandler
 
+from tests.dbs import new_database
 from zulip_goals_bot import __version__
+from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
-from zulip_goals_bot.commands import Reply, handle
+from zulip_goals_bot.commands.answers import Reply
 from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
-from zulip_goals_bot.config import Config
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.goalfiles import GoalStatus, read_goal_files
-from zulip_goals_bot.grammar import (
+from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.grammar import (
     HISTORY_MAX,
     SPECS,
     Command,
@@ -29,9 +28,9 @@ from zulip_goals_bot.grammar import (
     parse_away,
     parse_people,
 )
-from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
-from zulip_goals_bot.matching import MatchKind, match_goal
-from zulip_goals_bot.models import (
+from zulip_goals_bot.config import Config
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     DigestSubscription,
     Goal,
     GoalOwner,
@@ -42,11 +41,12 @@ from zulip_goals_bot.models import (
     Update,
     UpdateKind,
 )
-from zulip_goals_bot.people import SenderInfo
-from zulip_goals_bot.queries import GoalName
-from zulip_goals_bot.topics import goal_topic
-
-from .dbs import new_database
+from zulip_goals_bot.db.queries import GoalName
+from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.goals.files import GoalStatus, read_goal_files
+from zulip_goals_bot.goals.matching import MatchKind, match_goal
+from zulip_goals_bot.goals.topics import goal_topic
+from zulip_goals_bot.people.accounts import SenderInfo
 
 GOALS_DATA = Path(__file__).resolve().parent / "data" / "rust-project-goals"
 

@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.markdown import contains_unsafe_mention
-from zulip_goals_bot.models import Goal, HandledMessage
-
-from .support import BotProcess, add_goal, database_for, wait_until, write_conf
+from fakezulip import FakeZulip, Realm
+from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Goal, HandledMessage
+from zulip_goals_bot.domain.markdown import contains_unsafe_mention
 
 STREAM = "project-goals"
 QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n"

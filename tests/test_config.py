@@ -31,7 +31,7 @@ def test_every_key_of_the_example_is_read_and_every_read_key_is_in_the_example()
     in_example = {(s, k) for s in parser.sections() for k in parser.options(s)}
     declared = {(k.section, k.name) for k in KEYS}
     assert in_example == declared
-    source = "\n".join(p.read_text() for p in (ROOT / "zulip_goals_bot").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (ROOT / "zulip_goals_bot").rglob("*.py"))
     for key in KEYS:
         assert f'"{key.section}", "{key.name}"' in source, f"{key.name} is never read"
 

@@ -14,10 +14,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-from zulip_goals_bot.db import Database, downgrade, upgrade
-from zulip_goals_bot.models import Base, BotState
-
-from .dbs import new_database
+from tests.dbs import new_database
+from zulip_goals_bot.db.engine import Database, downgrade, upgrade
+from zulip_goals_bot.db.models import Base, BotState
 
 
 def make_db(tmp_path: Path) -> Database:
@@ -93,7 +92,7 @@ def test_concurrent_read_modify_write_loses_no_increment(tmp_path: Path) -> None
 def test_schema_head_is_the_newest_migration(tmp_path: Path) -> None:
     from alembic.script import ScriptDirectory
 
-    from zulip_goals_bot.db import SCHEMA_HEAD, alembic_config
+    from zulip_goals_bot.db.engine import SCHEMA_HEAD, alembic_config
 
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_HEAD
     db = make_db(tmp_path)
@@ -106,12 +105,12 @@ def test_a_current_database_starts_without_alembic(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from zulip_goals_bot.db import SCHEMA_HEAD
+    from zulip_goals_bot.db.engine import SCHEMA_HEAD
 
     db = make_db(tmp_path)
     url = db.engine.url.render_as_string(hide_password=False)
     check = (
-        "import sys; from zulip_goals_bot.db import Database; "
+        "import sys; from zulip_goals_bot.db.engine import Database; "
         f"Database({url!r}).upgrade(); print('alembic' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
@@ -129,12 +128,12 @@ def test_the_start_up_checks_read_the_database_without_alembic(tmp_path: Path) -
     import subprocess
     import sys
 
-    from zulip_goals_bot.db import SCHEMA_HEAD
+    from zulip_goals_bot.db.engine import SCHEMA_HEAD
 
     db = make_db(tmp_path)
     url = db.engine.url.render_as_string(hide_password=False)
     check = (
-        "import sys; from pathlib import Path; from zulip_goals_bot.db import Database; "
+        "import sys; from pathlib import Path; from zulip_goals_bot.db.engine import Database; "
         "from zulip_goals_bot.config import Config; "
         "from zulip_goals_bot.doctor.gather import db_facts; "
         f"found = db_facts(Config(path=None, zuliprc=Path('z'), database_url={url!r}), "
@@ -151,8 +150,8 @@ def test_the_start_up_checks_read_the_database_without_alembic(tmp_path: Path) -
 def test_goal_names_follow_writes_by_anyone_and_ignore_rolled_back_ones(tmp_path: Path) -> None:
     """The goals' names are kept in memory between commands, and re-read when the database says
     the goals changed: also when another process wrote them, never from an undone write."""
-    from zulip_goals_bot.models import Goal
-    from zulip_goals_bot.queries import goal_names
+    from zulip_goals_bot.db.models import Goal
+    from zulip_goals_bot.db.queries import goal_names
 
     def add(db: Database, slug: str) -> None:
         when = datetime(2026, 1, 1, tzinfo=UTC)

@@ -19,22 +19,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, insert, select
 
-from zulip_goals_bot import outbox
+from tests.dbs import new_database
+from zulip_goals_bot.bot import outbox
+from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.digest import DigestData, compose_digest
-from zulip_goals_bot.digest_delivery import (
-    digest_due,
-    load_digest_data,
-    run_due_digest,
-    send_digest,
-)
-from zulip_goals_bot.errors import ZulipError
-from zulip_goals_bot.goalfiles import GoalDoc, GoalStatus, read_goal_files
-from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
-from zulip_goals_bot.models import (
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
@@ -48,11 +39,19 @@ from zulip_goals_bot.models import (
     UpdateKind,
     UpdateSource,
 )
-from zulip_goals_bot.program import Program
-from zulip_goals_bot.queries import GoalView, OwnerView, PersonView, UpdateView
-from zulip_goals_bot.topics import goal_topic
-
-from .dbs import new_database
+from zulip_goals_bot.db.queries import GoalView, OwnerView, PersonView, UpdateView
+from zulip_goals_bot.digest.compose import DigestData, compose_digest
+from zulip_goals_bot.digest.delivery import (
+    digest_due,
+    load_digest_data,
+    run_due_digest,
+    send_digest,
+)
+from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.errors import ZulipError
+from zulip_goals_bot.goals.files import GoalDoc, GoalStatus, read_goal_files
+from zulip_goals_bot.goals.topics import goal_topic
 
 GOALS_2025H1 = Path(__file__).resolve().parent / "data" / "rust-project-goals"
 GOALS_2025H1 = GOALS_2025H1 / "2025h1"
@@ -993,9 +992,9 @@ def test_dry_run_sends_nothing_and_renders_the_text(
 
 
 def test_digest_end_to_end_topic_and_two_subscribers(tmp_path: Path) -> None:
-    from zulip_goals_bot.app import look_up_streams
-    from zulip_goals_bot.fakezulip import FakeZulip, Realm
-    from zulip_goals_bot.zulip_io import ZulipIO
+    from fakezulip import FakeZulip, Realm
+    from zulip_goals_bot.bot.app import look_up_streams
+    from zulip_goals_bot.bot.zulip_io import ZulipIO
 
     clock = FrozenClock(DIGEST_AT + timedelta(minutes=2))
     db = make_db(tmp_path)

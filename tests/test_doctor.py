@@ -14,8 +14,12 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
+from fakezulip import FIELD_EXTERNAL_ACCOUNT, FakeZulip, Realm, User
+from tests.dbs import new_database_url
+from tests.support import BotProcess, add_goal, database_for, run_cli, write_conf
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.db import Database, alembic_config, upgrade
+from zulip_goals_bot.db.engine import Database, alembic_config, upgrade
+from zulip_goals_bot.db.models import Delivery, DigestSubscription, Person
 from zulip_goals_bot.doctor import (
     Check,
     Status,
@@ -23,11 +27,6 @@ from zulip_goals_bot.doctor import (
     may_subscribe_others,
     post_refusal,
 )
-from zulip_goals_bot.fakezulip import FIELD_EXTERNAL_ACCOUNT, FakeZulip, Realm, User
-from zulip_goals_bot.models import Delivery, DigestSubscription, Person
-
-from .dbs import new_database_url
-from .support import BotProcess, add_goal, database_for, run_cli, write_conf
 
 # Thursday 2025-03-06 10:00 UTC: before the prompt slot (Thursday 14:00).
 NOW = datetime(2025, 3, 6, 10, 0, tzinfo=UTC)

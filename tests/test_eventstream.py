@@ -15,7 +15,7 @@ import pytest
 import requests
 import urllib3
 
-from zulip_goals_bot.eventstream import EventsInterrupted, EventStream
+from zulip_goals_bot.bot.eventstream import EventsInterrupted, EventStream
 
 
 def response(body: bytes) -> requests.Response:

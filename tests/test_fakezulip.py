@@ -27,7 +27,7 @@ import pytest
 import requests
 import zulip
 
-from zulip_goals_bot.fakezulip import (
+from fakezulip import (
     FIELD_EXTERNAL_ACCOUNT,
     FIELD_LONG_TEXT,
     FIELD_SHORT_TEXT,
@@ -1162,7 +1162,7 @@ def test_zuliprc_and_cli(tmp_path: Path, demo: FakeZulip) -> None:
         [
             sys.executable,
             "-m",
-            "zulip_goals_bot.fakezulip",
+            "fakezulip",
             "--port",
             "0",
             "--zuliprc-dir",

@@ -30,10 +30,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from fakezulip import FakeZulip, Realm, User
+from tests.support import (
+    BotProcess,
+    add_goal,
+    database_for,
+    run_cli,
+    running_since,
+    wait_until,
+    write_conf,
+)
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.db import SQLITE_BUSY_TIMEOUT_MS, Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
-from zulip_goals_bot.models import (
+from zulip_goals_bot.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
+from zulip_goals_bot.db.models import (
     PART_SEPARATOR,
     Delivery,
     DeliveryKind,
@@ -47,17 +56,7 @@ from zulip_goals_bot.models import (
     Update,
     UpdateKind,
 )
-from zulip_goals_bot.topics import goal_topic
-
-from .support import (
-    BotProcess,
-    add_goal,
-    database_for,
-    run_cli,
-    running_since,
-    wait_until,
-    write_conf,
-)
+from zulip_goals_bot.goals.topics import goal_topic
 
 STREAM = "project-goals"
 DIGEST_TOPIC = "weekly digest"

@@ -25,13 +25,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from zulip_goals_bot.app import GoalsBot
+from fakezulip import FakeZulip, Realm
+from tests.dbs import new_database
+from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
+from tests.test_security import QUIET, unsafe_in
+from zulip_goals_bot.bot.app import GoalsBot
+from zulip_goals_bot.bot.outgoing import Outgoing
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH
-from zulip_goals_bot.models import (
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     Goal,
     GoalOwner,
     GoalState,
@@ -41,12 +44,8 @@ from zulip_goals_bot.models import (
     Update,
     UpdateKind,
 )
-from zulip_goals_bot.outgoing import Outgoing
-from zulip_goals_bot.topics import goal_topic
-
-from .dbs import new_database
-from .support import BotProcess, add_goal, database_for, wait_until, write_conf
-from .test_security import QUIET, unsafe_in
+from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH
+from zulip_goals_bot.goals.topics import goal_topic
 
 STREAM = "project-goals"
 BOT_ID = 2

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zulip_goals_bot.goalfiles import (
+from zulip_goals_bot.goals.files import (
     GoalDoc,
     GoalFileError,
     GoalStatus,

@@ -12,26 +12,26 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from zulip_goals_bot.blog import compose_blog, load_blog_data
+from fakezulip import FakeZulip, Realm
+from tests.dbs import new_database
+from tests.support import DATA
+from zulip_goals_bot.bot.context import Context
+from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.clock import FrozenClock
-from zulip_goals_bot.commands import handle, parse
+from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import Config, DigestConfig
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.digest import compose_digest
-from zulip_goals_bot.digest_delivery import load_digest_data, send_digest
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.goalsimport import import_goals
-from zulip_goals_bot.handles import handles_in, render_handles
-from zulip_goals_bot.linking import link_github
-from zulip_goals_bot.linkplan import MappedVia
-from zulip_goals_bot.markdown import ZulipUser, contains_unsafe_mention
-from zulip_goals_bot.models import Goal, Update, UpdateKind, UpdateSource
-from zulip_goals_bot.people import SenderInfo, ensure_people
-from zulip_goals_bot.zulip_io import ZulipIO
-
-from .dbs import new_database
-from .support import DATA
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Goal, Update, UpdateKind, UpdateSource
+from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
+from zulip_goals_bot.digest.compose import compose_digest
+from zulip_goals_bot.digest.delivery import load_digest_data, send_digest
+from zulip_goals_bot.domain.markdown import ZulipUser, contains_unsafe_mention
+from zulip_goals_bot.goals.importer import import_goals
+from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
+from zulip_goals_bot.people.handles import handles_in, render_handles
+from zulip_goals_bot.people.link_rules import MappedVia
+from zulip_goals_bot.people.linking import link_github
 
 H2, ANNUAL = DATA / "goalfiles-later" / "2025h2", DATA / "goalfiles-later" / "2026"
 NOW = datetime(2025, 9, 22, 9, 0, tzinfo=UTC)  # a Monday: the digest slot

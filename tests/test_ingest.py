@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.replies import IncomingMessage
-from zulip_goals_bot.store import store_messages
-
-from .test_fuzz import BEN, CHLOE, EVE, NOW, Harness, make_harness, message_event
+from tests.test_fuzz import BEN, CHLOE, EVE, NOW, Harness, make_harness, message_event
+from zulip_goals_bot.bot.replies import IncomingMessage
+from zulip_goals_bot.bot.store import store_messages
+from zulip_goals_bot.db.engine import Database
 
 # Every kind of message a backlog holds, in turn: owners' updates in goal topics, comments,
 # DMs from owners of one or several goals (named, follow-ups, unnamed), commands, strangers.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zulip_goals_bot.grammar import Intent, classify, near_command
+from zulip_goals_bot.commands.grammar import Intent, classify, near_command
 
 BOT = "Goals Bot"
 

@@ -19,28 +19,28 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from zulip_goals_bot.blog import compose_blog, load_blog_data
+from tests.dbs import new_database, new_database_url
+from tests.support import DATA, run_cli
+from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
-from zulip_goals_bot.commands import handle, parse
+from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.digest import compose_digest
-from zulip_goals_bot.digest_delivery import load_digest_data
-from zulip_goals_bot.goalfiles import GoalStatus, ProblemKind, parse_goal, read_pages
-from zulip_goals_bot.goalsimport import import_goals
-from zulip_goals_bot.grouping import GroupKind, canonical_names, goal_groups
-from zulip_goals_bot.importreport import ImportReport
-from zulip_goals_bot.linking import link_github
-from zulip_goals_bot.linkplan import MappedVia
-from zulip_goals_bot.markdown import contains_unsafe_mention
-from zulip_goals_bot.models import GoalChampion, Roadmap
-from zulip_goals_bot.outlook import Reason
-from zulip_goals_bot.people import SenderInfo, ensure_people
-from zulip_goals_bot.queries import load_goals
-
-from .dbs import new_database, new_database_url
-from .support import DATA, run_cli
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import GoalChampion, Roadmap
+from zulip_goals_bot.db.queries import load_goals
+from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
+from zulip_goals_bot.digest.compose import compose_digest
+from zulip_goals_bot.digest.delivery import load_digest_data
+from zulip_goals_bot.domain.markdown import contains_unsafe_mention
+from zulip_goals_bot.goals.files import GoalStatus, ProblemKind, parse_goal, read_pages
+from zulip_goals_bot.goals.grouping import GroupKind, canonical_names, goal_groups
+from zulip_goals_bot.goals.import_report import ImportReport
+from zulip_goals_bot.goals.importer import import_goals
+from zulip_goals_bot.goals.outlook import Reason
+from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
+from zulip_goals_bot.people.link_rules import MappedVia
+from zulip_goals_bot.people.linking import link_github
 
 LATER = DATA / "goalfiles-later"
 H2, ANNUAL = LATER / "2025h2", LATER / "2026"

@@ -12,23 +12,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.dbs import new_database
+from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
-from zulip_goals_bot.commands import handle, parse
+from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.goalsimport import import_goals
-from zulip_goals_bot.linking import link
-from zulip_goals_bot.linkplan import (
-    Conflict,
-    LinkResult,
-    MappedVia,
-    PersonRow,
-    WantedLink,
-    plan_links,
-)
-from zulip_goals_bot.markdown import StreamRef
-from zulip_goals_bot.models import (
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
@@ -41,10 +32,19 @@ from zulip_goals_bot.models import (
     Update,
     UpdateKind,
 )
-from zulip_goals_bot.people import SenderInfo, ensure_people
-from zulip_goals_bot.queries import load_champions
-
-from .dbs import new_database
+from zulip_goals_bot.db.queries import load_champions
+from zulip_goals_bot.domain.markdown import StreamRef
+from zulip_goals_bot.goals.importer import import_goals
+from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
+from zulip_goals_bot.people.link_rules import (
+    Conflict,
+    LinkResult,
+    MappedVia,
+    PersonRow,
+    WantedLink,
+    plan_links,
+)
+from zulip_goals_bot.people.linking import link
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(days=20)

@@ -24,13 +24,12 @@ from typing import Any
 
 import pytest
 
+from fakezulip import FakeZulip, Realm, User
+from fakezulip.markdown import hash_encode
+from tests.support import BotProcess, database_for, run_cli, running_since, wait_until, write_conf
+from tests.test_security import OUR_CLIENT, addressed, unsafe_in
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
-from zulip_goals_bot.fakezulip.markdown import hash_encode
-from zulip_goals_bot.markdown import StreamRef, topic_link
-
-from .support import BotProcess, database_for, run_cli, running_since, wait_until, write_conf
-from .test_security import OUR_CLIENT, addressed, unsafe_in
+from zulip_goals_bot.domain.markdown import StreamRef, topic_link
 
 STREAM = "project-goals"
 GROUP = "rust-team"

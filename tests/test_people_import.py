@@ -8,13 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from zulip_goals_bot.db import Database
+from tests.dbs import new_database_url
+from tests.support import DATA, database_for, run_cli
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Person
 from zulip_goals_bot.errors import ConfigError
-from zulip_goals_bot.models import Person
-from zulip_goals_bot.teamfiles import parse_person, read_team_folder
-
-from .dbs import new_database_url
-from .support import DATA, database_for, run_cli
+from zulip_goals_bot.people.teams import parse_person, read_team_folder
 
 TEAM = DATA / "team-people"
 H2 = DATA / "goalfiles-later" / "2025h2"

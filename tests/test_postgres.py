@@ -23,16 +23,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import make_url
 
-from zulip_goals_bot import lease as lease_module
+from fakezulip import FakeZulip, Realm
+from tests.dbs import new_postgres_url
+from tests.support import BotProcess, add_goal, database_for, running_since, wait_until, write_conf
+from zulip_goals_bot.bot import lease as lease_module
+from zulip_goals_bot.bot.lease import ADVISORY_LOCK_KEY, Lease
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.db import Database, alembic_config, downgrade, upgrade
+from zulip_goals_bot.db.engine import Database, alembic_config, downgrade, upgrade
+from zulip_goals_bot.db.models import PART_SEPARATOR, Base, BotState, Delivery, DeliveryState
 from zulip_goals_bot.errors import LeaseError
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.lease import ADVISORY_LOCK_KEY, Lease
-from zulip_goals_bot.models import PART_SEPARATOR, Base, BotState, Delivery, DeliveryState
-
-from .dbs import new_postgres_url
-from .support import BotProcess, add_goal, database_for, running_since, wait_until, write_conf
 
 STREAM = "project-goals"
 # The promise: a standby takes over within this many seconds of the leader's death.

@@ -15,16 +15,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
+from fakezulip import FakeZulip, Realm, User
+from tests.support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import ScheduleConfig
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
-from zulip_goals_bot.models import GoalOwner, GoalState, OwnerRole, Person, Update, UpdateKind
-from zulip_goals_bot.program import Program
-from zulip_goals_bot.queries import GoalView, OwnerView, PersonView
-from zulip_goals_bot.schedule import DueState
-
-from .support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import GoalOwner, GoalState, OwnerRole, Person, Update, UpdateKind
+from zulip_goals_bot.db.queries import GoalView, OwnerView, PersonView
+from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.schedule import DueState
 
 HONOLULU = ZoneInfo("Pacific/Honolulu")
 # Periods start on Mondays at midnight in Honolulu; the period below ends as Sunday 2026-03-08

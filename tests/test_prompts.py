@@ -13,15 +13,25 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from zulip_goals_bot import outbox
-from zulip_goals_bot.app import look_up_streams
+from fakezulip import FakeZulip, Realm, User
+from tests.dbs import new_database
+from zulip_goals_bot.bot import outbox
+from zulip_goals_bot.bot.app import look_up_streams
+from zulip_goals_bot.bot.context import Context
+from zulip_goals_bot.bot.prompts import (
+    compose_dm,
+    compose_dm_reminder,
+    compose_prompt,
+    compose_reminder,
+    plan,
+    send_due,
+    skip_goal,
+)
+from zulip_goals_bot.bot.zulip_io import Sender, ZulipIO
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config, ScheduleConfig
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
-from zulip_goals_bot.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
-from zulip_goals_bot.models import (
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
@@ -34,19 +44,8 @@ from zulip_goals_bot.models import (
     Update,
     UpdateKind,
 )
-from zulip_goals_bot.prompts import (
-    compose_dm,
-    compose_dm_reminder,
-    compose_prompt,
-    compose_reminder,
-    plan,
-    send_due,
-    skip_goal,
-)
-from zulip_goals_bot.queries import load_goals
-from zulip_goals_bot.zulip_io import Sender, ZulipIO
-
-from .dbs import new_database
+from zulip_goals_bot.db.queries import load_goals
+from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
 
 STREAM = "project-goals"
 GOALS_STREAM = StreamRef(STREAM, 7)  # links name the stream by this id, as the bot looks it up

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zulip_goals_bot.cli import build_parser
-from zulip_goals_bot.grammar import SPECS
+from zulip_goals_bot.commands.grammar import SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\|", "|")

@@ -16,17 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from tests.dbs import new_database, new_database_url
 from zulip_goals_bot.config import load_config
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.errors import ConfigError
-from zulip_goals_bot.goalfiles import parse_goal
-from zulip_goals_bot.goalsimport import import_command, import_goals
-from zulip_goals_bot.goalslist import list_command
-from zulip_goals_bot.importplan import plan_import
-from zulip_goals_bot.importreport import ImportReport
-from zulip_goals_bot.linking import link_github, map_people
-from zulip_goals_bot.linkplan import LinkResult, MappedVia, PersonRow, WantedLink, plan_links
-from zulip_goals_bot.models import (
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     Goal,
     GoalOwner,
     GoalState,
@@ -36,10 +29,22 @@ from zulip_goals_bot.models import (
     UpdateKind,
     UpdateSource,
 )
-from zulip_goals_bot.people import SenderInfo, ensure_people, unmapped_owners
-from zulip_goals_bot.peoplefiles import github_handle, load_people_file
-
-from .dbs import new_database, new_database_url
+from zulip_goals_bot.errors import ConfigError
+from zulip_goals_bot.goals.files import parse_goal
+from zulip_goals_bot.goals.import_plan import plan_import
+from zulip_goals_bot.goals.import_report import ImportReport
+from zulip_goals_bot.goals.importer import import_command, import_goals
+from zulip_goals_bot.goals.listing import list_command
+from zulip_goals_bot.people.accounts import SenderInfo, ensure_people, unmapped_owners
+from zulip_goals_bot.people.files import github_handle, load_people_file
+from zulip_goals_bot.people.link_rules import (
+    LinkResult,
+    MappedVia,
+    PersonRow,
+    WantedLink,
+    plan_links,
+)
+from zulip_goals_bot.people.linking import link_github, map_people
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "rust-project-goals"
@@ -671,7 +676,7 @@ def test_plan_links_moves_a_handle_from_one_user_to_another_keeping_the_old_one(
 def test_import_maps_owners_by_zulip_profile_field_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zulip_goals_bot.fakezulip import FakeZulip, Realm
+    from fakezulip import FakeZulip, Realm
 
     realm = Realm.demo()
     field = realm.add_profile_field("GitHub", hint="Your GitHub username")

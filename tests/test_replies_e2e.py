@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.models import Goal
-
-from .support import BotProcess, add_goal, database_for, wait_until, write_conf
+from fakezulip import FakeZulip, Realm
+from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Goal
 
 STREAM = "project-goals"
 # Prompts and digests would add the bot's own messages; these tests look at replies only.

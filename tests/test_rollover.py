@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from fakezulip import FakeZulip, Realm
+from tests.dbs import new_database
+from tests.support import DATA, BotProcess, database_for, run_cli, wait_until, write_conf
+from zulip_goals_bot.bot.context import Context
+from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.commands import handle, parse
+from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import load_config
-from zulip_goals_bot.context import Context
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.goalsimport import import_goals
-from zulip_goals_bot.models import (
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import (
     Delivery,
     DeliveryKind,
     Goal,
@@ -31,12 +34,9 @@ from zulip_goals_bot.models import (
     UpdateKind,
     UpdateSource,
 )
-from zulip_goals_bot.people import SenderInfo
-from zulip_goals_bot.rollover import send_closing_notes
-from zulip_goals_bot.zulip_io import ZulipIO
-
-from .dbs import new_database
-from .support import DATA, BotProcess, database_for, run_cli, wait_until, write_conf
+from zulip_goals_bot.goals.importer import import_goals
+from zulip_goals_bot.goals.rollover import send_closing_notes
+from zulip_goals_bot.people.accounts import SenderInfo
 
 H2, ANNUAL = DATA / "goalfiles-later" / "2025h2", DATA / "goalfiles-later" / "2026"
 SEPTEMBER = datetime(2025, 9, 4, 12, 0, tzinfo=UTC)

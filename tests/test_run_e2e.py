@@ -10,11 +10,10 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from zulip_goals_bot.db import alembic_config
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-
-from .dbs import new_database_url
-from .support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
+from fakezulip import FakeZulip, Realm
+from tests.dbs import new_database_url
+from tests.support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
+from zulip_goals_bot.db.engine import alembic_config
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zulip_goals_bot.schedule import (
+from zulip_goals_bot.domain.schedule import (
     DueState,
     GoalFacts,
     Slot,

@@ -19,11 +19,18 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import text
 
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.fakezulip.markdown import find_mentions
-
-from .support import OUTPUTS, BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
+from fakezulip import FakeZulip, Realm
+from fakezulip.markdown import find_mentions
+from tests.support import (
+    OUTPUTS,
+    BotProcess,
+    add_goal,
+    database_for,
+    run_cli,
+    wait_until,
+    write_conf,
+)
+from zulip_goals_bot.db.engine import Database
 
 # Every wildcard Zulip knows (``channel`` is the newer name of ``stream``), silent or not.
 WILDCARD = re.compile(r"@_?\*\*(?:all|everyone|stream|channel|topic)\*\*", re.IGNORECASE)
@@ -208,7 +215,7 @@ def test_sweep_allows_mentioning_a_direct_message_participant() -> None:
 
 
 def test_sweep_checks_what_this_bot_sent_on_an_emulated_server() -> None:
-    from zulip_goals_bot.fakezulip import Realm
+    from fakezulip import Realm
 
     with FakeZulip(Realm.demo()) as server:
         bot = server.realm.user_by_email("goals-bot@example.com")

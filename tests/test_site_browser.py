@@ -32,13 +32,20 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
+from fakezulip import FakeZulip, Realm, User
+from tests.support import (
+    ROOT,
+    BotProcess,
+    add_goal,
+    database_for,
+    running_since,
+    wait_until,
+    write_conf,
+)
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.fakezulip import FakeZulip, Realm, User
-from zulip_goals_bot.models import Goal, GoalState
+from zulip_goals_bot.db.models import Goal, GoalState
 from zulip_goals_bot.sandbox.world import DEMO_START
 from zulip_goals_bot.website.rebuild import DEBOUNCE_ENV, RETRY_ENV
-
-from .support import ROOT, BotProcess, add_goal, database_for, running_since, wait_until, write_conf
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

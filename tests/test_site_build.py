@@ -24,17 +24,8 @@ import feedparser
 import jsonschema
 import pytest
 
-from zulip_goals_bot.clock import CLOCK_FILE_ENV
-from zulip_goals_bot.db import Database
-from zulip_goals_bot.errors import UnknownPeriod
-from zulip_goals_bot.models import Update, UpdateKind, UpdateSource
-from zulip_goals_bot.schedule import DueState
-from zulip_goals_bot.website.build import BuildReport, build_site, site_settings
-from zulip_goals_bot.website.data import SiteError
-from zulip_goals_bot.website.rebuild import changes_site
-
-from .support import ROOT, run_cli
-from .test_digest import (
+from tests.support import ROOT, run_cli
+from tests.test_digest import (
     DIGEST_AT,
     SITE,
     UPDATES,
@@ -44,6 +35,14 @@ from .test_digest import (
     make_ctx,
     make_db,
 )
+from zulip_goals_bot.clock import CLOCK_FILE_ENV
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Update, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.errors import UnknownPeriod
+from zulip_goals_bot.website.build import BuildReport, build_site, site_settings
+from zulip_goals_bot.website.data import SiteError
+from zulip_goals_bot.website.rebuild import changes_site
 
 SCHEMA = json.loads((ROOT / "docs" / "goals.schema.json").read_text(encoding="utf-8"))
 MARKS = {state.mark: state for state in DueState}

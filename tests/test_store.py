@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from zulip_goals_bot.catchup import StoredMessage, reconcile
-from zulip_goals_bot.ingest import STORE_SLICE
-from zulip_goals_bot.models import Goal, HandledMessage, Person, Update, UpdateKind
-from zulip_goals_bot.store import FEW_PEOPLE
-
-from .support import add_goal
-from .test_fuzz import BEN, CHLOE, NOW, Member, make_harness, message_event
+from tests.support import add_goal
+from tests.test_fuzz import BEN, CHLOE, NOW, Member, make_harness, message_event
+from zulip_goals_bot.bot.catchup import StoredMessage, reconcile
+from zulip_goals_bot.bot.ingest import STORE_SLICE
+from zulip_goals_bot.bot.store import FEW_PEOPLE
+from zulip_goals_bot.db.models import Goal, HandledMessage, Person, Update, UpdateKind
 
 
 def test_a_backlog_is_stored_in_slices_and_follow_ups_keep_the_summary(tmp_path: Path) -> None:

@@ -18,16 +18,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import update
 
-from zulip_goals_bot.app import AFTER_COMMANDS_SECONDS, TICK_ENV
+from fakezulip import FakeZulip, Realm
+from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
+from zulip_goals_bot.bot.app import AFTER_COMMANDS_SECONDS, TICK_ENV
+from zulip_goals_bot.bot.prompts import next_wake, plan
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
-from zulip_goals_bot.fakezulip import FakeZulip, Realm
-from zulip_goals_bot.models import DeliveryKind, Goal, GoalState, OwnerRole
-from zulip_goals_bot.program import Program
-from zulip_goals_bot.prompts import next_wake, plan
-from zulip_goals_bot.queries import GoalView, OwnerView, PersonView
-
-from .support import BotProcess, add_goal, database_for, wait_until, write_conf
+from zulip_goals_bot.db.models import DeliveryKind, Goal, GoalState, OwnerRole
+from zulip_goals_bot.db.queries import GoalView, OwnerView, PersonView
+from zulip_goals_bot.domain.program import Program
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

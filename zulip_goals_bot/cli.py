@@ -12,25 +12,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .errors import GoalsBotError
+from zulip_goals_bot import __version__
+from zulip_goals_bot.errors import GoalsBotError
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .context import Context
-    from .zulip_io import ZulipIO
+    from zulip_goals_bot.bot.context import Context
+    from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.config import Config
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _load(args: argparse.Namespace, *, must_exist: bool = True) -> Config:
-    from .config import config_path, load_config
+    from zulip_goals_bot.config import config_path, load_config
 
     return load_config(config_path(args.config), must_exist=must_exist)
 
 
 def _database(args: argparse.Namespace) -> tuple[Config, object]:
-    from .db import Database
+    from zulip_goals_bot.db.engine import Database
 
     config = _load(args)
     db = Database(config.database_url)
@@ -39,14 +39,14 @@ def _database(args: argparse.Namespace) -> tuple[Config, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .app import run_bot
+    from zulip_goals_bot.bot.app import run_bot
 
     config = _load(args)
     return run_bot(config)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .db import Database
+    from zulip_goals_bot.db.engine import Database
 
     config = _load(args)
     db = Database(config.database_url)
@@ -56,7 +56,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from .db import Database
+    from zulip_goals_bot.db.engine import Database
 
     config = _load(args)
     db = Database(config.database_url)
@@ -65,7 +65,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_goals_import(args: argparse.Namespace) -> int:
-    from .goalsimport import import_command
+    from zulip_goals_bot.goals.importer import import_command
 
     return import_command(
         _load(args),
@@ -78,17 +78,17 @@ def cmd_goals_import(args: argparse.Namespace) -> int:
 
 
 def cmd_goals_list(args: argparse.Namespace) -> int:
-    from .goalslist import list_command
+    from zulip_goals_bot.goals.listing import list_command
 
     return list_command(_load(args), show_all=args.all, as_json=args.json)
 
 
 def _connect(config: Config) -> tuple[Context, ZulipIO]:
     """A context for a one-off command: the bot's identity and stream ids from Zulip."""
-    from .app import look_up_streams, open_database, setup_logging
-    from .clock import default_clock
-    from .context import Context
-    from .zulip_io import ZulipIO
+    from zulip_goals_bot.bot.app import look_up_streams, open_database, setup_logging
+    from zulip_goals_bot.bot.context import Context
+    from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.clock import default_clock
 
     setup_logging("WARNING")
     io = ZulipIO(config.zuliprc)
@@ -106,8 +106,8 @@ def _connect(config: Config) -> tuple[Context, ZulipIO]:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from .outgoing import LockedSender
-    from .prompts import send_due
+    from zulip_goals_bot.bot.outgoing import LockedSender
+    from zulip_goals_bot.bot.prompts import send_due
 
     config = _load(args)
     ctx, io = _connect(config)
@@ -140,12 +140,12 @@ class _NoSender:
 def cmd_digest(args: argparse.Namespace) -> int:
     from datetime import date, datetime, time
 
-    from .app import open_database, setup_logging
-    from .clock import default_clock
-    from .context import Context
-    from .digest_delivery import send_digest
-    from .outgoing import LockedSender
-    from .zulip_io import site_from_zuliprc
+    from zulip_goals_bot.bot.app import open_database, setup_logging
+    from zulip_goals_bot.bot.context import Context
+    from zulip_goals_bot.bot.outgoing import LockedSender
+    from zulip_goals_bot.bot.zulip_io import site_from_zuliprc
+    from zulip_goals_bot.clock import default_clock
+    from zulip_goals_bot.digest.delivery import send_digest
 
     config = _load(args)
     since = None
@@ -180,14 +180,14 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .config import config_path
-    from .doctor import doctor_command
+    from zulip_goals_bot.config import config_path
+    from zulip_goals_bot.doctor import doctor_command
 
     return doctor_command(config_path(args.config), as_json=args.json, fix=args.fix)
 
 
 def cmd_export_blog(args: argparse.Namespace) -> int:
-    from .blog import export_command
+    from zulip_goals_bot.digest.blog import export_command
 
     return export_command(
         _load(args), since=args.since, until=args.until, output=args.output, period=args.period
@@ -195,27 +195,27 @@ def cmd_export_blog(args: argparse.Namespace) -> int:
 
 
 def cmd_people_import(args: argparse.Namespace) -> int:
-    from .peopleimport import people_import_command
+    from zulip_goals_bot.people.importer import people_import_command
 
     return people_import_command(_load(args), args.path, dry_run=args.dry_run)
 
 
 def cmd_site_build(args: argparse.Namespace) -> int:
-    from .website.build import build_command
+    from zulip_goals_bot.website.build import build_command
 
     return build_command(_load(args), output=args.output, period=args.period)
 
 
 def cmd_site_serve(args: argparse.Namespace) -> int:
-    from .website.build import output_folder
-    from .website.serve import serve_command
+    from zulip_goals_bot.website.build import output_folder
+    from zulip_goals_bot.website.serve import serve_command
 
     folder = args.directory if args.directory is not None else output_folder(_load(args), None)
     return serve_command(folder, args.port)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import sandbox_command
+    from zulip_goals_bot.sandbox import sandbox_command
 
     return sandbox_command(
         goals=args.goals, database=args.database, script=args.script, start=args.start

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from zulip_goals_bot.errors import ConfigError
 
 CONFIG_ENV = "ZULIP_GOALS_BOT_CONFIG"
 DEFAULT_CONFIG = "bot.conf"

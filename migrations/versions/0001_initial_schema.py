@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import zulip_goals_bot.models
+import zulip_goals_bot.db.models
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -26,7 +26,7 @@ def upgrade() -> None:
         "bot_state",
         sa.Column("key", sa.String(length=100), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("updated_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_bot_state")),
     )
     op.create_table(
@@ -60,8 +60,8 @@ def upgrade() -> None:
         sa.Column("cadence_weeks", sa.Integer(), nullable=True),
         sa.Column("extra", sa.JSON(), nullable=False),
         sa.Column("source_path", sa.Text(), nullable=True),
-        sa.Column("created_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_goals")),
         sa.UniqueConstraint("period", "slug", name=op.f("uq_goals_period_slug")),
         sa.UniqueConstraint("zulip_topic", name=op.f("uq_goals_zulip_topic")),
@@ -70,7 +70,7 @@ def upgrade() -> None:
         "handled_messages",
         sa.Column("zulip_message_id", sa.BigInteger(), nullable=False),
         sa.Column("outcome", sa.String(length=40), nullable=False),
-        sa.Column("handled_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
+        sa.Column("handled_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("zulip_message_id", name=op.f("pk_handled_messages")),
     )
     op.create_table(
@@ -86,8 +86,8 @@ def upgrade() -> None:
         sa.Column("is_bot", sa.Boolean(), nullable=False),
         sa.Column("away_until", sa.Date(), nullable=True),
         sa.Column("mapped_via", sa.String(length=20), nullable=True),
-        sa.Column("claimed_at", zulip_goals_bot.models.UTCDateTime(), nullable=True),
-        sa.Column("created_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
+        sa.Column("claimed_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_people")),
         sa.UniqueConstraint("github", name=op.f("uq_people_github")),
         sa.UniqueConstraint("zulip_user_id", name=op.f("uq_people_zulip_user_id")),
@@ -126,8 +126,8 @@ def upgrade() -> None:
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("zulip_message_ids", sa.Text(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("claimed_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
-        sa.Column("sent_at", zulip_goals_bot.models.UTCDateTime(), nullable=True),
+        sa.Column("claimed_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["goal_id"], ["goals.id"], name=op.f("fk_deliveries_goal_id_goals"), ondelete="SET NULL"
         ),
@@ -145,7 +145,7 @@ def upgrade() -> None:
     op.create_table(
         "digest_subscriptions",
         sa.Column("person_id", sa.Integer(), nullable=False),
-        sa.Column("created_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["person_id"],
             ["people.id"],
@@ -181,7 +181,7 @@ def upgrade() -> None:
         sa.Column("goal_id", sa.Integer(), nullable=False),
         sa.Column("period", sa.String(length=40), nullable=False),
         sa.Column("person_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["goal_id"], ["goals.id"], name=op.f("fk_skips_goal_id_goals"), ondelete="CASCADE"
         ),
@@ -217,8 +217,8 @@ def upgrade() -> None:
         sa.Column("help_wanted", sa.Text(), nullable=True),
         sa.Column("stream", sa.Text(), nullable=True),
         sa.Column("topic", sa.Text(), nullable=True),
-        sa.Column("sent_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
-        sa.Column("edited_at", zulip_goals_bot.models.UTCDateTime(), nullable=True),
+        sa.Column("sent_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
+        sa.Column("edited_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=True),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["author_id"],

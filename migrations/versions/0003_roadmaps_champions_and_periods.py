@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import zulip_goals_bot.models
+import zulip_goals_bot.db.models
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -36,8 +36,8 @@ def upgrade() -> None:
         sa.Column("summary", sa.Text(), nullable=True),
         sa.Column("owners", sa.Text(), nullable=False),
         sa.Column("source_path", sa.Text(), nullable=True),
-        sa.Column("created_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", zulip_goals_bot.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", zulip_goals_bot.db.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_roadmaps")),
         sa.UniqueConstraint("period", "slug", name=op.f("uq_roadmaps_period_slug")),
     )

@@ -6,11 +6,26 @@ import re
 
 from sqlalchemy import select
 
-from ..errors import CommandError
-from ..grammar import OWNERS_ACTIONS, Command, parse_handle, parse_people, split_word
-from ..linking import link_github
-from ..linkplan import LinkResult, MappedVia
-from ..markdown import (
+from zulip_goals_bot.commands.answers import goal_title, owner_text
+from zulip_goals_bot.commands.call import Call, resolve_goal
+from zulip_goals_bot.commands.grammar import (
+    OWNERS_ACTIONS,
+    Command,
+    parse_handle,
+    parse_people,
+    split_word,
+)
+from zulip_goals_bot.commands.people import find_people, person_text
+from zulip_goals_bot.db.models import (
+    DigestSubscription,
+    Goal,
+    GoalOwner,
+    GoalState,
+    OwnerRole,
+    Person,
+)
+from zulip_goals_bot.db.queries import MANUAL_PERIOD, load_goals
+from zulip_goals_bot.domain.markdown import (
     SAFE_LENGTH,
     ZulipUser,
     limit_items,
@@ -19,21 +34,12 @@ from ..markdown import (
     time_tag,
     topic_link,
 )
-from ..matching import echo
-from ..models import (
-    DigestSubscription,
-    Goal,
-    GoalOwner,
-    GoalState,
-    OwnerRole,
-    Person,
-)
-from ..queries import MANUAL_PERIOD, load_goals
-from ..schedule import next_prompt
-from ..topics import goal_topic
-from .answers import goal_title, owner_text
-from .call import Call, resolve_goal
-from .people import find_people, person_text
+from zulip_goals_bot.domain.schedule import next_prompt
+from zulip_goals_bot.errors import CommandError
+from zulip_goals_bot.goals.matching import echo
+from zulip_goals_bot.goals.topics import goal_topic
+from zulip_goals_bot.people.link_rules import LinkResult, MappedVia
+from zulip_goals_bot.people.linking import link_github
 
 # Cadences an admin may set: weekly, every two weeks, every four weeks (as in bot.conf).
 CADENCES = (1, 2, 4)

@@ -10,8 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from ..config import WEEKDAYS, Config
-from ..grammar import (
+from zulip_goals_bot.commands.grammar import (
     ADMINS,
     ANYONE,
     HISTORY_MAX,
@@ -21,8 +20,14 @@ from ..grammar import (
     Command,
     near_command,
 )
-from ..handles import render_handles
-from ..markdown import (
+from zulip_goals_bot.config import WEEKDAYS, Config
+from zulip_goals_bot.db.models import (
+    GoalState,
+    OwnerRole,
+    UpdateKind,
+)
+from zulip_goals_bot.db.queries import ChampionView, GoalName, GoalView, OwnerView, UpdateView
+from zulip_goals_bot.domain.markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
     StreamRef,
@@ -41,15 +46,10 @@ from ..markdown import (
     time_tag,
     topic_link,
 )
-from ..matching import echo
-from ..models import (
-    GoalState,
-    OwnerRole,
-    UpdateKind,
-)
-from ..program import Program
-from ..queries import ChampionView, GoalName, GoalView, OwnerView, UpdateView
-from ..schedule import DueState, Slot, next_prompt
+from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.schedule import DueState, Slot, next_prompt
+from zulip_goals_bot.goals.matching import echo
+from zulip_goals_bot.people.handles import render_handles
 
 # How much of an update `status` and `history` quote: enough to follow, short enough to scan.
 STATUS_QUOTE_CHARS = 600

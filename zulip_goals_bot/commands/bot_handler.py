@@ -11,11 +11,11 @@ from typing import Any
 
 from zulip_bots.lib import AbstractBotHandler
 
-from ..context import Context
-from ..grammar import parse
-from ..people import SenderInfo
-from .answers import help_text
-from .dispatch import handle
+from zulip_goals_bot.bot.context import Context
+from zulip_goals_bot.commands.answers import help_text
+from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.grammar import parse
+from zulip_goals_bot.people.accounts import SenderInfo
 
 
 class GoalsBotHandler:

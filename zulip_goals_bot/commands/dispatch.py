@@ -11,18 +11,27 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..context import Context
-from ..errors import CommandError
-from ..grammar import ADMINS, SPEC_BY_NAME, UNKNOWN, Command
-from ..models import (
-    Person,
+from zulip_goals_bot.bot.context import Context
+from zulip_goals_bot.commands.admins import (
+    cmd_cadence,
+    cmd_goal,
+    cmd_map,
+    cmd_owners,
+    cmd_retire,
+    cmd_subscribers,
 )
-from ..people import SenderInfo, ensure_people
-from .admins import cmd_cadence, cmd_goal, cmd_map, cmd_owners, cmd_retire, cmd_subscribers
-from .answers import Moment, Reply, help_text, unknown_text
-from .call import Call, Handler
-from .owners import cmd_away, cmd_back, cmd_move, cmd_skip, cmd_transition, cmd_undo
-from .readers import (
+from zulip_goals_bot.commands.answers import Moment, Reply, help_text, unknown_text
+from zulip_goals_bot.commands.call import Call, Handler
+from zulip_goals_bot.commands.grammar import ADMINS, SPEC_BY_NAME, UNKNOWN, Command
+from zulip_goals_bot.commands.owners import (
+    cmd_away,
+    cmd_back,
+    cmd_move,
+    cmd_skip,
+    cmd_transition,
+    cmd_undo,
+)
+from zulip_goals_bot.commands.readers import (
     cmd_about,
     cmd_history,
     cmd_iam,
@@ -33,6 +42,11 @@ from .readers import (
     cmd_subscribe,
     cmd_unsubscribe,
 )
+from zulip_goals_bot.db.models import (
+    Person,
+)
+from zulip_goals_bot.errors import CommandError
+from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
 
 
 def _sender_is_admin(ctx: Context, session: Session, sender: SenderInfo) -> bool:

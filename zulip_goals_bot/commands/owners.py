@@ -8,15 +8,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from ..errors import CommandError
-from ..grammar import Command, parse_away
-from ..markdown import safe, time_tag
-from ..matching import echo
-from ..models import Goal, GoalState, Update, UpdateKind, UpdateSource
-from ..prompts import skip_goal
-from ..store import set_content
-from .answers import DUE_TEXT, goal_title
-from .call import Call, require_owner, resolve_goal
+from zulip_goals_bot.bot.prompts import skip_goal
+from zulip_goals_bot.bot.store import set_content
+from zulip_goals_bot.commands.answers import DUE_TEXT, goal_title
+from zulip_goals_bot.commands.call import Call, require_owner, resolve_goal
+from zulip_goals_bot.commands.grammar import Command, parse_away
+from zulip_goals_bot.db.models import Goal, GoalState, Update, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.markdown import safe, time_tag
+from zulip_goals_bot.errors import CommandError
+from zulip_goals_bot.goals.matching import echo
 
 _SKIP_FILLER = re.compile(r"^(?:this|the|for)?\s*(?:week|period|time|round|update|one)?$", re.I)
 

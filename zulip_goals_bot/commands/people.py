@@ -12,19 +12,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..errors import CommandError
-from ..grammar import PersonRef
-from ..markdown import (
-    ZulipUser,
-    safe,
-)
-from ..models import (
+from zulip_goals_bot.commands.call import Call
+from zulip_goals_bot.commands.grammar import PersonRef
+from zulip_goals_bot.db.models import (
     Goal,
     GoalOwner,
     GoalState,
     Person,
 )
-from .call import Call
+from zulip_goals_bot.domain.markdown import (
+    ZulipUser,
+    safe,
+)
+from zulip_goals_bot.errors import CommandError
 
 
 def owned_names(session: Session, person_id: int) -> list[str]:

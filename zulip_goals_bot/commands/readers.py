@@ -7,40 +7,8 @@ from collections.abc import Collection, Mapping, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .. import __version__
-from ..config import Config
-from ..errors import CommandError
-from ..grammar import (
-    CHAMPION_DIGEST_WORDS,
-    DIGEST_WORDS,
-    HISTORY_MAX,
-    Command,
-    parse_handle,
-    parse_history_args,
-)
-from ..grouping import RoadmapGroup, goal_groups, roadmap_groups
-from ..handles import handles_of
-from ..linking import link_github
-from ..linkplan import Conflict, LinkResult, MappedVia
-from ..markdown import (
-    SAFE_LENGTH,
-    ZulipUser,
-    days_ago,
-    limit_items,
-    plural,
-    safe,
-    topic_link,
-)
-from ..matching import echo
-from ..models import (
-    DigestSubscription,
-    GoalState,
-    Person,
-)
-from ..queries import ChampionView, GoalView, load_champions, load_goals, load_roadmaps, person_view
-from ..queries import updates_for_goal as load_history
-from ..schedule import DueState
-from .answers import (
+from zulip_goals_bot import __version__
+from zulip_goals_bot.commands.answers import (
     DUE_TEXT,
     Moment,
     digest_text,
@@ -50,8 +18,47 @@ from .answers import (
     render_status,
     schedule_text,
 )
-from .call import Call, owned_goal_ids, resolve_goal
-from .people import owned_names
+from zulip_goals_bot.commands.call import Call, owned_goal_ids, resolve_goal
+from zulip_goals_bot.commands.grammar import (
+    CHAMPION_DIGEST_WORDS,
+    DIGEST_WORDS,
+    HISTORY_MAX,
+    Command,
+    parse_handle,
+    parse_history_args,
+)
+from zulip_goals_bot.commands.people import owned_names
+from zulip_goals_bot.config import Config
+from zulip_goals_bot.db.models import (
+    DigestSubscription,
+    GoalState,
+    Person,
+)
+from zulip_goals_bot.db.queries import (
+    ChampionView,
+    GoalView,
+    load_champions,
+    load_goals,
+    load_roadmaps,
+    person_view,
+)
+from zulip_goals_bot.db.queries import updates_for_goal as load_history
+from zulip_goals_bot.domain.markdown import (
+    SAFE_LENGTH,
+    ZulipUser,
+    days_ago,
+    limit_items,
+    plural,
+    safe,
+    topic_link,
+)
+from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.errors import CommandError
+from zulip_goals_bot.goals.grouping import RoadmapGroup, goal_groups, roadmap_groups
+from zulip_goals_bot.goals.matching import echo
+from zulip_goals_bot.people.handles import handles_of
+from zulip_goals_bot.people.link_rules import Conflict, LinkResult, MappedVia
+from zulip_goals_bot.people.linking import link_github
 
 
 def _zulip_people(session: Session, handles: Collection[str]) -> dict[str, ZulipUser]:

@@ -12,10 +12,10 @@ for every problem, the exact fix; reading the facts and ``--fix`` are the shell 
 - ``commands``: ``doctor [--json] [--fix]`` and ``run``'s start-up checks.
 """
 
-from .commands import apply_fixes, doctor_command, startup_checks
-from .permissions import may_subscribe_others, post_refusal
-from .problems import attention_lines, load_problems, store_problems
-from .report import Check, Report, Status, exit_status
+from zulip_goals_bot.doctor.commands import apply_fixes, doctor_command, startup_checks
+from zulip_goals_bot.doctor.permissions import may_subscribe_others, post_refusal
+from zulip_goals_bot.doctor.problems import attention_lines, load_problems, store_problems
+from zulip_goals_bot.doctor.report import Check, Report, Status, exit_status
 
 __all__ = [
     "Check",

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..program import Program
-from ..queries import GoalView, OwnerContact, PersonView
-from ..schedule import DueState, Slot, period_at
-from .facts import DbFacts, Facts, FileFacts, ZulipFacts
-from .permissions import (
+from zulip_goals_bot.db.queries import GoalView, OwnerContact, PersonView
+from zulip_goals_bot.doctor.facts import DbFacts, Facts, FileFacts, ZulipFacts
+from zulip_goals_bot.doctor.permissions import (
     BOT_TYPE_GENERIC,
     BOT_TYPES,
     DM_NOBODY,
@@ -21,10 +19,12 @@ from .permissions import (
     bot_may_post,
     role_of,
 )
-from .report import Check, error, ok, warn
+from zulip_goals_bot.doctor.report import Check, error, ok, warn
+from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.schedule import DueState, Slot, period_at
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from zulip_goals_bot.config import Config
 
 # The bot narrows with `dm` and `is:dm` (Zulip 7.0, feature level 177); older servers refuse them.
 MIN_FEATURE_LEVEL = 177

@@ -9,18 +9,25 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .checks import PERMISSIONS, STREAM_SETTINGS, name_list, owners_of, prompted_goals, run_checks
-from .facts import Facts
-from .gather import ATTEMPTS, db_facts, file_facts, gather, zulip_facts
-from .permissions import INVITE_MEMBERS, may_subscribe_others, role_of
-from .problems import store_problems
-from .report import Check, Report, Status
+from zulip_goals_bot.doctor.checks import (
+    PERMISSIONS,
+    STREAM_SETTINGS,
+    name_list,
+    owners_of,
+    prompted_goals,
+    run_checks,
+)
+from zulip_goals_bot.doctor.facts import Facts
+from zulip_goals_bot.doctor.gather import ATTEMPTS, db_facts, file_facts, gather, zulip_facts
+from zulip_goals_bot.doctor.permissions import INVITE_MEMBERS, may_subscribe_others, role_of
+from zulip_goals_bot.doctor.problems import store_problems
+from zulip_goals_bot.doctor.report import Check, Report, Status
 
 if TYPE_CHECKING:
-    from ..clock import Clock
-    from ..config import Config
-    from ..db import Database
-    from ..zulip_io import ZulipIO
+    from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.clock import Clock
+    from zulip_goals_bot.config import Config
+    from zulip_goals_bot.db.engine import Database
 
 log = logging.getLogger("zulip_goals_bot")
 
@@ -30,7 +37,7 @@ def apply_fixes(io: ZulipIO, config: Config, facts: Facts) -> tuple[list[str], l
 
     Returns what was fixed and what could not be, one line each.
     """
-    from ..errors import ZulipError
+    from zulip_goals_bot.errors import ZulipError
 
     fixed: list[str] = []
     not_fixed: list[str] = []
@@ -91,7 +98,7 @@ def apply_fixes(io: ZulipIO, config: Config, facts: Facts) -> tuple[list[str], l
 
 def doctor_command(config_path: Path, *, as_json: bool, fix: bool) -> int:
     """``zulip-goals-bot doctor [--json] [--fix]``: print the report, exit 0, 1 or 2."""
-    from ..clock import default_clock
+    from zulip_goals_bot.clock import default_clock
 
     logging.basicConfig(level=logging.ERROR)
     clock = default_clock()
@@ -99,7 +106,7 @@ def doctor_command(config_path: Path, *, as_json: bool, fix: bool) -> int:
     fixed: list[str] = []
     not_fixed: list[str] = []
     if fix and facts.config is not None and facts.zulip is not None and facts.zulip.error is None:
-        from ..zulip_io import ZulipIO
+        from zulip_goals_bot.bot.zulip_io import ZulipIO
 
         config = facts.config
         io = ZulipIO(config.zuliprc)

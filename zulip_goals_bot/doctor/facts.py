@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..queries import GoalView
+from zulip_goals_bot.db.queries import GoalView
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from zulip_goals_bot.config import Config
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,20 +9,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .facts import DbFacts, Facts, FileFacts, ZulipFacts
+from zulip_goals_bot.doctor.facts import DbFacts, Facts, FileFacts, ZulipFacts
 
 if TYPE_CHECKING:
-    from ..clock import Clock
-    from ..config import Config
-    from ..db import Database
-    from ..zulip_io import ZulipIO
+    from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.clock import Clock
+    from zulip_goals_bot.config import Config
+    from zulip_goals_bot.db.engine import Database
 
 # A doctor must answer quickly: each request is tried this often, not the bot's eight times.
 ATTEMPTS = 2
 
 
 def file_facts(config_path: Path, load: Callable[[], Config]) -> tuple[FileFacts, Config | None]:
-    from ..errors import ConfigError
+    from zulip_goals_bot.errors import ConfigError
 
     try:
         config = load()
@@ -33,7 +33,7 @@ def file_facts(config_path: Path, load: Callable[[], Config]) -> tuple[FileFacts
     if not rc.exists() and env and os.environ.get("ZULIP_SITE"):
         return FileFacts(config_path, zuliprc_path=rc, credentials_from_env=True), config
     try:
-        from ..zulip_io import check_zuliprc
+        from zulip_goals_bot.bot.zulip_io import check_zuliprc
 
         check_zuliprc(rc, warn=False)
         mode = rc.stat().st_mode & 0o777
@@ -67,7 +67,7 @@ def zulip_facts(io: ZulipIO, config: Config, *, render: bool = True) -> ZulipFac
     Without ``render`` the emoji is looked up among the custom emoji only: ``run`` skips the
     render request, a POST to ``messages/...`` that its message traffic should not include.
     """
-    from ..errors import ZulipError
+    from zulip_goals_bot.errors import ZulipError
 
     unread: dict[str, str] = {}
 
@@ -157,8 +157,8 @@ def db_facts(config: Config, db: Database | None = None) -> DbFacts:
         assert url.database is not None
         if not Path(url.database).exists():
             return DbFacts(where, missing_file=True)
-    from ..db import Database
-    from ..errors import GoalsBotError
+    from zulip_goals_bot.db.engine import Database
+    from zulip_goals_bot.errors import GoalsBotError
 
     try:
         db = Database(config.database_url)
@@ -177,8 +177,8 @@ def _read_db(db: Database, where: str) -> DbFacts:
 
     # The newest migration this code knows (a test holds it equal to Alembic's head), so that
     # checking does not import Alembic (8 MB a running bot would keep).
-    from ..db import SCHEMA_HEAD
-    from ..queries import load_goals
+    from zulip_goals_bot.db.engine import SCHEMA_HEAD
+    from zulip_goals_bot.db.queries import load_goals
 
     head = SCHEMA_HEAD
     try:
@@ -196,9 +196,9 @@ def _read_db(db: Database, where: str) -> DbFacts:
 
 
 def gather(config_path: Path, clock: Clock) -> Facts:
-    from ..config import load_config
-    from ..errors import GoalsBotError
-    from ..zulip_io import ZulipIO
+    from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.config import load_config
+    from zulip_goals_bot.errors import GoalsBotError
 
     files, config = file_facts(config_path, lambda: load_config(config_path))
     now = clock.now()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .facts import ZulipFacts
+from zulip_goals_bot.doctor.facts import ZulipFacts
 
 # Zulip's numbers (API docs, "roles and permissions"), as plain data for the pure checks.
 ROLE_OWNER, ROLE_ADMIN, ROLE_MODERATOR, ROLE_MEMBER, ROLE_GUEST = 100, 200, 300, 400, 600

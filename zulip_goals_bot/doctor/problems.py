@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..markdown import neutralize
-from .report import Check
+from zulip_goals_bot.doctor.report import Check
+from zulip_goals_bot.domain.markdown import neutralize
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ def attention_lines(problems: Sequence[Mapping[str, str]]) -> list[str]:
 
 
 def store_problems(session: Session, checks: Iterable[Check], now: datetime) -> None:
-    from ..models import BotState
+    from zulip_goals_bot.db.models import BotState
 
     wanted = [
         {"check": c.key, "mark": c.status.mark, "summary": c.summary, "fix": c.fix}
@@ -39,7 +39,7 @@ def store_problems(session: Session, checks: Iterable[Check], now: datetime) -> 
 
 
 def load_problems(session: Session) -> list[dict[str, str]]:
-    from ..models import BotState
+    from zulip_goals_bot.db.models import BotState
 
     row = session.get(BotState, SETUP_PROBLEMS_KEY)
     if row is None:

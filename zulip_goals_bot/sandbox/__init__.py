@@ -19,10 +19,25 @@ The modules, pure ones first:
 - ``main``: ``sandbox_command``, which starts and stops it all.
 """
 
-from .display import plain_text, render_message
-from .lines import Line, Member, Outcome, Place, UserMatch, match_person, message_text, script_lines
-from .main import sandbox_command
-from .timing import format_delta, format_time, hour_steps, parse_duration, parse_start
+from zulip_goals_bot.sandbox.display import plain_text, render_message
+from zulip_goals_bot.sandbox.lines import (
+    Line,
+    Member,
+    Outcome,
+    Place,
+    UserMatch,
+    match_person,
+    message_text,
+    script_lines,
+)
+from zulip_goals_bot.sandbox.main import sandbox_command
+from zulip_goals_bot.sandbox.timing import (
+    format_delta,
+    format_time,
+    hour_steps,
+    parse_duration,
+    parse_start,
+)
 
 __all__ = [
     "Line",

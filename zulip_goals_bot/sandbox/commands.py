@@ -14,14 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import GoalsBotError
-from ..markdown import plural
-from .display import GoalRow, plain_text, render_goals, render_people
-from .lines import Outcome, Place, match_person
-from .timing import format_delta, format_time, hour_steps, parse_duration
+from zulip_goals_bot.domain.markdown import plural
+from zulip_goals_bot.errors import GoalsBotError
+from zulip_goals_bot.sandbox.display import GoalRow, plain_text, render_goals, render_people
+from zulip_goals_bot.sandbox.lines import Outcome, Place, match_person
+from zulip_goals_bot.sandbox.timing import format_delta, format_time, hour_steps, parse_duration
 
 if TYPE_CHECKING:
-    from .session import Sandbox
+    from zulip_goals_bot.sandbox.session import Sandbox
 
 # `/advance` refuses more than this: replaying months hour by hour is slow and rarely meant.
 MAX_ADVANCE = timedelta(weeks=12)
@@ -51,8 +51,8 @@ def cmd_dm(sb: Sandbox, arg: str) -> Outcome:
 
 
 def cmd_topic(sb: Sandbox, arg: str) -> Outcome:
-    from ..matching import MatchKind, match_goal
-    from ..queries import goal_names
+    from zulip_goals_bot.db.queries import goal_names
+    from zulip_goals_bot.goals.matching import MatchKind, match_goal
 
     if not arg:
         sb.console.note("Usage: /topic GOAL (a name, slug or #issue) or /topic STREAM > TOPIC")
@@ -86,7 +86,7 @@ def cmd_who(sb: Sandbox, arg: str) -> Outcome:
 
 
 def cmd_goals(sb: Sandbox, arg: str) -> Outcome:
-    from ..queries import load_goals
+    from zulip_goals_bot.db.queries import load_goals
 
     now = sb.clock.now()
     program = sb.bot.ctx.program
@@ -142,7 +142,7 @@ def cmd_advance(sb: Sandbox, arg: str) -> Outcome:
 
 
 def cmd_prompt(sb: Sandbox, arg: str) -> Outcome:
-    from ..prompts import send_due
+    from zulip_goals_bot.bot.prompts import send_due
 
     subscribers = frozenset(sb.bot.sender.stream_subscribers(sb.config.stream))
     report = send_due(sb.bot.ctx, sb.bot.sender, subscribers)
@@ -158,7 +158,7 @@ def cmd_prompt(sb: Sandbox, arg: str) -> Outcome:
 
 
 def cmd_digest(sb: Sandbox, arg: str) -> Outcome:
-    from ..digest_delivery import send_digest
+    from zulip_goals_bot.digest.delivery import send_digest
 
     report = send_digest(sb.bot.ctx, sb.bot.sender, force=True)
     sb.show()
@@ -168,8 +168,8 @@ def cmd_digest(sb: Sandbox, arg: str) -> Outcome:
 
 def cmd_site(sb: Sandbox, arg: str) -> Outcome:
     """Build the goals website from the sandbox's database and serve it on localhost."""
-    from ..website.build import build_site, site_settings
-    from ..website.serve import Preview
+    from zulip_goals_bot.website.build import build_site, site_settings
+    from zulip_goals_bot.website.serve import Preview
 
     if arg:
         folder = Path(arg).expanduser()

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .lines import Member
-from .timing import format_time
+from zulip_goals_bot.sandbox.lines import Member
+from zulip_goals_bot.sandbox.timing import format_time
 
 if TYPE_CHECKING:
-    from ..fakezulip import FakeZulip
+    from fakezulip import FakeZulip
 
 log = logging.getLogger(__name__)
 

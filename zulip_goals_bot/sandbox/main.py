@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import GoalsBotError
-from .display import Console
-from .session import Sandbox
-from .timing import format_time, parse_start
-from .world import (
+from zulip_goals_bot.errors import GoalsBotError
+from zulip_goals_bot.sandbox.display import Console
+from zulip_goals_bot.sandbox.session import Sandbox
+from zulip_goals_bot.sandbox.timing import format_time, parse_start
+from zulip_goals_bot.sandbox.world import (
     BOT_EMAIL,
     DEMO_START,
     DEMO_WORD,
@@ -36,7 +36,7 @@ from .world import (
 )
 
 if TYPE_CHECKING:
-    from ..fakezulip import FakeZulip
+    from fakezulip import FakeZulip
 
 
 @contextlib.contextmanager
@@ -63,7 +63,7 @@ def _setup_logging() -> None:
 
 
 def _banner(sandbox: Sandbox, summary: str) -> str:
-    from ..config import WEEKDAYS
+    from zulip_goals_bot.config import WEEKDAYS
 
     sched = sandbox.config.schedule
     digest = sandbox.config.digest
@@ -97,12 +97,12 @@ def sandbox_command(
     goals: Path | None, database: Path | None, script: str | None, start: str | None
 ) -> int:
     """``zulip-goals-bot sandbox``: returns the exit status (130 after Ctrl-C)."""
-    from ..app import GoalsBot
-    from ..clock import FrozenClock
-    from ..db import Database
-    from ..fakezulip import FakeZulip
-    from ..goalsimport import import_goals
-    from ..zulip_io import ZulipIO
+    from fakezulip import FakeZulip
+    from zulip_goals_bot.bot.app import GoalsBot
+    from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.clock import FrozenClock
+    from zulip_goals_bot.db.engine import Database
+    from zulip_goals_bot.goals.importer import import_goals
 
     script_path = resolve_script(script)
     source = goals if goals is not None else SAMPLE_DIR

@@ -10,18 +10,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import GoalsBotError
-from .commands import command_named
-from .display import Console, Watcher
-from .lines import Line, Member, Outcome, Place, message_text, script_lines
-from .world import GITHUB_FIELD, LEAD_NAME
+from zulip_goals_bot.errors import GoalsBotError
+from zulip_goals_bot.sandbox.commands import command_named
+from zulip_goals_bot.sandbox.display import Console, Watcher
+from zulip_goals_bot.sandbox.lines import Line, Member, Outcome, Place, message_text, script_lines
+from zulip_goals_bot.sandbox.world import GITHUB_FIELD, LEAD_NAME
 
 if TYPE_CHECKING:
-    from ..app import GoalsBot
-    from ..clock import FrozenClock
-    from ..db import Database
-    from ..fakezulip import FakeZulip, User
-    from ..website.serve import Preview
+    from fakezulip import FakeZulip, User
+    from zulip_goals_bot.bot.app import GoalsBot
+    from zulip_goals_bot.clock import FrozenClock
+    from zulip_goals_bot.db.engine import Database
+    from zulip_goals_bot.website.serve import Preview
 
 # The scheduler interval handed to the bot, with no wake-ups of its own: the sandbox ticks it
 # after every clock move, and the clock moves only then, so a timer would find nothing new to do.
@@ -123,12 +123,12 @@ class Sandbox:
     # -- the schedule ----------------------------------------------------------------------------
 
     def next_prompt(self) -> datetime:
-        from ..schedule import next_prompt
+        from zulip_goals_bot.domain.schedule import next_prompt
 
         return next_prompt(self.clock.now(), self.config.schedule.cadence_weeks, self.bot.ctx.slot)
 
     def next_digest(self) -> datetime:
-        from ..digest_delivery import digest_period
+        from zulip_goals_bot.digest.delivery import digest_period
 
         return digest_period(self.bot.ctx, self.clock.now()).end
 
@@ -171,7 +171,7 @@ class Sandbox:
 
     def post(self, text: str) -> Outcome:
         """Post ``text`` as the current user in the current place, then show the bot's answer."""
-        from ..fakezulip import ApiError
+        from fakezulip import ApiError
 
         content = message_text(text, self.bot.bot_name)
         try:

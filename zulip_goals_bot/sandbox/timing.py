@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from ..errors import GoalsBotError
+from zulip_goals_bot.errors import GoalsBotError
 
 # Skipped time is replayed in steps of this size (every schedule the sandbox uses is on the hour),
 # so a prompt, a DM at an owner's local hour or a reminder goes out at its own time.

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import GoalsBotError
+from zulip_goals_bot.errors import GoalsBotError
 
 if TYPE_CHECKING:
-    from ..clock import FrozenClock
-    from ..config import Config
-    from ..db import Database
-    from ..fakezulip import Realm
-    from ..importreport import ImportReport
+    from fakezulip import Realm
+    from zulip_goals_bot.clock import FrozenClock
+    from zulip_goals_bot.config import Config
+    from zulip_goals_bot.db.engine import Database
+    from zulip_goals_bot.goals.import_report import ImportReport
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_goals"
 # `--script demo` runs this shipped script (a week of the program in about a minute of reading).
@@ -49,7 +49,7 @@ CLOCK_KEY = "sandbox_clock"
 def sandbox_config(zuliprc: Path, database_url: str, lead_email: str) -> Config:
     """The bot's configuration in the sandbox: weekly prompts and no grace days, so that one
     simulated week shows a prompt, a reminder and a digest; the lead is a bot admin."""
-    from ..config import Config, ScheduleConfig
+    from zulip_goals_bot.config import Config, ScheduleConfig
 
     return Config(
         path=None,
@@ -64,7 +64,7 @@ def sandbox_config(zuliprc: Path, database_url: str, lead_email: str) -> Config:
 
 def build_realm(extra_handles: Iterable[str]) -> Realm:
     """The demo organisation with a GitHub profile field, plus one account per extra handle."""
-    from ..fakezulip import FIELD_EXTERNAL_ACCOUNT, Realm
+    from fakezulip import FIELD_EXTERNAL_ACCOUNT, Realm
 
     realm = Realm.demo()
     field = realm.add_profile_field(
@@ -85,8 +85,8 @@ def build_realm(extra_handles: Iterable[str]) -> Realm:
 
 def owner_handles(path: Path) -> list[str]:
     """Every GitHub handle the goal files at ``path`` name as an owner."""
-    from ..goalfiles import read_goal_files
-    from ..importplan import owner_specs
+    from zulip_goals_bot.goals.files import read_goal_files
+    from zulip_goals_bot.goals.import_plan import owner_specs
 
     docs, _problems = read_goal_files([path])
     return sorted({spec.github for _file, doc in docs for spec in owner_specs(doc)})
@@ -122,7 +122,7 @@ def max_message_id(db: Database) -> int:
     """The highest Zulip message id a kept database knows (0 for a new one)."""
     from sqlalchemy import func, select
 
-    from ..models import HandledMessage, Update
+    from zulip_goals_bot.db.models import HandledMessage, Update
 
     with db.read() as session:
         handled = session.execute(select(func.max(HandledMessage.zulip_message_id))).scalar()
@@ -132,7 +132,7 @@ def max_message_id(db: Database) -> int:
 
 def saved_clock(db: Database) -> datetime | None:
     """Where the last session on a kept database left the clock."""
-    from ..models import BotState
+    from zulip_goals_bot.db.models import BotState
 
     with db.read() as session:
         row = session.get(BotState, CLOCK_KEY)
@@ -140,7 +140,7 @@ def saved_clock(db: Database) -> datetime | None:
 
 
 def save_clock(db: Database, clock: FrozenClock) -> None:
-    from ..models import BotState
+    from zulip_goals_bot.db.models import BotState
 
     now = clock.now()
     with db.write() as session:

@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ..clock import default_clock
-from ..config import Config
-from ..db import Database
-from ..program import Program
-from ..zulip_io import site_from_zuliprc
-from .data import SiteError, load_site_data
-from .health import compute_health
-from .pages import MARKER, site_files
-from .publish import publish
-from .text import ZulipMarkdown
-from .views import SiteSettings
+from zulip_goals_bot.bot.zulip_io import site_from_zuliprc
+from zulip_goals_bot.clock import default_clock
+from zulip_goals_bot.config import Config
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.website.data import SiteError, load_site_data
+from zulip_goals_bot.website.health import compute_health
+from zulip_goals_bot.website.pages import MARKER, site_files
+from zulip_goals_bot.website.publish import publish
+from zulip_goals_bot.website.text import ZulipMarkdown
+from zulip_goals_bot.website.views import SiteSettings
 
 
 def zulip_url(config: Config) -> str | None:

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import GoalsBotError
-from ..models import Goal, Person, Update, UpdateKind, UpdateSource
-from ..queries import GoalView, goals_of_period, load_goals
+from zulip_goals_bot.db.models import Goal, Person, Update, UpdateKind, UpdateSource
+from zulip_goals_bot.db.queries import GoalView, goals_of_period, load_goals
+from zulip_goals_bot.errors import GoalsBotError
 
 
 class SiteError(GoalsBotError):

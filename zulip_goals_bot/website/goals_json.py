@@ -12,10 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .data import SiteData
-from .health import Health
-from .text import plain
-from .views import (
+from zulip_goals_bot.website.data import SiteData
+from zulip_goals_bot.website.health import Health
+from zulip_goals_bot.website.text import plain
+from zulip_goals_bot.website.views import (
     FEEDS_DIR,
     GOALS_DIR,
     Card,

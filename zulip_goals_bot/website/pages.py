@@ -17,14 +17,14 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..grouping import goal_groups
-from ..markdown import message_link
-from ..queries import GoalView
-from . import charts, feeds, goals_json
-from .data import SiteData
-from .health import Health
-from .text import LINK_REL, ZulipMarkdown, plain
-from .views import (
+from zulip_goals_bot.db.queries import GoalView
+from zulip_goals_bot.domain.markdown import message_link
+from zulip_goals_bot.goals.grouping import goal_groups
+from zulip_goals_bot.website import charts, feeds, goals_json
+from zulip_goals_bot.website.data import SiteData
+from zulip_goals_bot.website.health import Health
+from zulip_goals_bot.website.text import LINK_REL, ZulipMarkdown, plain
+from zulip_goals_bot.website.views import (
     FEEDS_DIR,
     GOALS_DIR,
     Card,
@@ -37,10 +37,10 @@ from .views import (
     summary,
     topic_link,
 )
-from .views import (
+from zulip_goals_bot.website.views import (
     cards as make_cards,
 )
-from .views import (
+from zulip_goals_bot.website.views import (
     items as make_items,
 )
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..context import Context
-    from .text import ZulipMarkdown
+    from zulip_goals_bot.bot.context import Context
+    from zulip_goals_bot.website.text import ZulipMarkdown
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SiteRebuilder:
 
     def _moment(self) -> tuple[str, str]:
         """The week and day the site's states are for; a new one needs a new build."""
-        from .health import this_week
+        from zulip_goals_bot.website.health import this_week
 
         program = self.ctx.program
         now = self.ctx.clock.now()
@@ -140,9 +140,9 @@ class SiteRebuilder:
             self._build()
 
     def _build(self) -> None:
-        from ..errors import GoalsBotError
-        from .build import build_site, site_settings
-        from .text import ZulipMarkdown
+        from zulip_goals_bot.errors import GoalsBotError
+        from zulip_goals_bot.website.build import build_site, site_settings
+        from zulip_goals_bot.website.text import ZulipMarkdown
 
         moment = self._moment()
         try:

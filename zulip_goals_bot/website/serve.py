@@ -12,8 +12,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .data import SiteError
-from .pages import INDEX
+from zulip_goals_bot.website.data import SiteError
+from zulip_goals_bot.website.pages import INDEX
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
