@@ -23,13 +23,10 @@ from zulip_goals_bot.db.models import (
     BotState,
     Goal,
     GoalOwner,
-    GoalState,
-    OwnerRole,
     Person,
     Update,
-    UpdateKind,
-    UpdateSource,
 )
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind, UpdateSource
 from zulip_goals_bot.goals.topics import goal_topic
 
 # Historical updates get message ids far above anything the emulator hands out in a run, so

@@ -27,7 +27,7 @@ from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import DIGEST_WINDOW, load_digest_data
-from zulip_goals_bot.people.accounts import SenderInfo
+from zulip_goals_bot.domain.views import SenderInfo
 
 SITE = "https://zulip.example.com"
 # Commands answered before timing starts: the first one after a start fills the goal-name cache.

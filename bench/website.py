@@ -28,7 +28,8 @@ from bench.data import (
 )
 from bench.profiling import Profile
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db.models import Update, UpdateKind, UpdateSource
+from zulip_goals_bot.db.models import Update
+from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
 from zulip_goals_bot.website.build import build_site, site_settings
 from zulip_goals_bot.website.text import ZulipMarkdown
 

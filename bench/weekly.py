@@ -27,7 +27,8 @@ from bench.profiling import Profile
 from bench.world import Bot, world
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import Delivery, DeliveryKind, DeliveryState
+from zulip_goals_bot.db.models import Delivery
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
 
 CONF = """[schedule]
 enabled = true

@@ -17,15 +17,8 @@ from fakezulip import FakeZulip, harness
 from fakezulip.harness import write_bot_conf
 from tests.dbs import new_database_url
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    FIRST_START_KEY,
-    BotState,
-    Goal,
-    GoalOwner,
-    GoalState,
-    OwnerRole,
-    Person,
-)
+from zulip_goals_bot.db.models import FIRST_START_KEY, BotState, Goal, GoalOwner, Person
+from zulip_goals_bot.domain.states import GoalState, OwnerRole
 from zulip_goals_bot.goals.topics import goal_topic
 
 ROOT = Path(__file__).resolve().parents[1]

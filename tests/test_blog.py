@@ -26,7 +26,7 @@ from tests.test_digest import (
 from zulip_goals_bot.cli import main
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import Goal, GoalOwner, OwnerRole, Person, Update
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person, Update
 from zulip_goals_bot.digest.blog import (
     ExportError,
     compose_blog,
@@ -35,6 +35,7 @@ from zulip_goals_bot.digest.blog import (
     load_blog_data,
     parse_date,
 )
+from zulip_goals_bot.domain.states import OwnerRole
 
 GOLDEN_BLOG = "blog_2025-03.md"
 

@@ -30,23 +30,13 @@ from zulip_goals_bot.commands.grammar import (
 )
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    DigestSubscription,
-    Goal,
-    GoalOwner,
-    GoalState,
-    OwnerRole,
-    Person,
-    Skip,
-    Update,
-    UpdateKind,
-)
-from zulip_goals_bot.db.queries import GoalName
+from zulip_goals_bot.db.models import DigestSubscription, Goal, GoalOwner, Person, Skip, Update
 from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
+from zulip_goals_bot.domain.views import GoalName, SenderInfo
 from zulip_goals_bot.goals.files import GoalStatus, read_goal_files
 from zulip_goals_bot.goals.matching import MatchKind, match_goal
 from zulip_goals_bot.goals.topics import goal_topic
-from zulip_goals_bot.people.accounts import SenderInfo
 
 GOALS_DATA = Path(__file__).resolve().parent / "data" / "rust-project-goals"
 

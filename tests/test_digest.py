@@ -25,21 +25,7 @@ from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    Delivery,
-    DeliveryKind,
-    DeliveryState,
-    DigestSubscription,
-    Goal,
-    GoalOwner,
-    GoalState,
-    OwnerRole,
-    Person,
-    Update,
-    UpdateKind,
-    UpdateSource,
-)
-from zulip_goals_bot.db.queries import GoalView, OwnerView, PersonView, UpdateView
+from zulip_goals_bot.db.models import Delivery, DigestSubscription, Goal, GoalOwner, Person, Update
 from zulip_goals_bot.digest.compose import DigestData, compose_digest
 from zulip_goals_bot.digest.delivery import (
     digest_due,
@@ -49,6 +35,15 @@ from zulip_goals_bot.digest.delivery import (
 )
 from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
 from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.states import (
+    DeliveryKind,
+    DeliveryState,
+    GoalState,
+    OwnerRole,
+    UpdateKind,
+    UpdateSource,
+)
+from zulip_goals_bot.domain.views import GoalView, OwnerView, PersonView, UpdateView
 from zulip_goals_bot.errors import ZulipError
 from zulip_goals_bot.goals.files import GoalDoc, GoalStatus, read_goal_files
 from zulip_goals_bot.goals.topics import goal_topic

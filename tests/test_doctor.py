@@ -332,15 +332,24 @@ def test_wrong_api_key(setup: Setup) -> None:
     assert checks["database"]["status"] == "ok"
 
 
-def test_zuliprc_readable_by_others(setup: Setup) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_zuliprc_readable_by_others(setup: Setup, mode: int) -> None:
+    """Readable by its group is as exposed as readable by everyone: the group is other people."""
     rc = setup.tmp / "zuliprc"
-    rc.chmod(0o644)
+    rc.chmod(mode)
     status, checks, _ = setup.doctor()
     assert status == 1
     assert checks["zuliprc"]["summary"] == (
         f"zuliprc: {rc} is readable by other users, and it holds the bot's API key"
     )
     assert checks["zuliprc"]["fix"] == f"chmod 600 {rc}"
+
+
+def test_private_zuliprc_passes(setup: Setup) -> None:
+    rc = setup.tmp / "zuliprc"
+    rc.chmod(0o600)
+    _status, checks, _ = setup.doctor()
+    assert checks["zuliprc"]["status"] == "ok"
 
 
 def test_broken_bot_conf(setup: Setup) -> None:

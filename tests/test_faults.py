@@ -45,15 +45,17 @@ from zulip_goals_bot.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
 from zulip_goals_bot.db.models import (
     PART_SEPARATOR,
     Delivery,
-    DeliveryKind,
-    DeliveryState,
     Goal,
     GoalOwner,
-    GoalState,
     HandledMessage,
-    OwnerRole,
     Person,
     Update,
+)
+from zulip_goals_bot.domain.states import (
+    DeliveryKind,
+    DeliveryState,
+    GoalState,
+    OwnerRole,
     UpdateKind,
 )
 from zulip_goals_bot.goals.topics import goal_topic

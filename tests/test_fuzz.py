@@ -34,17 +34,9 @@ from zulip_goals_bot.bot.outgoing import Outgoing
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    Goal,
-    GoalOwner,
-    GoalState,
-    HandledMessage,
-    OwnerRole,
-    Person,
-    Update,
-    UpdateKind,
-)
+from zulip_goals_bot.db.models import Goal, GoalOwner, HandledMessage, Person, Update
 from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
 from zulip_goals_bot.goals.topics import goal_topic
 
 STREAM = "project-goals"

@@ -22,13 +22,15 @@ from zulip_goals_bot.commands.dispatch import handle
 from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import Config, DigestConfig
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import Goal, Update, UpdateKind, UpdateSource
+from zulip_goals_bot.db.models import Goal, Update
 from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import load_digest_data, send_digest
 from zulip_goals_bot.domain.markdown import ZulipUser, contains_unsafe_mention
+from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
+from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.importer import import_goals
-from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
+from zulip_goals_bot.people.accounts import ensure_people
 from zulip_goals_bot.people.handles import handles_in, render_handles
 from zulip_goals_bot.people.link_rules import MappedVia
 from zulip_goals_bot.people.linking import link_github

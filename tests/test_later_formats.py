@@ -33,12 +33,13 @@ from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import load_digest_data
 from zulip_goals_bot.domain.markdown import contains_unsafe_mention
+from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.files import GoalStatus, ProblemKind, parse_goal, read_pages
 from zulip_goals_bot.goals.grouping import GroupKind, canonical_names, goal_groups
 from zulip_goals_bot.goals.import_report import ImportReport
 from zulip_goals_bot.goals.importer import import_goals
 from zulip_goals_bot.goals.outlook import Reason
-from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
+from zulip_goals_bot.people.accounts import ensure_people
 from zulip_goals_bot.people.link_rules import MappedVia
 from zulip_goals_bot.people.linking import link_github
 

@@ -21,21 +21,19 @@ from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import (
     Delivery,
-    DeliveryKind,
-    DeliveryState,
     DigestSubscription,
     Goal,
     GoalOwner,
-    OwnerRole,
     Person,
     Skip,
     Update,
-    UpdateKind,
 )
 from zulip_goals_bot.db.queries import load_champions
 from zulip_goals_bot.domain.markdown import StreamRef
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState, OwnerRole, UpdateKind
+from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.importer import import_goals
-from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
+from zulip_goals_bot.people.accounts import ensure_people
 from zulip_goals_bot.people.link_rules import (
     Conflict,
     LinkResult,

@@ -30,7 +30,8 @@ from zulip_goals_bot.bot import lease as lease_module
 from zulip_goals_bot.bot.lease import ADVISORY_LOCK_KEY, Lease
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.engine import Database, alembic_config, downgrade, upgrade
-from zulip_goals_bot.db.models import PART_SEPARATOR, Base, BotState, Delivery, DeliveryState
+from zulip_goals_bot.db.models import PART_SEPARATOR, Base, BotState, Delivery
+from zulip_goals_bot.domain.states import DeliveryState
 from zulip_goals_bot.errors import LeaseError
 
 STREAM = "project-goals"

@@ -20,10 +20,11 @@ from tests.support import BotProcess, add_goal, database_for, run_cli, wait_unti
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import ScheduleConfig
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import GoalOwner, GoalState, OwnerRole, Person, Update, UpdateKind
-from zulip_goals_bot.db.queries import GoalView, OwnerView, PersonView
+from zulip_goals_bot.db.models import GoalOwner, Person, Update
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
+from zulip_goals_bot.domain.views import GoalView, OwnerView, PersonView
 
 HONOLULU = ZoneInfo("Pacific/Honolulu")
 # Periods start on Mondays at midnight in Honolulu; the period below ends as Sunday 2026-03-08

@@ -31,21 +31,16 @@ from zulip_goals_bot.bot.zulip_io import Sender, ZulipIO
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.config import Config, ScheduleConfig
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    Delivery,
-    DeliveryKind,
-    DeliveryState,
-    Goal,
-    GoalOwner,
-    GoalState,
-    OwnerRole,
-    Person,
-    Skip,
-    Update,
-    UpdateKind,
-)
+from zulip_goals_bot.db.models import Delivery, Goal, GoalOwner, Person, Skip, Update
 from zulip_goals_bot.db.queries import load_goals
 from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.states import (
+    DeliveryKind,
+    DeliveryState,
+    GoalState,
+    OwnerRole,
+    UpdateKind,
+)
 
 STREAM = "project-goals"
 GOALS_STREAM = StreamRef(STREAM, 7)  # links name the stream by this id, as the bot looks it up

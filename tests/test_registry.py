@@ -19,23 +19,16 @@ from sqlalchemy import select, text
 from tests.dbs import new_database, new_database_url
 from zulip_goals_bot.config import load_config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    Goal,
-    GoalOwner,
-    GoalState,
-    OwnerRole,
-    Person,
-    Update,
-    UpdateKind,
-    UpdateSource,
-)
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person, Update
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.errors import ConfigError
 from zulip_goals_bot.goals.files import parse_goal
 from zulip_goals_bot.goals.import_plan import plan_import
 from zulip_goals_bot.goals.import_report import ImportReport
 from zulip_goals_bot.goals.importer import import_command, import_goals
 from zulip_goals_bot.goals.listing import list_command
-from zulip_goals_bot.people.accounts import SenderInfo, ensure_people, unmapped_owners
+from zulip_goals_bot.people.accounts import ensure_people, unmapped_owners
 from zulip_goals_bot.people.files import github_handle, load_people_file
 from zulip_goals_bot.people.link_rules import (
     LinkResult,

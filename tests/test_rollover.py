@@ -24,19 +24,11 @@ from zulip_goals_bot.commands.dispatch import handle
 from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import load_config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    Delivery,
-    DeliveryKind,
-    Goal,
-    GoalPastPeriod,
-    GoalState,
-    Update,
-    UpdateKind,
-    UpdateSource,
-)
+from zulip_goals_bot.db.models import Delivery, Goal, GoalPastPeriod, Update
+from zulip_goals_bot.domain.states import DeliveryKind, GoalState, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.importer import import_goals
 from zulip_goals_bot.goals.rollover import send_closing_notes
-from zulip_goals_bot.people.accounts import SenderInfo
 
 H2, ANNUAL = DATA / "goalfiles-later" / "2025h2", DATA / "goalfiles-later" / "2026"
 SEPTEMBER = datetime(2025, 9, 4, 12, 0, tzinfo=UTC)

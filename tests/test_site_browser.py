@@ -43,7 +43,8 @@ from tests.support import (
     write_conf,
 )
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
-from zulip_goals_bot.db.models import Goal, GoalState
+from zulip_goals_bot.db.models import Goal
+from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.sandbox.world import DEMO_START
 from zulip_goals_bot.website.rebuild import DEBOUNCE_ENV, RETRY_ENV
 

@@ -37,11 +37,12 @@ from tests.test_digest import (
 )
 from zulip_goals_bot.clock import CLOCK_FILE_ENV
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import Update, UpdateKind, UpdateSource
+from zulip_goals_bot.db.models import Update
 from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
 from zulip_goals_bot.errors import UnknownPeriod
 from zulip_goals_bot.website.build import BuildReport, build_site, site_settings
-from zulip_goals_bot.website.data import SiteError
+from zulip_goals_bot.website.content import SiteError
 from zulip_goals_bot.website.rebuild import changes_site
 
 SCHEMA = json.loads((ROOT / "docs" / "goals.schema.json").read_text(encoding="utf-8"))

@@ -15,7 +15,8 @@ from tests.test_fuzz import BEN, CHLOE, NOW, Member, make_harness, message_event
 from zulip_goals_bot.bot.catchup import StoredMessage, reconcile
 from zulip_goals_bot.bot.ingest import STORE_SLICE
 from zulip_goals_bot.bot.store import FEW_PEOPLE
-from zulip_goals_bot.db.models import Goal, HandledMessage, Person, Update, UpdateKind
+from zulip_goals_bot.db.models import Goal, HandledMessage, Person, Update
+from zulip_goals_bot.domain.states import UpdateKind
 
 
 def test_a_backlog_is_stored_in_slices_and_follow_ups_keep_the_summary(tmp_path: Path) -> None:

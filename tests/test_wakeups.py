@@ -24,9 +24,10 @@ from zulip_goals_bot.bot.app import AFTER_COMMANDS_SECONDS, TICK_ENV
 from zulip_goals_bot.bot.prompts import next_wake, plan
 from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
-from zulip_goals_bot.db.models import DeliveryKind, Goal, GoalState, OwnerRole
-from zulip_goals_bot.db.queries import GoalView, OwnerView, PersonView
+from zulip_goals_bot.db.models import Goal
 from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.states import DeliveryKind, GoalState, OwnerRole
+from zulip_goals_bot.domain.views import GoalView, OwnerView, PersonView
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -18,6 +18,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from zulip_goals_bot.errors import ConfigError
 
+# Permission bits that let the file's group or anyone else read (or write) it. A file holding a
+# secret (the zuliprc's API key, a token file) should be its owner's alone: mode 600.
+SECRET_EXPOSING_BITS = 0o077
+
+
+def secret_file_exposed(mode: int) -> bool:
+    """Whether a secret file with this ``st_mode`` can be read by anyone but its owner (its group
+    counts: a shared group is other people)."""
+    return bool(mode & SECRET_EXPOSING_BITS)
+
+
 CONFIG_ENV = "ZULIP_GOALS_BOT_CONFIG"
 DEFAULT_CONFIG = "bot.conf"
 

@@ -40,15 +40,9 @@ from zulip_goals_bot.clock import Clock, default_clock
 from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import (
-    ACK_OWED,
-    FIRST_START_KEY,
-    BotState,
-    Delivery,
-    DeliveryKind,
-    HandledMessage,
-)
+from zulip_goals_bot.db.models import ACK_OWED, FIRST_START_KEY, BotState, Delivery, HandledMessage
 from zulip_goals_bot.domain.markdown import StreamRef
+from zulip_goals_bot.domain.states import DeliveryKind
 from zulip_goals_bot.errors import GoalsBotError, Stopping, ZulipError
 from zulip_goals_bot.people.accounts import sync_users
 from zulip_goals_bot.people.linking import map_people

@@ -30,7 +30,8 @@ from zulip_goals_bot.bot.store import (
 from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.clock import Clock
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import HIGH_WATER_KEY, BotState, Update, UpdateSource
+from zulip_goals_bot.db.models import HIGH_WATER_KEY, BotState, Update
+from zulip_goals_bot.domain.states import UpdateSource
 from zulip_goals_bot.errors import StorageError
 
 log = logging.getLogger("zulip_goals_bot")

@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from zulip_goals_bot.bot.zulip_io import Sender
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import PART_SEPARATOR, Delivery, DeliveryKind, DeliveryState
+from zulip_goals_bot.db.models import PART_SEPARATOR, Delivery
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
 from zulip_goals_bot.errors import ZulipError
 
 log = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ from zulip_goals_bot.bot import outbox
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.zulip_io import Sender
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db.models import Delivery, DeliveryKind, DeliveryState, Goal, Skip
-from zulip_goals_bot.db.queries import GoalView, PersonView, load_goals
+from zulip_goals_bot.db.models import Delivery, Goal, Skip
+from zulip_goals_bot.db.queries import load_goals
 from zulip_goals_bot.domain.markdown import (
     MAX_MESSAGE_LENGTH,
     StreamRef,
@@ -58,6 +58,8 @@ from zulip_goals_bot.domain.schedule import (
     reminder_time,
     zone,
 )
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
+from zulip_goals_bot.domain.views import GoalView, PersonView
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from zulip_goals_bot.commands.grammar import MAX_GOAL_WORDS, Intent, classify, is_command
-from zulip_goals_bot.db.queries import GoalName
 from zulip_goals_bot.domain.markdown import limit_items, neutralize
+from zulip_goals_bot.domain.views import GoalName, SenderInfo
 from zulip_goals_bot.goals.matching import MatchKind, match_goal
-from zulip_goals_bot.people.accounts import SenderInfo
 
 # Zulip marks a resolved topic by prefixing it with this; the goal stays the same.
 RESOLVED_PREFIX = "✔ "

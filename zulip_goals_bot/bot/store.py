@@ -29,19 +29,12 @@ from zulip_goals_bot.bot.replies import (
     goal_topic_name,
     route,
 )
-from zulip_goals_bot.db.models import (
-    ACK_OWED,
-    Goal,
-    GoalOwner,
-    GoalState,
-    HandledMessage,
-    Update,
-    UpdateKind,
-    UpdateSource,
-)
-from zulip_goals_bot.db.queries import GoalName, goal_names, load_goals
+from zulip_goals_bot.db.models import ACK_OWED, Goal, GoalOwner, HandledMessage, Update
+from zulip_goals_bot.db.queries import goal_names, load_goals
 from zulip_goals_bot.domain.markdown import neutralize
 from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.states import GoalState, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.views import GoalName
 from zulip_goals_bot.people.accounts import person_ids
 
 

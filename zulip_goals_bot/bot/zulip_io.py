@@ -31,6 +31,7 @@ import requests
 import zulip
 
 from zulip_goals_bot.bot.eventstream import EventStream
+from zulip_goals_bot.config import secret_file_exposed
 from zulip_goals_bot.errors import ConfigError, Stopping, ZulipError
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def check_zuliprc(path: Path, *, warn: bool = True) -> None:
         env = {"email": "ZULIP_EMAIL", "key": "ZULIP_API_KEY", "site": "ZULIP_SITE"}[key]
         if not parser.has_option("api", key) and not os.environ.get(env):
             raise ConfigError(f"{path}: [api] {key} is missing; expected {what}")
-    if warn and os.name == "posix" and path.stat().st_mode & 0o077:
+    if warn and os.name == "posix" and secret_file_exposed(path.stat().st_mode):
         log.warning(
             "%s is readable by other users; it holds the bot's API key (chmod 600 %s)", path, path
         )

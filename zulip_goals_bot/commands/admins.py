@@ -16,14 +16,7 @@ from zulip_goals_bot.commands.grammar import (
     split_word,
 )
 from zulip_goals_bot.commands.people import find_people, person_text
-from zulip_goals_bot.db.models import (
-    DigestSubscription,
-    Goal,
-    GoalOwner,
-    GoalState,
-    OwnerRole,
-    Person,
-)
+from zulip_goals_bot.db.models import DigestSubscription, Goal, GoalOwner, Person
 from zulip_goals_bot.db.queries import MANUAL_PERIOD, load_goals
 from zulip_goals_bot.domain.markdown import (
     SAFE_LENGTH,
@@ -35,6 +28,7 @@ from zulip_goals_bot.domain.markdown import (
     topic_link,
 )
 from zulip_goals_bot.domain.schedule import next_prompt
+from zulip_goals_bot.domain.states import GoalState, OwnerRole
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import echo
 from zulip_goals_bot.goals.topics import goal_topic

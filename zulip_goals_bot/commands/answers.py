@@ -21,12 +21,6 @@ from zulip_goals_bot.commands.grammar import (
     near_command,
 )
 from zulip_goals_bot.config import WEEKDAYS, Config
-from zulip_goals_bot.db.models import (
-    GoalState,
-    OwnerRole,
-    UpdateKind,
-)
-from zulip_goals_bot.db.queries import ChampionView, GoalName, GoalView, OwnerView, UpdateView
 from zulip_goals_bot.domain.markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
@@ -48,6 +42,8 @@ from zulip_goals_bot.domain.markdown import (
 )
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState, Slot, next_prompt
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
+from zulip_goals_bot.domain.views import ChampionView, GoalName, GoalView, OwnerView, UpdateView
 from zulip_goals_bot.goals.matching import echo
 from zulip_goals_bot.people.handles import render_handles
 

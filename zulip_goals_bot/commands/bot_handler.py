@@ -15,7 +15,7 @@ from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.commands.answers import help_text
 from zulip_goals_bot.commands.dispatch import handle
 from zulip_goals_bot.commands.grammar import parse
-from zulip_goals_bot.people.accounts import SenderInfo
+from zulip_goals_bot.domain.views import SenderInfo
 
 
 class GoalsBotHandler:

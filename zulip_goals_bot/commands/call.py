@@ -14,16 +14,12 @@ from zulip_goals_bot.bot.replies import goal_topic_name
 from zulip_goals_bot.commands.answers import Moment, goal_title
 from zulip_goals_bot.commands.grammar import OWNERS, SPEC_BY_NAME, Command
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db.models import (
-    Goal,
-    GoalOwner,
-    GoalState,
-    Person,
-)
-from zulip_goals_bot.db.queries import GoalName, GoalView, goal_names, load_goals
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person
+from zulip_goals_bot.db.queries import goal_names, load_goals
+from zulip_goals_bot.domain.states import GoalState
+from zulip_goals_bot.domain.views import GoalName, GoalView, SenderInfo
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import MatchKind, MatchResult, match_goal
-from zulip_goals_bot.people.accounts import SenderInfo
 
 # Commands whose "did you mean" choices can be retyped as `<command> <slug>`.
 _RETYPE = frozenset({"status", "history", "skip", "pause", "resume", "complete", "retire"})

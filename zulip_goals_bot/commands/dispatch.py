@@ -45,8 +45,9 @@ from zulip_goals_bot.commands.readers import (
 from zulip_goals_bot.db.models import (
     Person,
 )
+from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.errors import CommandError
-from zulip_goals_bot.people.accounts import SenderInfo, ensure_people
+from zulip_goals_bot.people.accounts import ensure_people
 
 
 def _sender_is_admin(ctx: Context, session: Session, sender: SenderInfo) -> bool:

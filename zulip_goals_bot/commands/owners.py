@@ -13,8 +13,9 @@ from zulip_goals_bot.bot.store import set_content
 from zulip_goals_bot.commands.answers import DUE_TEXT, goal_title
 from zulip_goals_bot.commands.call import Call, require_owner, resolve_goal
 from zulip_goals_bot.commands.grammar import Command, parse_away
-from zulip_goals_bot.db.models import Goal, GoalState, Update, UpdateKind, UpdateSource
+from zulip_goals_bot.db.models import Goal, Update
 from zulip_goals_bot.domain.markdown import safe, time_tag
+from zulip_goals_bot.domain.states import GoalState, UpdateKind, UpdateSource
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import echo
 

@@ -14,16 +14,12 @@ from sqlalchemy.orm import Session
 
 from zulip_goals_bot.commands.call import Call
 from zulip_goals_bot.commands.grammar import PersonRef
-from zulip_goals_bot.db.models import (
-    Goal,
-    GoalOwner,
-    GoalState,
-    Person,
-)
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person
 from zulip_goals_bot.domain.markdown import (
     ZulipUser,
     safe,
 )
+from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.errors import CommandError
 
 

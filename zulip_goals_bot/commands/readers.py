@@ -29,19 +29,8 @@ from zulip_goals_bot.commands.grammar import (
 )
 from zulip_goals_bot.commands.people import owned_names
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db.models import (
-    DigestSubscription,
-    GoalState,
-    Person,
-)
-from zulip_goals_bot.db.queries import (
-    ChampionView,
-    GoalView,
-    load_champions,
-    load_goals,
-    load_roadmaps,
-    person_view,
-)
+from zulip_goals_bot.db.models import DigestSubscription, Person
+from zulip_goals_bot.db.queries import load_champions, load_goals, load_roadmaps, person_view
 from zulip_goals_bot.db.queries import updates_for_goal as load_history
 from zulip_goals_bot.domain.markdown import (
     SAFE_LENGTH,
@@ -53,6 +42,8 @@ from zulip_goals_bot.domain.markdown import (
     topic_link,
 )
 from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.domain.states import GoalState
+from zulip_goals_bot.domain.views import ChampionView, GoalView
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.grouping import RoadmapGroup, goal_groups, roadmap_groups
 from zulip_goals_bot.goals.matching import echo

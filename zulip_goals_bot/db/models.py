@@ -30,6 +30,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from zulip_goals_bot.domain.states import (
+    DeliveryKind,
+    DeliveryState,
+    GoalState,
+    OwnerRole,
+    UpdateKind,
+    UpdateSource,
+)
+
 # Stable constraint names so that Alembic batch migrations on SQLite can find them again.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,52 +74,6 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
     }
-
-
-class GoalState(enum.StrEnum):
-    """Lifecycle of a goal as the bot sees it; only ACTIVE goals are prompted."""
-
-    ACTIVE = "active"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    RETIRED = "retired"  # gone from the source files or retired by an admin; kept, never deleted
-
-
-class OwnerRole(enum.StrEnum):
-    POINT_OF_CONTACT = "poc"
-    OWNER = "owner"
-    TASK = "task"
-    # A team's champion of a goal: never prompted, sees the goal in `mine`.  Champions are kept
-    # in ``goal_champions`` (one row per team and handle), not in ``goal_owners``: a point of
-    # contact may champion their own goal for their team.
-    CHAMPION = "champion"
-
-
-class UpdateKind(enum.StrEnum):
-    UPDATE = "update"  # an owner's progress update
-    COMMENT = "comment"  # someone else's message in the goal's topic
-    PENDING = "pending"  # a DM whose goal is not known yet; kept until the owner says which
-
-
-class UpdateSource(enum.StrEnum):
-    TOPIC = "topic"
-    DM = "dm"
-    IMPORT = "import"
-
-
-class DeliveryKind(enum.StrEnum):
-    PROMPT = "prompt"  # topic message asking for an update
-    REMINDER = "reminder"  # topic reminder to silent owners
-    DM_PROMPT = "dm_prompt"  # one DM per owner listing all their due goals
-    DM_REMINDER = "dm_reminder"
-    DIGEST = "digest"  # weekly digest to a stream topic or a subscriber
-    CLOSING = "closing"  # the one note in a goal's topic when its period ended without it
-
-
-class DeliveryState(enum.StrEnum):
-    CLAIMED = "claimed"  # recorded before sending: a crash leaves it here
-    SENT = "sent"
-    FAILED = "failed"
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:

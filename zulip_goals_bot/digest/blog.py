@@ -19,16 +19,10 @@ from sqlalchemy.orm import Session
 
 from zulip_goals_bot.clock import default_clock
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db.models import GoalState
-from zulip_goals_bot.db.queries import (
-    GoalView,
-    PersonView,
-    UpdateView,
-    goals_of_period,
-    load_goals,
-    updates_between,
-)
+from zulip_goals_bot.db.queries import goals_of_period, load_goals, updates_between
 from zulip_goals_bot.domain.markdown import neutralize, outside_code, plural
+from zulip_goals_bot.domain.states import GoalState
+from zulip_goals_bot.domain.views import GoalView, PersonView, UpdateView
 from zulip_goals_bot.errors import GoalsBotError
 from zulip_goals_bot.goals.grouping import goal_groups
 from zulip_goals_bot.people.handles import render_handles

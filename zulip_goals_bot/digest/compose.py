@@ -1,7 +1,7 @@
 """The weekly digest: where every goal stands, and what needs someone's attention.
 
 ``compose_digest`` is a pure function from plain data (``DigestData``) to message parts, so its
-output can be checked against golden files.  ``digest_delivery.send_digest`` is the shell around
+output can be checked against golden files.  ``digest.delivery.send_digest`` is the shell around
 it: it loads the data in a fixed number of statements, then hands one ``outbox.Request`` per
 destination (the digest topic and each subscriber's DMs) to ``outbox.deliver``, whose claim makes
 the digest go out exactly once per digest week, whatever restarts or doubled ticks happen.
@@ -14,14 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from zulip_goals_bot.db.models import (
-    DeliveryKind,
-)
-from zulip_goals_bot.db.queries import (
-    GoalView,
-    OwnerContact,
-    PersonView,
-)
 from zulip_goals_bot.domain.markdown import (
     SAFE_LENGTH,
     StreamRef,
@@ -37,6 +29,8 @@ from zulip_goals_bot.domain.markdown import (
 )
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.domain.states import DeliveryKind
+from zulip_goals_bot.domain.views import GoalView, OwnerContact, PersonView
 from zulip_goals_bot.goals.grouping import goal_groups
 from zulip_goals_bot.people.handles import render_handles
 

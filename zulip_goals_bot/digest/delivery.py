@@ -22,22 +22,17 @@ from zulip_goals_bot.db.models import (
     FIRST_START_KEY,
     BotState,
     Delivery,
-    DeliveryKind,
-    DeliveryState,
     DigestSubscription,
     Goal,
     GoalChampion,
     Person,
 )
-from zulip_goals_bot.db.queries import (
-    GoalView,
-    goals_of_period,
-    load_goals,
-    person_view,
-)
+from zulip_goals_bot.db.queries import goals_of_period, load_goals, person_view
 from zulip_goals_bot.digest.compose import DigestData, FailedDelivery, IdentityClaim, compose_digest
 from zulip_goals_bot.doctor import attention_lines, load_problems
 from zulip_goals_bot.domain.schedule import Period, Slot
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
+from zulip_goals_bot.domain.views import GoalView
 from zulip_goals_bot.people.handles import handles_of
 
 # "This week": updates, failures and claims newer than this are reported.

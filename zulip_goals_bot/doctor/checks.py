@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from zulip_goals_bot.db.queries import GoalView, OwnerContact, PersonView
+from zulip_goals_bot.config import secret_file_exposed
 from zulip_goals_bot.doctor.facts import DbFacts, Facts, FileFacts, ZulipFacts
 from zulip_goals_bot.doctor.permissions import (
     BOT_TYPE_GENERIC,
@@ -22,6 +22,7 @@ from zulip_goals_bot.doctor.permissions import (
 from zulip_goals_bot.doctor.report import Check, error, ok, warn
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState, Slot, period_at
+from zulip_goals_bot.domain.views import GoalView, OwnerContact, PersonView
 
 if TYPE_CHECKING:
     from zulip_goals_bot.config import Config
@@ -70,7 +71,7 @@ def check_files(files: FileFacts) -> list[Check]:
         )
     elif files.credentials_from_env:
         out.append(ok("zuliprc", "zuliprc: the credentials come from ZULIP_EMAIL/ZULIP_API_KEY"))
-    elif files.zuliprc_mode is not None and files.zuliprc_mode & 0o077:
+    elif files.zuliprc_mode is not None and secret_file_exposed(files.zuliprc_mode):
         out.append(
             warn(
                 "zuliprc",

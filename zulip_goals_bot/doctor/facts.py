@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zulip_goals_bot.db.queries import GoalView
+from zulip_goals_bot.domain.views import GoalView
 
 if TYPE_CHECKING:
     from zulip_goals_bot.config import Config

@@ -15,7 +15,6 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
-from zulip_goals_bot.db.queries import GoalView, OwnerContact, PersonView
 from zulip_goals_bot.domain.schedule import (
     DueState,
     Period,
@@ -27,6 +26,7 @@ from zulip_goals_bot.domain.schedule import (
     reminder_time,
     zone,
 )
+from zulip_goals_bot.domain.views import GoalView, OwnerContact, PersonView
 
 # The digest is weekly: its period grid has one-week cells anchored on the digest slot.
 DIGEST_WEEKS = 1

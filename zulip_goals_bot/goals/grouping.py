@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from zulip_goals_bot.db.queries import GoalView, RoadmapPage
+from zulip_goals_bot.domain.views import GoalView, RoadmapPage
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 ``plan_import`` compares what the goal files of one period say (``GoalFields``) with what the
 database holds (``StoredGoal``) and returns an ``ImportPlan``; ``importstore`` loads the stored
-goals and writes a plan, ``goalsimport`` runs the whole import.  Planning twice from the same
+goals and writes a plan, ``goals.importer`` runs the whole import.  Planning twice from the same
 files gives an empty plan; a goal that leaves the source folder is retired, never deleted; and a
 goal keeps the Zulip topic it was given first, whatever later happens to its title.
 """
@@ -15,11 +15,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zulip_goals_bot.db.models import GoalState, OwnerRole
+from zulip_goals_bot.domain.states import GoalState, OwnerRole
 from zulip_goals_bot.errors import GoalsBotError
+from zulip_goals_bot.goals.continuation import continued_goal
 from zulip_goals_bot.goals.files import GoalDoc, GoalStatus
 from zulip_goals_bot.goals.import_report import show_value
-from zulip_goals_bot.goals.rollover import continued_goal
 from zulip_goals_bot.goals.topics import goal_topic
 
 # Column sizes of the goals table (models.Goal), so a long cell cannot fail the whole import.

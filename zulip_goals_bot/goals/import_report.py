@@ -1,7 +1,7 @@
 """The report of a goals import: counts, what changed, who will be prompted, what went wrong.
 
-Plain data and its rendering for a terminal; ``goalsimport`` builds it.  The report tells the truth
-about the outcome: how many goals will be asked for updates and, for the others, why not and
+Plain data and its rendering for a terminal; ``goals.importer`` builds it.  The report tells the
+truth about the outcome: how many goals will be asked for updates and, for the others, why not and
 the one change that would include them.
 """
 

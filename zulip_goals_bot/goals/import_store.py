@@ -1,6 +1,6 @@
 """The database side of a goals import: the stored goals a plan is made from, and writing it.
 
-``load_period``/``load_earlier`` read what ``importplan.plan_import`` compares the files with, in
+``load_period``/``load_earlier`` read what ``import_plan.plan_import`` compares the files with, in
 a fixed number of statements; ``apply_plan`` writes a plan (goals that did not change are not
 written at all, and updates are never touched); roadmap pages and the statuses chosen with
 ``--status`` are stored here too.
@@ -22,11 +22,11 @@ from zulip_goals_bot.db.models import (
     GoalChampion,
     GoalOwner,
     GoalPastPeriod,
-    GoalState,
     Person,
     Roadmap,
 )
 from zulip_goals_bot.db.queries import MANUAL_PERIOD
+from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.goals.files import RoadmapDoc
 from zulip_goals_bot.goals.import_plan import (
     SLUG_MAX,

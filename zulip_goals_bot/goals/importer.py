@@ -1,6 +1,6 @@
 """``zulip-goals-bot goals import``: read goal files, plan, write, and report, in one transaction.
 
-The steps have a module each: ``goalfiles`` reads the Markdown, ``importplan`` decides what
+The steps have a module each: ``goals.files`` reads the Markdown, ``goals.import_plan`` decides what
 changes (pure), ``importstore`` loads and writes the database, ``linking`` maps the owners to
 Zulip accounts, ``importreport`` says what happened.  A dry run does exactly the same work in the
 same transaction and then rolls it back explicitly, so its report is the real one.

@@ -11,9 +11,10 @@ from typing import Any
 
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import GoalState, OwnerRole
-from zulip_goals_bot.db.queries import ChampionView, GoalView, load_champions, load_goals
+from zulip_goals_bot.db.queries import load_champions, load_goals
 from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.states import GoalState, OwnerRole
+from zulip_goals_bot.domain.views import ChampionView, GoalView
 from zulip_goals_bot.goals.outlook import Outlook, Reason, outlook, reason_groups
 
 

@@ -15,8 +15,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zulip_goals_bot.db.queries import GoalName
 from zulip_goals_bot.domain.markdown import neutralize
+from zulip_goals_bot.domain.views import GoalName
 
 # A fuzzy score at or above this, well ahead of the next goal, is taken as the goal meant.
 CONFIDENT_SCORE = 85.0

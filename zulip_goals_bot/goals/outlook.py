@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from zulip_goals_bot.db.queries import GoalView, OwnerContact
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.domain.views import GoalView, OwnerContact
 
 # How many goals a reason lists by name before saying "and N more".
 SHOWN_GOALS = 12

@@ -4,7 +4,7 @@ The pages are written by hand over several years, so this module is lenient: mar
 the structure (headings, tables, paragraphs, links, code and comments, each with its line
 number), and the few things a Markdown parser does not report (a row missing its closing ``|``,
 a row with one cell) are read from the row's own source line and become warnings.  Nothing here
-decides what a page *is*; ``goalfiles`` does that with the ``Page`` this module returns.
+decides what a page *is*; ``goals.files`` does that with the ``Page`` this module returns.
 """
 
 from __future__ import annotations

@@ -11,59 +11,20 @@ import command or the running bot sends it, and however often either runs, it is
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import select
 
 from zulip_goals_bot.bot import outbox
 from zulip_goals_bot.bot.zulip_io import Sender
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import Delivery, DeliveryKind, DeliveryState, Goal
+from zulip_goals_bot.db.models import Delivery, Goal
 from zulip_goals_bot.domain.markdown import neutralize
-from zulip_goals_bot.goals.files import GoalDoc
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
 
 log = logging.getLogger(__name__)
-
-
-class Candidate(Protocol):
-    """What matching needs to know of an earlier goal."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def period(self) -> str: ...
-
-    @property
-    def slug(self) -> str: ...
-
-    @property
-    def tracking_issue(self) -> int | None: ...
-
-
-def continued_goal(
-    doc: GoalDoc, earlier: Sequence[Candidate], taken: Collection[int]
-) -> Candidate | None:
-    """The earlier goal ``doc`` continues, if any: one its "continuation of" links name (a
-    page of an earlier period, or a tracking issue), else one with the same tracking issue.
-
-    ``taken`` are ids already continued by another file, so two files never take one goal.
-    """
-    # The most recent goal first: an issue carried over several periods continues its last one.
-    free = sorted((g for g in earlier if g.id not in taken), key=lambda g: -g.id)
-    for ref in doc.continues:
-        for g in free:
-            by_page = ref.slug is not None and ref.slug.casefold() == g.slug.casefold()
-            if by_page and ref.period is not None and ref.period.casefold() != g.period.casefold():
-                by_page = False
-            if by_page or (ref.issue is not None and ref.issue == g.tracking_issue):
-                return g
-    if doc.tracking_issue is not None:
-        return next((g for g in free if g.tracking_issue == doc.tracking_issue), None)
-    return None
 
 
 # -- the closing note ---------------------------------------------------------------------------

@@ -2,33 +2,21 @@
 
 A Person row stands for one Zulip account (``zulip_user_id``) or, until someone is linked, for a
 GitHub handle only (a placeholder).  Linking handles to accounts is ``linking``; reading people
-files is ``peoplefiles``.
+files is ``people.files``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from zulip_goals_bot.db.models import Goal, GoalOwner, GoalState, Person
-
-# Zulip role values (GET /users "role"): 100 owner, 200 administrator.
-ADMIN_ROLES = frozenset({100, 200})
-
-
-@dataclass(frozen=True, slots=True)
-class SenderInfo:
-    """Who sent a message, as the message event tells it."""
-
-    user_id: int
-    email: str
-    full_name: str
-    is_realm_admin: bool = False
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person
+from zulip_goals_bot.domain.states import GoalState
+from zulip_goals_bot.domain.views import ADMIN_ROLES, SenderInfo
 
 
 def ensure_people(

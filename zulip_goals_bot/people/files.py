@@ -2,7 +2,7 @@
 
 A TOML ``[people]`` table (``handle = 12345`` or ``handle = "user@example.com"``, or per-person
 tables with ``zulip-id``), a CSV file with a ``github,zulip`` header, or a folder of team records
-(``teamfiles``).  Parsing is pure and strict: a bad line is a ``ConfigError`` naming the file and
+(``people.teams``).  Parsing is pure and strict: a bad line is a ``ConfigError`` naming the file and
 the line, so a typo never links the wrong person.
 """
 
@@ -189,7 +189,7 @@ def parse_people_csv(text: str, name: str) -> tuple[PeopleEntry, ...]:
 
 def load_people_file(path: Path) -> tuple[PeopleEntry, ...]:
     """Read the people file named in bot.conf (``.toml`` or ``.csv``), or a folder of
-    per-person TOML files as the Rust team repository keeps them (see ``teamfiles``)."""
+    per-person TOML files as the Rust team repository keeps them (see ``people.teams``)."""
     if path.is_dir():
         from zulip_goals_bot.people.teams import read_team_folder
 

@@ -1,6 +1,6 @@
 """``zulip-goals-bot people import PATH``: link handles from team records or a people file.
 
-The records are read by ``teamfiles`` (or ``peoplefiles``) and linked by ``linking.map_people``,
+The records are read by ``people.teams`` (or ``people.files``) and linked by ``linking.map_people``,
 exactly as a goals import links them; the report lists who was linked and who has no Zulip
 account, the people owning or championing a goal first.  A dry run does the same work and rolls
 it back explicitly.

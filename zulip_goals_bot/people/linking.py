@@ -2,7 +2,7 @@
 
 ``link`` is the only way a handle changes hands.  The goals and people imports (``map_people``:
 the people file and the realm's profiles), ``I am @handle`` in chat (a claim) and an admin's
-``map`` all call it; ``linkplan.plan_links`` decides, here the decision is written.  Linking can
+``map`` all call it; ``link_rules.plan_links`` decides, here the decision is written.  Linking can
 
 - give a Zulip account a handle nobody holds, or that a placeholder row holds (the placeholder
   is merged into the account: its goal ownerships, updates, skips, deliveries and digest
@@ -24,16 +24,9 @@ from typing import Any
 from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from zulip_goals_bot.db.models import (
-    Delivery,
-    DigestSubscription,
-    GoalOwner,
-    OwnerRole,
-    Person,
-    Skip,
-    Update,
-)
-from zulip_goals_bot.people.accounts import ADMIN_ROLES
+from zulip_goals_bot.db.models import Delivery, DigestSubscription, GoalOwner, Person, Skip, Update
+from zulip_goals_bot.domain.states import OwnerRole
+from zulip_goals_bot.domain.views import ADMIN_ROLES
 from zulip_goals_bot.people.files import github_handle, load_people_file
 from zulip_goals_bot.people.link_rules import (
     LinkOutcome,

@@ -16,7 +16,8 @@ from zulip_goals_bot.clock import default_clock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.domain.program import Program
-from zulip_goals_bot.website.data import SiteError, load_site_data
+from zulip_goals_bot.website.content import SiteError
+from zulip_goals_bot.website.data import load_site_data
 from zulip_goals_bot.website.health import compute_health
 from zulip_goals_bot.website.pages import MARKER, site_files
 from zulip_goals_bot.website.publish import publish

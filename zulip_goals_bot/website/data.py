@@ -9,57 +9,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from zulip_goals_bot.db.models import Goal, Person, Update, UpdateKind, UpdateSource
-from zulip_goals_bot.db.queries import GoalView, goals_of_period, load_goals
-from zulip_goals_bot.errors import GoalsBotError
-
-
-class SiteError(GoalsBotError):
-    """Bad input to the website commands (a period, a folder); explained, nothing written."""
-
-
-class SiteUpdate(NamedTuple):
-    """One owner update as the website shows it.
-
-    A named tuple made straight from a database row (the columns of ``_UPDATE_COLUMNS``, in
-    order): a program has 100,000 updates, and building dataclasses from named row access costs
-    as much as reading them.
-    """
-
-    message_id: int
-    goal_id: int
-    author_name: str | None
-    author_github: str | None
-    content: str
-    tldr: str | None
-    help_wanted: str | None
-    sent_at: datetime
-    edited_at: datetime | None
-    source: str
-
-    @property
-    def author(self) -> str | None:
-        """Full name, else @github handle."""
-        if self.author_name:
-            return self.author_name
-        return f"@{self.author_github}" if self.author_github else None
-
-    @property
-    def in_topic(self) -> bool:
-        """Posted in the goal's topic, so a link to it in Zulip shows it to readers."""
-        return self.source == UpdateSource.TOPIC.value
-
-    @property
-    def changed_at(self) -> datetime:
-        return self.edited_at or self.sent_at
-
+from zulip_goals_bot.db.models import Goal, Person, Update
+from zulip_goals_bot.db.queries import goals_of_period, load_goals
+from zulip_goals_bot.domain.states import UpdateKind
+from zulip_goals_bot.website.content import SiteData, SiteError, SiteUpdate
 
 _UPDATE_COLUMNS = (
     Update.zulip_message_id,
@@ -73,20 +32,6 @@ _UPDATE_COLUMNS = (
     Update.edited_at,
     Update.source,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SiteData:
-    """One period's goals and updates; updates are newest first per goal."""
-
-    period: str
-    goals: tuple[GoalView, ...]
-    updates: Mapping[int, tuple[SiteUpdate, ...]]
-    extra: Mapping[int, Mapping[str, str]]  # metadata rows the goal file had beyond the known
-    modified: Mapping[int, datetime]  # when each goal's record last changed
-
-    def updates_of(self, goal_id: int) -> tuple[SiteUpdate, ...]:
-        return self.updates.get(goal_id, ())
 
 
 def load_site_data(session: Session, period: str | None) -> SiteData:

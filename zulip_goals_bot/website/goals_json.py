@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from zulip_goals_bot.website.data import SiteData
+from zulip_goals_bot.website.content import SiteData
 from zulip_goals_bot.website.health import Health
 from zulip_goals_bot.website.text import plain
 from zulip_goals_bot.website.views import (

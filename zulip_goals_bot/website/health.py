@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState, Period, period_at
-from zulip_goals_bot.website.data import SiteData
+from zulip_goals_bot.website.content import SiteData
 
 # The chart and the strips show at most this many weeks, the latest: half a year, the length of
 # a Rust goals period, keeps the chart readable.

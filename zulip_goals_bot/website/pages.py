@@ -17,11 +17,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from zulip_goals_bot.db.queries import GoalView
 from zulip_goals_bot.domain.markdown import message_link
+from zulip_goals_bot.domain.views import GoalView
 from zulip_goals_bot.goals.grouping import goal_groups
 from zulip_goals_bot.website import charts, feeds, goals_json
-from zulip_goals_bot.website.data import SiteData
+from zulip_goals_bot.website.content import SiteData
 from zulip_goals_bot.website.health import Health
 from zulip_goals_bot.website.text import LINK_REL, ZulipMarkdown, plain
 from zulip_goals_bot.website.views import (

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from zulip_goals_bot.website.data import SiteError
+from zulip_goals_bot.website.content import SiteError
 
 # Kept from the old folder when a new build replaces it: version control, dot files, and the
 # custom domain file of GitHub Pages.

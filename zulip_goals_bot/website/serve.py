@@ -12,7 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from zulip_goals_bot.website.data import SiteError
+from zulip_goals_bot.website.content import SiteError
 from zulip_goals_bot.website.pages import INDEX
 
 HOST = "127.0.0.1"

@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
-from zulip_goals_bot.db.models import OwnerRole
-from zulip_goals_bot.db.queries import GoalView, PersonView
 from zulip_goals_bot.domain.markdown import StreamRef, message_link, topic_narrow
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.domain.states import OwnerRole
+from zulip_goals_bot.domain.views import GoalView, PersonView
 from zulip_goals_bot.website import charts
-from zulip_goals_bot.website.data import SiteData, SiteUpdate
+from zulip_goals_bot.website.content import SiteData, SiteUpdate
 from zulip_goals_bot.website.health import Health
 from zulip_goals_bot.website.text import LINK_REL, ZulipMarkdown
 

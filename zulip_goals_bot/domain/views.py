@@ -1,0 +1,218 @@
+"""Immutable views of goals, people, updates and roadmaps: the values the core works on.
+
+``db.queries`` loads them in a fixed number of statements; everything that decides or renders
+takes them as plain values, with no session behind them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import NamedTuple
+
+from zulip_goals_bot.domain.markdown import ZulipUser
+from zulip_goals_bot.domain.schedule import GoalFacts
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
+
+
+class OwnerContact(enum.StrEnum):
+    """Whether the bot can reach an owner, and if not, why (the digest lists the others)."""
+
+    REACHABLE = "reachable"
+    MISSING_ZULIP_ID = "no Zulip account mapped"
+    AWAY = "away"
+    DEACTIVATED = "deactivated"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonView:
+    person_id: int
+    zulip_user_id: int | None
+    full_name: str | None
+    email: str | None
+    github: str | None
+    timezone: str | None
+    away_until: date | None
+    is_active: bool
+
+    @property
+    def user(self) -> ZulipUser | None:
+        if self.zulip_user_id is None:
+            return None
+        return ZulipUser(self.zulip_user_id, self.full_name or self.email or "user")
+
+    @property
+    def display(self) -> str:
+        """A name to print without pinging: full name, else @github handle."""
+        if self.full_name:
+            return self.full_name
+        if self.github:
+            return f"@{self.github}"
+        return self.email or f"person {self.person_id}"
+
+    def silent(self) -> str:
+        """A silent mention when we know the Zulip account, else the plain display name."""
+        user = self.user
+        return user.mention(silent=True) if user is not None else self.display
+
+    def contact(self, today: date) -> OwnerContact:
+        if self.zulip_user_id is None:
+            return OwnerContact.MISSING_ZULIP_ID
+        if not self.is_active:
+            return OwnerContact.DEACTIVATED
+        if self.away_until is not None and self.away_until >= today:
+            return OwnerContact.AWAY
+        return OwnerContact.REACHABLE
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerView:
+    person: PersonView
+    role: OwnerRole
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionView:
+    """A team's champion of a goal, by GitHub handle; ``person`` once the handle is known."""
+
+    github: str
+    team: str | None
+    person: PersonView | None = None
+    role: OwnerRole = OwnerRole.CHAMPION
+
+    def silent(self) -> str:
+        """A silent mention when the handle is linked to Zulip, else ``@handle``."""
+        if self.person is not None and self.person.user is not None:
+            return self.person.silent()
+        return f"@{self.github}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoadmapRef:
+    """A roadmap a goal belongs to, as its Roadmap row names it (slug: the linked page)."""
+
+    name: str
+    slug: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateView:
+    id: int
+    zulip_message_id: int
+    goal_id: int | None
+    author: PersonView | None
+    kind: UpdateKind
+    content: str
+    tldr: str | None
+    help_wanted: str | None
+    sent_at: datetime
+    edited_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class GoalView:
+    id: int
+    period: str
+    slug: str
+    title: str
+    short_title: str | None
+    status: str
+    flagship: str | None
+    tracking_issue: int | None
+    tracking_url: str | None
+    zulip_topic: str
+    teams: tuple[str, ...]
+    state: GoalState
+    active: bool
+    cadence_weeks: int | None
+    created_at: datetime
+    owners: tuple[OwnerView, ...] = ()
+    last_update: UpdateView | None = None
+    skipped_periods: frozenset[str] = field(default_factory=frozenset)
+    highlight: str | None = None
+    summary: str | None = None  # "What and why"
+    roadmaps: tuple[RoadmapRef, ...] = ()
+    ended_in: str | None = None  # the period whose import ended this goal
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+    @property
+    def is_flagship(self) -> bool:
+        return self.flagship is not None
+
+    @property
+    def poc(self) -> tuple[PersonView, ...]:
+        """Points of contact; when the file named none, every owner."""
+        main = tuple(o.person for o in self.owners if o.role is not OwnerRole.TASK)
+        return main or tuple(o.person for o in self.owners)
+
+    def prompted_owners(self) -> tuple[PersonView, ...]:
+        """Who is asked for updates: points of contact (task owners only if there are none)."""
+        return self.poc
+
+    def facts(self, default_cadence: int, today: date) -> GoalFacts:
+        asked = self.prompted_owners()
+        return GoalFacts(
+            goal_id=self.id,
+            state=self.state.value,
+            active=self.active,
+            created_at=self.created_at,
+            cadence_weeks=self.cadence_weeks or default_cadence,
+            last_update_at=self.last_update.sent_at if self.last_update else None,
+            owners_total=len(asked),
+            owners_reachable=sum(1 for p in asked if p.contact(today) is OwnerContact.REACHABLE),
+            skipped_periods=self.skipped_periods,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoadmapPage:
+    """A roadmap page as imported: its name, what and why, and point(s) of contact."""
+
+    period: str
+    slug: str
+    title: str
+    short_title: str | None
+    summary: str | None
+    owners: tuple[str, ...]  # GitHub handles
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+
+class GoalName(NamedTuple):
+    """The few columns needed to match what a user typed to a goal.
+
+    A named tuple, not a dataclass: every command builds 1,000 of them and hashes them for the
+    matcher's cache, and tuples do both in C.
+    """
+
+    id: int
+    slug: str
+    title: str
+    short_title: str | None
+    tracking_issue: int | None
+    zulip_topic: str
+    active: bool
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+
+# Zulip role values (GET /users "role"): 100 owner, 200 administrator.
+ADMIN_ROLES = frozenset({100, 200})
+
+
+@dataclass(frozen=True, slots=True)
+class SenderInfo:
+    """Who sent a message, as the message event tells it."""
+
+    user_id: int
+    email: str
+    full_name: str
+    is_realm_admin: bool = False
