@@ -81,11 +81,3 @@ def lookup(name: str) -> tuple[str, str] | None:
     if name in ZULIP_EXTRA_EMOJI:
         return name, "zulip_extra_emoji"
     return None
-
-
-def name_for_code(code: str) -> str | None:
-    """The canonical (first listed) name of a code point, for reactions sent by code."""
-    for name, value in UNICODE_EMOJI.items():
-        if value == code:
-            return name
-    return None

@@ -165,11 +165,6 @@ class BotProcess:
         goal = self.ticks() + n
         self._wait(lambda: self.ticks() >= goal, timeout, f"{n} more ticks")
 
-    def wait_batches(self, n: int = 1, timeout: float = SIGNAL_TIMEOUT) -> None:
-        """Wait until ``n`` more batches of events were stored (and their effects queued)."""
-        goal = len(self.batches()) + n
-        self._wait(lambda: len(self.batches()) >= goal, timeout, f"{n} more batches")
-
     def wait_stored_through(self, message_id: int, timeout: float = SIGNAL_TIMEOUT) -> None:
         """Wait until a batch holding message ``message_id`` (or a later one) was stored."""
         self._wait(

@@ -29,15 +29,6 @@ def _load(args: argparse.Namespace, *, must_exist: bool = True) -> Config:
     return load_config(config_path(args.config), must_exist=must_exist)
 
 
-def _database(args: argparse.Namespace) -> tuple[Config, object]:
-    from zulip_goals_bot.db.engine import Database
-
-    config = _load(args)
-    db = Database(config.database_url)
-    db.upgrade()
-    return config, db
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from zulip_goals_bot.bot.app import run_bot
 

@@ -18,6 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from zulip_goals_bot.errors import ConfigError
 
+# Weeks between prompts when bot.conf does not say: fortnightly, as the Rust program asks.
+DEFAULT_CADENCE_WEEKS = 2
+
 # Permission bits that let the file's group or anyone else read (or write) it. A file holding a
 # secret (the zuliprc's API key, a token file) should be its owner's alone: mode 600.
 SECRET_EXPOSING_BITS = 0o077
@@ -75,7 +78,12 @@ KEYS: tuple[Key, ...] = (
     Key("schedule", "enabled", "true", "Send prompts and reminders on schedule."),
     Key("schedule", "weekday", "thursday", "Day prompts go out."),
     Key("schedule", "time", "14:00", "Time prompts go out, in the program timezone (HH:MM)."),
-    Key("schedule", "cadence_weeks", "2", "Default weeks between prompts: 1, 2 or 4."),
+    Key(
+        "schedule",
+        "cadence_weeks",
+        str(DEFAULT_CADENCE_WEEKS),
+        "Default weeks between prompts: 1, 2 or 4.",
+    ),
     Key("schedule", "grace_days", "7", "New goals are not due during this many days."),
     Key("schedule", "reminder_days", "3", "Days after a prompt before one reminder."),
     Key("schedule", "prompt_via", "topic", "topic (DM for unsubscribed owners), dm or both."),
@@ -104,7 +112,7 @@ class ScheduleConfig:
     enabled: bool = True
     weekday: int = 3
     at: time = time(14, 0)
-    cadence_weeks: int = 2
+    cadence_weeks: int = DEFAULT_CADENCE_WEEKS
     grace_days: int = 7
     reminder_days: int = 3
     prompt_via: str = "topic"

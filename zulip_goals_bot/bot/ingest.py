@@ -31,6 +31,7 @@ from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.clock import Clock
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import HIGH_WATER_KEY, BotState, Update
+from zulip_goals_bot.domain.events import MESSAGE_CHANGE_EVENTS
 from zulip_goals_bot.domain.states import UpdateSource
 from zulip_goals_bot.errors import StorageError
 
@@ -41,7 +42,6 @@ log = logging.getLogger("zulip_goals_bot")
 # (each transaction re-reads owners, people and topics), 5,000 keep it.
 STORE_SLICE = 5_000
 # Events that change stored updates; messages become ``IncomingMessage``s.
-FOLLOWED_EVENTS = ("update_message", "delete_message")
 # How far back start-up looks for edits, moves and deletes it missed: long enough to cover the
 # current prompt period of a two-week cadence and a long weekend of downtime.
 CATCH_UP_DAYS = timedelta(days=21)
@@ -336,7 +336,7 @@ def _item(event: Mapping[str, Any]) -> Item | None:
     """What a slice keeps of an event: a message as ``IncomingMessage``, an edit or delete as is;
     ``None`` (with a warning) for anything else."""
     kind = event.get("type")
-    if kind in FOLLOWED_EVENTS:
+    if kind in MESSAGE_CHANGE_EVENTS:
         return event
     if kind != "message":
         log.warning("skipping event %s of unknown type %r", event.get("id"), kind)

@@ -52,6 +52,7 @@ from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import (
     DueState,
     Period,
+    effective_cadence,
     local_instant,
     local_send_time,
     period_at,
@@ -609,7 +610,7 @@ def skip_goal(
     goal = session.get(Goal, goal_id)
     if goal is None:
         raise LookupError(f"no goal with id {goal_id}")
-    cadence = goal.cadence_weeks or ctx.config.schedule.cadence_weeks
+    cadence = effective_cadence(goal.cadence_weeks, ctx.config.schedule.cadence_weeks)
     key = period_at(now, cadence, ctx.slot).key
     exists = session.execute(
         select(Skip.id).where(Skip.goal_id == goal_id, Skip.period == key)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from zulip_goals_bot.commands.grammar import MAX_GOAL_WORDS, Intent, classify, is_command
+from zulip_goals_bot.domain.events import is_goals_stream
 from zulip_goals_bot.domain.markdown import limit_items, neutralize
 from zulip_goals_bot.domain.views import GoalName, SenderInfo
 from zulip_goals_bot.goals.matching import MatchKind, match_goal
@@ -231,7 +232,7 @@ def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
         text = strip_bot_mention(msg.content, facts.bot_name)
         if addressed and is_command(text, facts.bot_name):
             return Decision(Route.COMMAND)
-        in_goals_stream = (msg.stream or "").lower() == facts.goals_stream.lower()
+        in_goals_stream = is_goals_stream(msg.stream, facts.goals_stream)
         if in_goals_stream and facts.topic_goal_id is not None:
             if facts.topic_goal_id in facts.owned_goal_ids:
                 return Decision(Route.UPDATE, facts.topic_goal_id)

@@ -29,11 +29,19 @@ from zulip_goals_bot.bot.replies import (
     goal_topic_name,
     route,
 )
-from zulip_goals_bot.db.models import ACK_OWED, Goal, GoalOwner, HandledMessage, Update
+from zulip_goals_bot.db.models import (
+    ACK_OWED,
+    Goal,
+    GoalOwner,
+    HandledMessage,
+    Update,
+    goal_is_running,
+)
 from zulip_goals_bot.db.queries import goal_names, load_goals
+from zulip_goals_bot.domain.events import is_goals_stream
 from zulip_goals_bot.domain.markdown import neutralize
 from zulip_goals_bot.domain.program import Program
-from zulip_goals_bot.domain.states import GoalState, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
 from zulip_goals_bot.domain.views import GoalName
 from zulip_goals_bot.people.accounts import person_ids
 
@@ -128,7 +136,7 @@ def owned_active_goals(session: Session, person_ids: Iterable[int]) -> dict[int,
     query = (
         select(GoalOwner.person_id, Goal.id)
         .join(Goal, Goal.id == GoalOwner.goal_id)
-        .where(Goal.active.is_(True), Goal.state.in_([GoalState.ACTIVE, GoalState.PAUSED]))
+        .where(goal_is_running())
         .order_by(Goal.id)
     )
     if len(wanted) <= FEW_PEOPLE:
@@ -354,7 +362,7 @@ def store_messages(
     for m in todo:
         author = facts.people[m.sender_id]  # the sender's person id
         topic_goal = None
-        if m.is_stream and (m.stream or "").lower() == router.goals_stream.lower():
+        if m.is_stream and is_goals_stream(m.stream, router.goals_stream):
             topic_goal = facts.topics.get(goal_topic_name(m.topic or "").lower())
         own = facts.owned.get(author, [])
         if topic_goal is not None:
@@ -548,7 +556,7 @@ def apply_edit(
     topic = str(new_topic) if new_topic is not None else None
     topics = load_topic_goals(session)
     goal_id: int | None = None
-    if stream is not None and stream.lower() == router.goals_stream.lower():
+    if is_goals_stream(stream, router.goals_stream):
         target_topic = topic if topic is not None else (rows[0].topic or "")
         goal_id = topics.get(goal_topic_name(target_topic).lower())
     owners = owners_of(session, [goal_id]) if goal_id is not None else {}

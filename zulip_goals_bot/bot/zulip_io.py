@@ -32,11 +32,11 @@ import zulip
 
 from zulip_goals_bot.bot.eventstream import EventStream
 from zulip_goals_bot.config import secret_file_exposed
+from zulip_goals_bot.domain.events import REGISTERED_EVENTS
 from zulip_goals_bot.errors import ConfigError, Stopping, ZulipError
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("message", "update_message", "delete_message")
 # Zulip's default limit is 200 requests a minute per user; we keep a few in reserve for
 # operators' own calls made with the same key.
 RATE_LIMIT_RESERVE = 2
@@ -52,8 +52,6 @@ BACKFILL_PAGE = 1000
 LONG_POLL_TIMEOUT_S = 90.0
 # What a successful call's JSON says, for answers that are not read as a whole.
 SUCCESS: dict[str, Any] = {"result": "success"}
-# Zulip's message size limit.
-MAX_MESSAGE_LENGTH = 10_000
 # How many ids of messages this process sent are remembered, so that the "was it delivered
 # before the error?" lookup never takes an earlier message with the same text for the one in doubt.
 KNOWN_SENT_IDS = 1_000
@@ -336,7 +334,7 @@ class ZulipIO:
 
     # -- events ----------------------------------------------------------------------------
 
-    def register(self, event_types: Sequence[str] = EVENT_TYPES) -> tuple[str, int]:
+    def register(self, event_types: Sequence[str] = REGISTERED_EVENTS) -> tuple[str, int]:
         result = self.call(
             "register",
             method="POST",

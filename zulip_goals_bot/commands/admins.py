@@ -27,7 +27,7 @@ from zulip_goals_bot.domain.markdown import (
     time_tag,
     topic_link,
 )
-from zulip_goals_bot.domain.schedule import next_prompt
+from zulip_goals_bot.domain.schedule import effective_cadence, next_prompt
 from zulip_goals_bot.domain.states import GoalState, OwnerRole
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import echo
@@ -230,7 +230,7 @@ def cmd_cadence(call: Call, command: Command) -> list[str]:
     assert row is not None
     row.cadence_weeks = weeks
     row.updated_at = call.now
-    effective = weeks or call.config.schedule.cadence_weeks
+    effective = effective_cadence(weeks, call.config.schedule.cadence_weeks)
     default = " (the default)" if weeks is None else ""
     upcoming = next_prompt(call.now, effective, call.moment.slot)
     return [

@@ -14,9 +14,8 @@ from zulip_goals_bot.bot.replies import goal_topic_name
 from zulip_goals_bot.commands.answers import Moment, goal_title
 from zulip_goals_bot.commands.grammar import OWNERS, SPEC_BY_NAME, Command
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db.models import Goal, GoalOwner, Person
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person, goal_is_prompted
 from zulip_goals_bot.db.queries import goal_names, load_goals
-from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.domain.views import GoalName, GoalView, SenderInfo
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import MatchKind, MatchResult, match_goal
@@ -80,7 +79,7 @@ def owned_goal_ids(session: Session, person_id: int, *, live_only: bool) -> list
         .order_by(Goal.id)
     )
     if live_only:
-        query = query.where(Goal.active.is_(True), Goal.state == GoalState.ACTIVE)
+        query = query.where(goal_is_prompted())
     return list(session.execute(query).scalars())
 
 

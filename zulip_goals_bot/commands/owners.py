@@ -15,7 +15,7 @@ from zulip_goals_bot.commands.call import Call, require_owner, resolve_goal
 from zulip_goals_bot.commands.grammar import Command, parse_away
 from zulip_goals_bot.db.models import Goal, Update
 from zulip_goals_bot.domain.markdown import safe, time_tag
-from zulip_goals_bot.domain.states import GoalState, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.states import PROMPTED_STATES, GoalState, UpdateKind, UpdateSource
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import echo
 
@@ -29,7 +29,7 @@ def cmd_skip(call: Call, command: Command) -> list[str]:
     goal = resolve_goal(call, command, query, own_default=True)
     require_owner(call, goal, "skip")
     m = call.moment
-    if not (goal.active and goal.state is GoalState.ACTIVE):
+    if not (goal.active and goal.state in PROMPTED_STATES):
         return [f"{goal_title(goal)} is {DUE_TEXT[m.due(goal)]} — there is nothing to skip."]
     period = m.program.period(goal, call.now)
     if period.key in goal.skipped_periods:

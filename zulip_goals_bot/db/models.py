@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Date,
     DateTime,
     Dialect,
@@ -27,10 +28,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from zulip_goals_bot.domain.states import (
+    LISTED_STATES,
+    PROMPTED_STATES,
+    RUNNING_STATES,
     DeliveryKind,
     DeliveryState,
     GoalState,
@@ -118,9 +123,22 @@ class Goal(Base):
     def team_list(self) -> list[str]:
         return [t for t in self.teams.split(",") if t]
 
-    @property
-    def is_prompted(self) -> bool:
-        return self.active and self.state is GoalState.ACTIVE
+
+# The "live goal" filters, one per meaning (domain.states says which states each admits); a goal
+# that is not ``active`` (gone from its files) is never live.
+def goal_is_prompted() -> ColumnElement[bool]:
+    """SQL: the goal is asked for updates."""
+    return and_(Goal.active.is_(True), Goal.state.in_(sorted(PROMPTED_STATES)))
+
+
+def goal_is_running() -> ColumnElement[bool]:
+    """SQL: the goal is still running (active or paused): its owners' replies are updates."""
+    return and_(Goal.active.is_(True), Goal.state.in_(sorted(RUNNING_STATES)))
+
+
+def goal_is_listed() -> ColumnElement[bool]:
+    """SQL: the goal shows in lists and answers (anything but retired)."""
+    return and_(Goal.active.is_(True), Goal.state.in_(sorted(LISTED_STATES)))
 
 
 class Person(Base):

@@ -25,8 +25,9 @@ from zulip_goals_bot.db.models import (
     Roadmap,
     Skip,
     Update,
+    goal_is_listed,
 )
-from zulip_goals_bot.domain.states import GoalState, UpdateKind
+from zulip_goals_bot.domain.states import UpdateKind
 from zulip_goals_bot.domain.views import (
     ChampionView,
     GoalName,
@@ -137,7 +138,7 @@ def load_goals(
     if goal_ids is not None:
         query = query.where(Goal.id.in_(list(goal_ids)))
     if not include_inactive:
-        query = query.where(Goal.active.is_(True), Goal.state != GoalState.RETIRED)
+        query = query.where(goal_is_listed())
     goals = list(session.execute(query).scalars())
     if not goals:
         return []
@@ -300,7 +301,7 @@ def goal_names(session: Session, *, include_inactive: bool = False) -> list[Goal
         Goal.active,
     )
     if not include_inactive:
-        query = query.where(Goal.active.is_(True), Goal.state != GoalState.RETIRED)
+        query = query.where(goal_is_listed())
     # Core rows: the ORM's result machinery would double the cost of reading plain columns.
     # Core does not autoflush, so goals added in this session are flushed first.
     session.flush()

@@ -43,11 +43,7 @@ DIGEST_WINDOW = timedelta(days=7)
 MAX_FAILED_LOADED = 100
 
 
-# Goals added by hand (`goal add`) belong to no imported period: every digest shows them.
-# A digest subscription's scope: the whole digest, or only the goals one champions.
-SCOPE_ALL = "all"
-
-
+# A digest subscription's scope: the whole digest (the default), or only the goals one champions.
 SCOPE_CHAMPION = "champion"
 
 

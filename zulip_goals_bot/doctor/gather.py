@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zulip_goals_bot.doctor.facts import DbFacts, Facts, FileFacts, ZulipFacts
+from zulip_goals_bot.domain.events import is_goals_stream
 
 if TYPE_CHECKING:
     from zulip_goals_bot.bot.zulip_io import ZulipIO
@@ -95,7 +96,7 @@ def zulip_facts(io: ZulipIO, config: Config, *, render: bool = True) -> ZulipFac
     }
     visible = list(streams.get("streams", []))
     goals = next(
-        (s for s in visible if str(s.get("name", "")).casefold() == config.stream.casefold()),
+        (s for s in visible if is_goals_stream(str(s.get("name", "")), config.stream)),
         None,
     )
     if goals is not None and int(goals["stream_id"]) not in stream_members:

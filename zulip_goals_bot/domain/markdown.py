@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
+# Zulip's message size limit (the server's MAX_MESSAGE_LENGTH): a longer message is refused.
 MAX_MESSAGE_LENGTH = 10_000
 # Room left under the limit for a "(continued)" line and similar framing.
 SAFE_LENGTH = MAX_MESSAGE_LENGTH - 200

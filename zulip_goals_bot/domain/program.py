@@ -20,6 +20,7 @@ from zulip_goals_bot.domain.schedule import (
     Period,
     Slot,
     due_state,
+    effective_cadence,
     local_instant,
     next_prompt,
     period_at,
@@ -70,7 +71,7 @@ class Program:
         return now.astimezone(self.tz).date()
 
     def cadence(self, goal: GoalView) -> int:
-        return goal.cadence_weeks or self.schedule.cadence_weeks
+        return effective_cadence(goal.cadence_weeks, self.schedule.cadence_weeks)
 
     def period(self, goal: GoalView, now: datetime) -> Period:
         """The reporting period of ``goal`` that contains ``now``."""

@@ -107,6 +107,11 @@ _MARKS = {
 }
 
 
+def effective_cadence(goal_weeks: int | None, default_weeks: int) -> int:
+    """A goal's weeks between prompts: its own when an admin set one, else the program's."""
+    return goal_weeks or default_weeks
+
+
 @dataclass(frozen=True, slots=True)
 class GoalFacts:
     """What the due computation needs to know about one goal (plain data, no ORM)."""

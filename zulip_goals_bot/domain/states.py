@@ -53,3 +53,13 @@ class DeliveryState(enum.StrEnum):
     CLAIMED = "claimed"  # recorded before sending: a crash leaves it here
     SENT = "sent"
     FAILED = "failed"
+
+
+# What a goal's state means for the bot, each decided here once.
+# Asked for updates on schedule (and by `prompt --now`).
+PROMPTED_STATES = frozenset({GoalState.ACTIVE})
+# Still running: its owners still own it (their replies are updates, a rollover ends it unless
+# it continues), though a paused goal is not asked.
+RUNNING_STATES = frozenset({GoalState.ACTIVE, GoalState.PAUSED})
+# Shown in lists and answered about: everything but a retired goal.
+LISTED_STATES = frozenset(set(GoalState) - {GoalState.RETIRED})

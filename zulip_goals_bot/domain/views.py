@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import NamedTuple
 
 from zulip_goals_bot.domain.markdown import ZulipUser
-from zulip_goals_bot.domain.schedule import GoalFacts
+from zulip_goals_bot.domain.schedule import GoalFacts, effective_cadence
 from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
 
 
@@ -160,7 +160,7 @@ class GoalView:
             state=self.state.value,
             active=self.active,
             created_at=self.created_at,
-            cadence_weeks=self.cadence_weeks or default_cadence,
+            cadence_weeks=effective_cadence(self.cadence_weeks, default_cadence),
             last_update_at=self.last_update.sent_at if self.last_update else None,
             owners_total=len(asked),
             owners_reachable=sum(1 for p in asked if p.contact(today) is OwnerContact.REACHABLE),

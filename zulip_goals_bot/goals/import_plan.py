@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zulip_goals_bot.domain.states import GoalState, OwnerRole
+from zulip_goals_bot.domain.states import RUNNING_STATES, GoalState, OwnerRole
 from zulip_goals_bot.errors import GoalsBotError
 from zulip_goals_bot.goals.continuation import continued_goal
 from zulip_goals_bot.goals.files import GoalDoc, GoalStatus
@@ -112,7 +112,7 @@ class StoredGoal:
     @property
     def is_live(self) -> bool:
         """Still asked for updates (or only paused): a rollover ends it unless it continues."""
-        return self.state in (GoalState.ACTIVE, GoalState.PAUSED)
+        return self.state in RUNNING_STATES
 
 
 @dataclass(frozen=True, slots=True)

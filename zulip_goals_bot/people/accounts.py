@@ -14,8 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from zulip_goals_bot.db.models import Goal, GoalOwner, Person
-from zulip_goals_bot.domain.states import GoalState
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person, goal_is_running
 from zulip_goals_bot.domain.views import ADMIN_ROLES, SenderInfo
 
 
@@ -121,8 +120,7 @@ def unmapped_owners(session: Session) -> list[str]:
         .join(GoalOwner, GoalOwner.person_id == Person.id)
         .join(Goal, Goal.id == GoalOwner.goal_id)
         .where(
-            Goal.active.is_(True),
-            Goal.state.in_([GoalState.ACTIVE, GoalState.PAUSED]),
+            goal_is_running(),
             Person.zulip_user_id.is_(None),
             Person.github.is_not(None),
         )

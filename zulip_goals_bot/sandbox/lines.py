@@ -55,10 +55,6 @@ class Place:
     stream: str | None = None
     topic: str | None = None
 
-    @property
-    def is_dm(self) -> bool:
-        return self.stream is None
-
     def describe(self, bot_name: str) -> str:
         if self.stream is None or self.topic is None:
             return f"DM with {bot_name}"

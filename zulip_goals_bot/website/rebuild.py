@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from zulip_goals_bot.domain.events import MESSAGE_CHANGE_EVENTS
+
 if TYPE_CHECKING:
     from zulip_goals_bot.bot.context import Context
     from zulip_goals_bot.website.text import ZulipMarkdown
@@ -36,12 +38,11 @@ MAX_DELAY = 60.0
 # How often the thread looks at the clock (for a new week or day) and at the bot stopping.
 WAKE_SECONDS = 0.5
 # Events that change stored updates without storing new ones.
-CHANGING_EVENTS = frozenset({"update_message", "delete_message"})
 
 
 def changes_site(events: Sequence[Mapping[str, Any]], stored: int) -> bool:
     """Whether a stored slice of events can change what the site shows."""
-    return stored > 0 or any(e.get("type") in CHANGING_EVENTS for e in events)
+    return stored > 0 or any(e.get("type") in MESSAGE_CHANGE_EVENTS for e in events)
 
 
 def _seconds(env: str, default: float) -> float:

@@ -1,0 +1,16 @@
+"""Zulip's event kinds and stream names as the bot reads them, each rule in one place."""
+
+from __future__ import annotations
+
+# The events that change a message already stored: an edit (content, topic or stream) or a
+# delete. Both the ingest and the website's rebuild follow exactly these.
+MESSAGE_CHANGE_EVENTS = frozenset({"update_message", "delete_message"})
+
+# What the bot registers its event queue for: new messages, and the changes above.
+REGISTERED_EVENTS = ("message", *sorted(MESSAGE_CHANGE_EVENTS))
+
+
+def is_goals_stream(stream: str | None, goals_stream: str) -> bool:
+    """Whether a message's stream is the goals stream: Zulip stream names are unique without
+    regard to case, so ``#Project-Goals`` is the same stream."""
+    return stream is not None and stream.casefold() == goals_stream.casefold()
