@@ -391,20 +391,23 @@ def test_missing_sqlite_file_is_not_created(setup: Setup) -> None:
     assert not missing.parent.exists()
 
 
-def test_clock_skew(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("skew", "words"), [(timedelta(minutes=5), "ahead of"), (timedelta(minutes=-5), "behind")]
+)
+def test_clock_skew(tmp_path: Path, skew: timedelta, words: str) -> None:
+    """A server clock off by minutes either way is reported (behind is as wrong as ahead)."""
     clock = FileClock(tmp_path / "clock")
     clock.set(NOW)
     realm = Realm.demo()
     realm.add_profile_field("GitHub", FIELD_EXTERNAL_ACCOUNT)
-    ahead = timedelta(minutes=5)
-    with FakeZulip(realm, clock=lambda: (clock.now() + ahead).timestamp()) as server:
+    with FakeZulip(realm, clock=lambda: (clock.now() + skew).timestamp()) as server:
         conf = write_conf(tmp_path, server, realm.user_by_name("Goals Bot"))
         database_for(conf).dispose()
         setup = Setup(server, conf, clock, tmp_path)
         status, checks, _ = setup.doctor()
     assert status == 1
     assert checks["clock"]["summary"] == (
-        "Clock: the server's clock is 5 min ahead of this machine's, so prompts and the digest "
+        f"Clock: the server's clock is 5 min {words} this machine's, so prompts and the digest "
         "go out at other times than Zulip shows"
     )
     assert "timedatectl set-ntp true" in checks["clock"]["fix"]
