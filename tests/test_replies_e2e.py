@@ -343,3 +343,20 @@ def test_a_follow_up_dm_goes_to_the_goal_just_updated_and_can_be_moved(world: Wo
     dm(world, "eve", "status async")
     status = answers(world, "eve", 1)[0]
     assert "that PR got merged" in status and "up to date" in status
+
+
+@pytest.mark.parametrize("state", ["paused", "completed"])
+def test_an_owners_reply_in_a_paused_or_completed_goal_is_still_an_update(
+    world: World, state: str
+) -> None:
+    """In a goal's topic its owner is its owner whatever the state: pausing only stops the
+    prompts, and a closing note after completion is news too, not a bystander's comment."""
+    with world.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE goals SET state = :s WHERE id = :g"),
+            {"s": state, "g": world.goals["polonius"].id},
+        )
+    mid = post(world, "ben", "polonius", "one more note on the solver")
+    row = world.wait_row(mid)
+    assert (row["goal_id"], row["kind"]) == (world.goals["polonius"].id, "update")
+    assert wait_until(lambda: world.reacted(mid))
