@@ -220,6 +220,30 @@ def test_atom_feeds_parse_with_ids_dates_and_links(program: Database, tmp_path: 
     assert not quiet.bozo and quiet.entries == [] and quiet.feed.updated_parsed is not None
 
 
+def test_an_edited_update_moves_its_feed_entrys_updated_time(
+    program: Database, tmp_path: Path
+) -> None:
+    """Feed readers show an entry again when ``updated`` moves: an edit must move it (and the
+    feed's own), while ``published`` stays when the message was first sent."""
+    build(program, tmp_path / "before")
+    before = feedparser.parse((tmp_path / "before" / "feeds" / "async.atom").read_bytes())
+    first = before.entries[0]
+    edited_at = DIGEST_AT - timedelta(minutes=30)
+    message_id = int(first.id.rsplit("/", 1)[1])
+    with program.write() as s:
+        row = s.query(Update).filter(Update.zulip_message_id == message_id).one()
+        row.content = row.content + "\n\nEdited: the PR merged."
+        row.edited_at = edited_at
+    build(program, tmp_path / "after")
+    after = feedparser.parse((tmp_path / "after" / "feeds" / "async.atom").read_bytes())
+    entry = next(e for e in after.entries if e.id == first.id)
+    assert datetime(*entry.updated_parsed[:6], tzinfo=UTC) == edited_at.replace(microsecond=0)
+    assert entry.published_parsed == first.published_parsed
+    assert entry.updated_parsed != first.updated_parsed
+    assert "the PR merged" in entry.summary
+    assert datetime(*after.feed.updated_parsed[:6], tzinfo=UTC) >= edited_at.replace(microsecond=0)
+
+
 def test_rebuilding_keeps_git_and_cname_and_leaves_nothing_behind(
     program: Database, tmp_path: Path
 ) -> None:
