@@ -109,3 +109,22 @@ def test_reminder_and_local_send_time() -> None:
     assert tokyo - p.start < timedelta(days=1)
     berlin = local_send_time(p, 16, ZoneInfo("Europe/Berlin"))
     assert berlin == datetime(2026, 11, 19, 15, 0, tzinfo=UTC)
+
+
+def test_a_period_holds_its_first_instant_and_not_its_end() -> None:
+    """An update posted at the very second of the prompt counts for the new period."""
+    period = period_at(datetime(2026, 3, 5, 14, 0, tzinfo=UTC), 1, THURSDAY_14_UTC)
+    assert period.start == datetime(2026, 3, 5, 14, 0, tzinfo=UTC)
+    assert period.contains(period.start)
+    assert not period.contains(period.end)
+    assert period.contains(period.end - timedelta(microseconds=1))
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [("paused", DueState.PAUSED), ("completed", DueState.COMPLETED), ("retired", DueState.RETIRED)],
+)
+def test_goals_that_are_not_running_are_never_due(state: str, expected: DueState) -> None:
+    now = datetime(2026, 3, 20, 12, tzinfo=UTC)
+    assert due_state(facts(state=state), now, THURSDAY_14_UTC, grace_days=0) is expected
+    assert due_state(facts(), now, THURSDAY_14_UTC, grace_days=0) is not expected

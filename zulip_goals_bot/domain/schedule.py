@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from zulip_goals_bot.domain.states import GoalState
+
 # Monday 2024-01-01: period numbering starts here, so periods are stable across restarts.
 EPOCH = date(2024, 1, 1)
 
@@ -128,11 +130,11 @@ class GoalFacts:
 
 
 def due_state(facts: GoalFacts, now: datetime, slot: Slot, grace_days: int) -> DueState:
-    if facts.state == "paused":
+    if facts.state == GoalState.PAUSED:
         return DueState.PAUSED
-    if facts.state == "completed":
+    if facts.state == GoalState.COMPLETED:
         return DueState.COMPLETED
-    if facts.state == "retired":
+    if facts.state == GoalState.RETIRED:
         return DueState.RETIRED
     if not facts.active:
         return DueState.INACTIVE
