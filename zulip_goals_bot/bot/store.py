@@ -42,7 +42,7 @@ from zulip_goals_bot.domain.events import is_goals_stream
 from zulip_goals_bot.domain.markdown import neutralize
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
-from zulip_goals_bot.domain.views import GoalName
+from zulip_goals_bot.domain.views import GoalName, GoalView
 from zulip_goals_bot.people.accounts import person_ids
 
 
@@ -256,8 +256,22 @@ class BatchFacts:
     topic_owners: Mapping[int, set[int]]  # goal id -> owners, for goals whose topic has news
     pending: dict[int, list[Update]]  # person id -> DMs kept until they say which goal
     names: Sequence[GoalName]  # live goals, for goals named in DMs
-    waiting: frozenset[int]  # goals owned by DM senders that wait for an update now
+    waiting: set[int]  # goals owned by DM senders that wait for an update now
     recent: dict[int, tuple[int, datetime]]  # person id -> (goal id, sent at) of the last update
+    goals: Mapping[int, GoalView]  # the goals ``waiting`` was computed from
+
+    def updated(self, router: Router, goal_id: int, sent_at: datetime, now: datetime) -> None:
+        """A goal got an update earlier in the batch: later messages route as if it were stored
+        (a batch routes the same as its messages one at a time)."""
+        goal = self.goals.get(goal_id)
+        if goal is None:
+            return
+        last = goal.last_update.sent_at if goal.last_update else None
+        latest = sent_at if last is None else max(last, sent_at)
+        if router.program.state_then(goal, now, now, latest).is_waiting:
+            self.waiting.add(goal_id)
+        else:
+            self.waiting.discard(goal_id)
 
 
 def load_batch_facts(
@@ -279,8 +293,9 @@ def load_batch_facts(
     dm_senders = {people[m.sender_id] for m in direct}
     pending: dict[int, list[Update]] = defaultdict(list)
     names: Sequence[GoalName] = ()
-    waiting: frozenset[int] = frozenset()
+    waiting: set[int] = set()
     recent: dict[int, tuple[int, datetime]] = {}
+    loaded: dict[int, GoalView] = {}
     if dm_senders:
         for row in session.execute(
             select(Update)
@@ -292,11 +307,11 @@ def load_batch_facts(
         names = goal_names(session)
         several = {g for pid in dm_senders if len(owned.get(pid, [])) > 1 for g in owned[pid]}
         if several:
-            goals = load_goals(session, goal_ids=sorted(several))
-            waiting = frozenset(g.id for g in goals if router.program.is_waiting(g, now))
+            loaded = {g.id: g for g in load_goals(session, goal_ids=sorted(several))}
+            waiting = {g.id for g in loaded.values() if router.program.is_waiting(g, now)}
         since = min(m.sent_at for m in direct) - router.update_window
         recent = latest_updates_by(session, dm_senders, since)
-    return BatchFacts(people, topics, owned, topic_owners, pending, names, waiting, recent)
+    return BatchFacts(people, topics, owned, topic_owners, pending, names, waiting, recent, loaded)
 
 
 def latest_updates_by(
@@ -395,6 +410,7 @@ def store_messages(
             effects.acknowledge.append(m.id)
             effects.stored += 1
             facts.recent[author] = (decision.goal_id, m.sent_at)
+            facts.updated(router, decision.goal_id, m.sent_at, now)
             note = filed_note(decision, names.get(decision.goal_id, ""), router.update_window)
             if note is not None:
                 effects.direct_replies.append((m.sender_id, note))
@@ -417,6 +433,8 @@ def store_messages(
                 row.kind = UpdateKind.UPDATE
                 set_content(row, row.content, None)
                 effects.acknowledge.append(row.zulip_message_id)
+                assert decision.goal_id is not None
+                facts.updated(router, decision.goal_id, row.sent_at, now)
             pending[author] = []
             effects.acknowledge.append(m.id)
         elif decision.route is Route.NOT_AN_OWNER:
