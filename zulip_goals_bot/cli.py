@@ -205,6 +205,12 @@ def cmd_site_serve(args: argparse.Namespace) -> int:
     return serve_command(folder, args.port)
 
 
+def cmd_github_sync(args: argparse.Namespace) -> int:
+    from zulip_goals_bot.github.command import sync_command
+
+    return sync_command(_load(args), dry_run=args.dry_run, since=args.since, goal=args.goal)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from zulip_goals_bot.sandbox import sandbox_command
 
@@ -354,6 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8000, metavar="N", help="port (default 8000; 0: any free one)"
     )
     sserve.set_defaults(func=cmd_site_serve)
+
+    gh = sub.add_parser("github", help="the goals' tracking issues on GitHub")
+    ghsub = gh.add_subparsers(dest="github_command", metavar="ACTION")
+    ghsub.required = True
+    ghs = ghsub.add_parser(
+        "sync",
+        help="read the tracking issues now: comments become updates, task lists progress",
+    )
+    ghs.add_argument("--dry-run", action="store_true", help="print what it finds, store nothing")
+    ghs.add_argument(
+        "--since", metavar="DATE", help="read comments from this date (YYYY-MM-DD): history"
+    )
+    ghs.add_argument("--goal", metavar="SLUG", help="only this goal")
+    ghs.set_defaults(func=cmd_github_sync)
 
     sb = sub.add_parser("sandbox", help="try the bot against an embedded Zulip, in the terminal")
     sb.add_argument("--goals", type=Path, metavar="PATH", help="goal files (default: samples)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time
@@ -31,6 +32,10 @@ def secret_file_exposed(mode: int) -> bool:
     counts: a shared group is other people)."""
     return bool(mode & SECRET_EXPOSING_BITS)
 
+
+# Where GitHub's REST API lives unless bot.conf names another (GitHub Enterprise, tests).
+DEFAULT_GITHUB_API = "https://api.github.com"
+MIRROR_MODES = ("off", "to-github", "from-github", "both")
 
 CONFIG_ENV = "ZULIP_GOALS_BOT_CONFIG"
 DEFAULT_CONFIG = "bot.conf"
@@ -104,6 +109,24 @@ KEYS: tuple[Key, ...] = (
         "Folder of the goals website, rebuilt by `run` (relative to this file); empty: none.",
     ),
     Key("site", "title", "Project goals", "Title of the goals website."),
+    Key(
+        "github",
+        "repository",
+        "",
+        "owner/name of the tracking issues (a bare `#263` is in this one); empty: no GitHub.",
+    ),
+    Key("github", "api_url", DEFAULT_GITHUB_API, "GitHub's REST API (GitHub Enterprise: its own)."),
+    Key(
+        "github",
+        "token_file",
+        "",
+        "File holding a GitHub token (mode 600); empty: the GITHUB_TOKEN environment variable.",
+    ),
+    Key("github", "app_id", "", "A GitHub App's id, to authenticate as the App instead."),
+    Key("github", "app_private_key_file", "", "The App's private key (PEM file, mode 600)."),
+    Key("github", "app_installation_id", "", "The App's installation; empty: looked up."),
+    Key("github", "sync_minutes", "15", "Minutes between looks at the tracking issues."),
+    Key("github", "mirror", "from-github", "off, to-github, from-github or both."),
 )
 
 
@@ -139,6 +162,32 @@ class SiteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GitHubConfig:
+    repository: str = ""  # empty: the bridge is off
+    api_url: str = DEFAULT_GITHUB_API
+    token_file: Path | None = None
+    app_id: str = ""
+    app_private_key_file: Path | None = None
+    app_installation_id: int | None = None
+    sync_minutes: int = 15
+    mirror: str = "from-github"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.repository) and self.mirror != "off"
+
+    @property
+    def reads(self) -> bool:
+        """Comments on the tracking issues become updates."""
+        return self.enabled and self.mirror in ("from-github", "both")
+
+    @property
+    def writes(self) -> bool:
+        """Updates sent in Zulip are posted to the tracking issues."""
+        return self.enabled and self.mirror in ("to-github", "both")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None
     zuliprc: Path
@@ -156,6 +205,7 @@ class Config:
     digest: DigestConfig = field(default_factory=DigestConfig)
     log_level: str = "INFO"
     site: SiteConfig = field(default_factory=SiteConfig)
+    github: GitHubConfig = field(default_factory=GitHubConfig)
 
 
 class _Reader:
@@ -296,6 +346,30 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         output=(base / site_output) if site_output else None,
         title=r.text("site", "title") or DEFAULT_SITE_TITLE,
     )
+    repository = r.text("github", "repository")
+    if repository and not re.fullmatch(r"[\w.-]+/[\w.-]+", repository):
+        raise r.fail("github", "repository", "owner/name, like rust-lang/rust-project-goals")
+    api_url = r.text("github", "api_url").rstrip("/") or DEFAULT_GITHUB_API
+    if not api_url.startswith(("https://", "http://")):
+        raise r.fail("github", "api_url", "an http(s) URL like " + DEFAULT_GITHUB_API)
+    token_file = r.text("github", "token_file")
+    key_file = r.text("github", "app_private_key_file")
+    app_id = r.text("github", "app_id")
+    if app_id and not key_file:
+        raise r.fail("github", "app_private_key_file", "the App's private key file (app_id is set)")
+    installation = r.text("github", "app_installation_id")
+    github = GitHubConfig(
+        repository=repository,
+        api_url=api_url,
+        token_file=(base / token_file) if token_file else None,
+        app_id=app_id,
+        app_private_key_file=(base / key_file) if key_file else None,
+        app_installation_id=(
+            r.integer("github", "app_installation_id", 1, 2**62) if installation else None
+        ),
+        sync_minutes=r.integer("github", "sync_minutes", 1, 1440),
+        mirror=r.choice("github", "mirror", MIRROR_MODES),
+    )
     return Config(
         path=path,
         zuliprc=base / r.text("goals", "zuliprc"),
@@ -317,6 +391,7 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         digest=digest,
         log_level=level,
         site=site,
+        github=github,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class GoalsBotError(Exception):
     """Base class; ``str(error)`` is shown to the operator as one line, without a traceback."""
@@ -38,3 +40,27 @@ class LeaseError(GoalsBotError):
 
 class CommandError(Exception):
     """A request the bot cannot carry out; the message says why, for the person who asked."""
+
+
+class GitHubError(GoalsBotError):
+    """GitHub refused a request or could not be reached; the message says which and what to do.
+
+    ``status`` is the HTTP status (0 when no answer came); ``retry_at`` is when GitHub said to try
+    again (a rate limit), else None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        retry_at: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_at = retry_at
+
+
+class GitHubAmbiguous(GitHubError):
+    """A write whose outcome is unknown (the connection broke after sending): GitHub may have
+    performed it, so the caller looks before doing it again."""

@@ -32,7 +32,7 @@ from zulip_goals_bot.clock import Clock
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import HIGH_WATER_KEY, BotState, Update
 from zulip_goals_bot.domain.events import MESSAGE_CHANGE_EVENTS
-from zulip_goals_bot.domain.states import UpdateSource
+from zulip_goals_bot.domain.states import ZULIP_SOURCES
 from zulip_goals_bot.errors import StorageError
 
 log = logging.getLogger("zulip_goals_bot")
@@ -273,8 +273,8 @@ class Ingest:
         since = self.clock.now() - CATCH_UP_DAYS
         with self.db.read() as session:
             stored = [
-                StoredMessage(*row)
-                for row in session.execute(
+                StoredMessage(message_id, edited_at, stream, topic, content)
+                for message_id, edited_at, stream, topic, content in session.execute(
                     select(
                         Update.zulip_message_id,
                         Update.edited_at,
@@ -285,10 +285,11 @@ class Ingest:
                     .where(
                         Update.sent_at >= since,
                         Update.deleted.is_(False),
-                        Update.source != UpdateSource.IMPORT,
+                        Update.source.in_(ZULIP_SOURCES),
                     )
                     .order_by(Update.zulip_message_id)
                 )
+                if message_id is not None
             ]
         if not stored:
             return

@@ -59,7 +59,7 @@ from zulip_goals_bot.domain.schedule import (
     reminder_time,
     zone,
 )
-from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState, UpdateSource
 from zulip_goals_bot.domain.views import GoalView, PersonView
 
 log = logging.getLogger(__name__)
@@ -322,7 +322,10 @@ def _last_update(goal: GoalView, now: datetime) -> str:
     last = goal.last_update
     if last is None:
         return "no update yet"
-    return f"last update {time_tag(last.sent_at)} ({days_ago(last.sent_at, now)})"
+    when = f"{time_tag(last.sent_at)} ({days_ago(last.sent_at, now)})"
+    if last.source is UpdateSource.GITHUB and last.url:
+        return f"last update {when}, [on GitHub]({last.url})"
+    return f"last update {when}, {last.where}"
 
 
 def _tracking(goal: GoalView) -> str | None:

@@ -432,9 +432,10 @@ def store_messages(
                 row.goal_id = decision.goal_id
                 row.kind = UpdateKind.UPDATE
                 set_content(row, row.content, None)
-                effects.acknowledge.append(row.zulip_message_id)
-                assert decision.goal_id is not None
-                facts.updated(router, decision.goal_id, row.sent_at, now)
+                if row.zulip_message_id is not None:  # always: a pending row is a DM
+                    effects.acknowledge.append(row.zulip_message_id)
+                if decision.goal_id is not None:
+                    facts.updated(router, decision.goal_id, row.sent_at, now)
             pending[author] = []
             effects.acknowledge.append(m.id)
         elif decision.route is Route.NOT_AN_OWNER:
@@ -528,7 +529,7 @@ def carry_summaries(
             )
         }
     previous.update(known)  # the same rows, or later ones
-    for row in sorted(rows, key=lambda r: (r.sent_at, r.zulip_message_id)):
+    for row in sorted(rows, key=lambda r: (r.sent_at, r.zulip_message_id or 0)):
         key = (row.goal_id, row.author_id)
         before = previous.get(key)
         if before is not None and row.sent_at - before.sent_at <= window:

@@ -28,7 +28,6 @@ from zulip_goals_bot.domain.markdown import (
     ZulipUser,
     days_ago,
     limit_items,
-    message_link,
     neutralize,
     plural,
     quote_block,
@@ -41,6 +40,7 @@ from zulip_goals_bot.domain.markdown import (
     topic_link,
 )
 from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.schedule import DueState, Slot, next_prompt
 from zulip_goals_bot.domain.states import PROMPTED_STATES, OwnerRole, UpdateKind
 from zulip_goals_bot.domain.views import ChampionView, GoalName, GoalView, OwnerView, UpdateView
@@ -183,6 +183,20 @@ def when_text(when: datetime, now: datetime) -> str:
     return f"{time_tag(when)} ({days_ago(when, now)})"
 
 
+# A status answer names this many open tasks of the task list; the issue has the rest.
+OPEN_TASKS_SHOWN = 3
+
+
+def progress_text(progress: Progress) -> str:
+    """``5 of 8 tasks done (62%); open: …``, the open tasks escaped (they are GitHub text)."""
+    text = f"{progress} ({progress.percent}%)"
+    if progress.open_tasks:
+        shown = [shorten(neutralize(t), 80) for t in progress.open_tasks[:OPEN_TASKS_SHOWN]]
+        more = len(progress.open_tasks) - len(shown)
+        text += "; open: " + "; ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return text
+
+
 def render_status(
     goal: GoalView,
     m: Moment,
@@ -225,6 +239,8 @@ def render_status(
     link = issue_link(goal)
     if link:
         lines.append(f"**Tracking issue**: {link}")
+    if goal.progress is not None and goal.progress.total:
+        lines.append(f"**Progress**: {progress_text(goal.progress)}")
     lines.append(f"**Topic**: {topic_link(m.goals_stream, goal.zulip_topic)}")
     blocks = ["\n".join(lines)]
     last = goal.last_update
@@ -234,7 +250,7 @@ def render_status(
         quoted = excerpt(last, STATUS_QUOTE_CHARS, STATUS_QUOTE_LINES, prefer_tldr=True)
         blocks.append(
             f"**Latest update**: by {author_text(last)}, {when_text(last.sent_at, m.now)} — "
-            f"[view message]({message_link(m.site, last.zulip_message_id)})\n"
+            f"[{last.link_text}]({last.link(m.site)})\n"
             + quote_block(render_handles(quoted, people))
         )
         if last.help_wanted:
@@ -265,7 +281,7 @@ def render_history(
         edited = " (edited)" if u.edited_at else ""
         blocks.append(
             f"{kind} by {author_text(u)}, {when_text(u.sent_at, m.now)}{edited} — "
-            f"[view]({message_link(m.site, u.zulip_message_id)})\n"
+            f"[view]({u.link(m.site)})\n"
             + quote_block(excerpt(u, HISTORY_QUOTE_CHARS, HISTORY_QUOTE_LINES, prefer_tldr=False))
         )
     return blocks

@@ -231,7 +231,11 @@ class Update(Base):
     __table_args__ = (Index("ix_updates_goal_kind_sent", "goal_id", "kind", "deleted", "sent_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    zulip_message_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # Where it was written: a Zulip message, or (source GITHUB) a comment on the tracking issue.
+    zulip_message_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    github_comment_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    url: Mapped[str | None] = mapped_column(Text)  # the comment's page, for GitHub updates
+    author_login: Mapped[str | None] = mapped_column(String(40))  # GitHub author, lower case
     goal_id: Mapped[int | None] = mapped_column(ForeignKey("goals.id", ondelete="SET NULL"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     kind: Mapped[UpdateKind] = mapped_column(_enum(UpdateKind), default=UpdateKind.UPDATE)
@@ -247,6 +251,67 @@ class Update(Base):
 
     goal: Mapped[Goal | None] = relationship()
     author: Mapped[Person | None] = relationship()
+
+
+class GitHubIssue(Base):
+    """What the last sync saw of a goal's tracking issue: enough to ask GitHub "changed?" cheaply
+    (the issue's and each comment page's ETag) and its task list as progress."""
+
+    __tablename__ = "github_issues"
+
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True
+    )
+    repository: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(String(20))
+    issue_etag: Mapped[str | None] = mapped_column(Text)
+    # The newest comment time seen: the next sync asks for comments updated since then, with
+    # the ETag of that answer, so an issue nobody touched answers 304 (free of rate limit).
+    since: Mapped[datetime | None]
+    comments_etag: Mapped[str | None] = mapped_column(Text)
+    # Every comment on the issue as last seen (updates, others' comments and boilerplate alike):
+    # when the issue's comment count differs, something was deleted and the whole list is read.
+    comment_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    tasks_done: Mapped[int] = mapped_column(Integer, default=0)
+    tasks_total: Mapped[int] = mapped_column(Integer, default=0)
+    open_tasks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    synced_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)  # why the last sync of this issue failed
+
+
+class GitHubProgress(Base):
+    """A goal's task list on each day it changed: the program's progress over time."""
+
+    __tablename__ = "github_progress"
+
+    goal_id: Mapped[int] = mapped_column(
+        ForeignKey("goals.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    done: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+
+
+class GitHubMirror(Base):
+    """A Zulip update posted to its tracking issue: claimed before the comment is posted, so a
+    crash or a retry never posts it twice."""
+
+    __tablename__ = "github_mirror"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    update_id: Mapped[int] = mapped_column(
+        ForeignKey("updates.id", ondelete="CASCADE"), unique=True
+    )
+    repository: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(20))  # MirrorState
+    body_hash: Mapped[str | None] = mapped_column(String(64))  # of the body GitHub holds
+    claimed_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class HandledMessage(Base):

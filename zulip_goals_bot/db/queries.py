@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from zulip_goals_bot.db.models import (
     GOALS_STAMP,
     ChangeStamp,
+    GitHubIssue,
     Goal,
     GoalChampion,
     GoalOwner,
@@ -27,6 +28,7 @@ from zulip_goals_bot.db.models import (
     Update,
     goal_is_listed,
 )
+from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.states import UpdateKind
 from zulip_goals_bot.domain.views import (
     ChampionView,
@@ -59,18 +61,28 @@ def update_view(u: Update, author: Person | None) -> UpdateView:
         id=u.id,
         zulip_message_id=u.zulip_message_id,
         goal_id=u.goal_id,
-        author=person_view(author) if author is not None else None,
+        author=person_view(author) if author is not None else _github_author(u.author_login),
         kind=u.kind,
         content=u.content,
         tldr=u.tldr,
         help_wanted=u.help_wanted,
         sent_at=u.sent_at,
         edited_at=u.edited_at,
+        source=u.source,
+        url=u.url,
     )
 
 
+def _github_author(login: str | None) -> PersonView | None:
+    """A GitHub commenter nobody linked to Zulip: shown by handle (person id 0: no row)."""
+    if not login:
+        return None
+    return PersonView(person_id=0, zulip_user_id=None, full_name=None, email=None,
+                      github=login, timezone=None, away_until=None, is_active=True)  # fmt: skip
+
+
 def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
-               skips: frozenset[str]) -> GoalView:  # fmt: skip
+               skips: frozenset[str], progress: Progress | None = None) -> GoalView:  # fmt: skip
     return GoalView(
         id=g.id,
         period=g.period,
@@ -98,7 +110,21 @@ def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
             if r.get("name")
         ),
         ended_in=g.ended_in,
+        progress=progress,
     )
+
+
+def load_progress(session: Session, goal_ids: Iterable[int] | None = None) -> dict[int, Progress]:
+    """Each goal's task list as the last GitHub sync read it (goals without one left out)."""
+    query = select(
+        GitHubIssue.goal_id, GitHubIssue.tasks_done, GitHubIssue.tasks_total, GitHubIssue.open_tasks
+    ).where(GitHubIssue.tasks_total > 0)
+    if goal_ids is not None:
+        query = query.where(GitHubIssue.goal_id.in_(list(goal_ids)))
+    return {
+        goal_id: Progress(done, total, tuple(open_tasks or ()))
+        for goal_id, done, total, open_tasks in session.execute(query)
+    }
 
 
 def latest_updates(
@@ -152,13 +178,20 @@ def load_goals(
     ):
         owners[goal_id].append(OwnerView(person_view(person), role))
     latest = latest_updates(session, ids if goal_ids is not None else None)
+    progress = load_progress(session, ids if goal_ids is not None else None)
     skips: dict[int, set[str]] = defaultdict(set)
     for goal_id, period in session.execute(
         select(Skip.goal_id, Skip.period).where(Skip.goal_id.in_(ids))
     ):
         skips[goal_id].add(period)
     return [
-        _goal_view(g, owners.get(g.id, []), latest.get(g.id), frozenset(skips.get(g.id, ())))
+        _goal_view(
+            g,
+            owners.get(g.id, []),
+            latest.get(g.id),
+            frozenset(skips.get(g.id, ())),
+            progress.get(g.id),
+        )
         for g in goals
     ]
 

@@ -20,7 +20,6 @@ from zulip_goals_bot.domain.markdown import (
     ZulipUser,
     days_ago,
     limit_items,
-    message_link,
     neutralize,
     plural,
     shorten,
@@ -29,7 +28,7 @@ from zulip_goals_bot.domain.markdown import (
 )
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState
-from zulip_goals_bot.domain.states import DeliveryKind
+from zulip_goals_bot.domain.states import DeliveryKind, UpdateSource
 from zulip_goals_bot.domain.views import GoalView, OwnerContact, PersonView
 from zulip_goals_bot.goals.grouping import goal_groups
 from zulip_goals_bot.people.handles import render_handles
@@ -145,7 +144,8 @@ def _freshness(goal: GoalView, updated: bool, now: datetime, site: str) -> str:
     last = goal.last_update
     if last is None:
         return "no update yet"
-    link = f"[latest update]({message_link(site, last.zulip_message_id)})"
+    where = " on GitHub" if last.source is UpdateSource.GITHUB else ""
+    link = f"[latest update{where}]({last.link(site)})"
     if updated:
         return f"updated {days_ago(last.sent_at, now)} ({link})"
     return f"no update for {plural((now - last.sent_at).days, 'day')} ({link})"
@@ -169,7 +169,8 @@ def _goal_block(
     owners = ", ".join(_who(p) for p in goal.poc) or "_no owner_"
     lines = [
         f"{row.state.mark} **{neutralize(goal.name)}** · {topic_link(stream, goal.zulip_topic)}",
-        f"{owners} · {_freshness(goal, updated, now, site)}",
+        f"{owners} · {_freshness(goal, updated, now, site)}"
+        + (f" · {goal.progress}" if goal.progress is not None and goal.progress.total else ""),
     ]
     last = goal.last_update
     if last is not None and last.help_wanted:

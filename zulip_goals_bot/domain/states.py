@@ -38,6 +38,21 @@ class UpdateSource(enum.StrEnum):
     TOPIC = "topic"
     DM = "dm"
     IMPORT = "import"
+    GITHUB = "github"  # a comment on the goal's tracking issue
+
+
+# Written in Zulip: these updates have a message there (catch-up compares them with Zulip's).
+ZULIP_SOURCES = frozenset({UpdateSource.TOPIC, UpdateSource.DM})
+
+
+class MirrorState(enum.StrEnum):
+    """Where a Zulip update stands on its way to the tracking issue (``github_mirror.state``)."""
+
+    CLAIMED = "claimed"  # recorded before posting: a crash leaves it here, and the bot looks first
+    POSTED = "posted"  # the comment exists and holds the update's current text
+    STALE = "stale"  # the update was edited or moved: the comment must follow
+    DELETED = "deleted"  # the update was deleted: the comment must go (then the row is done)
+    GONE = "gone"  # the comment was removed; nothing is owed
 
 
 class DeliveryKind(enum.StrEnum):

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
-from zulip_goals_bot.domain.markdown import ZulipUser
+from zulip_goals_bot.domain.markdown import ZulipUser, message_link
+from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.schedule import GoalFacts, effective_cadence
-from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
+from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind, UpdateSource
 
 
 class OwnerContact(enum.StrEnum):
@@ -99,7 +100,7 @@ class RoadmapRef:
 @dataclass(frozen=True, slots=True)
 class UpdateView:
     id: int
-    zulip_message_id: int
+    zulip_message_id: int | None  # None for an update written on GitHub
     goal_id: int | None
     author: PersonView | None
     kind: UpdateKind
@@ -108,6 +109,23 @@ class UpdateView:
     help_wanted: str | None
     sent_at: datetime
     edited_at: datetime | None
+    source: UpdateSource = UpdateSource.TOPIC
+    url: str | None = None  # the GitHub comment's page
+
+    def link(self, site: str) -> str:
+        """Where to read it: the Zulip message, or the comment on the tracking issue."""
+        if self.zulip_message_id is None:
+            return self.url or ""
+        return message_link(site, self.zulip_message_id)
+
+    @property
+    def link_text(self) -> str:
+        return "view comment" if self.source is UpdateSource.GITHUB else "view message"
+
+    @property
+    def where(self) -> str:
+        """Where it was written, as the prompt's "last update" line says it."""
+        return "on GitHub" if self.source is UpdateSource.GITHUB else "in Zulip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +152,7 @@ class GoalView:
     summary: str | None = None  # "What and why"
     roadmaps: tuple[RoadmapRef, ...] = ()
     ended_in: str | None = None  # the period whose import ended this goal
+    progress: Progress | None = None  # the tracking issue's task list, when it has one
 
     @property
     def name(self) -> str:
