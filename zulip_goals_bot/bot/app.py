@@ -23,7 +23,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -47,6 +47,9 @@ from zulip_goals_bot.errors import GoalsBotError, Stopping, ZulipError
 from zulip_goals_bot.people.accounts import sync_users
 from zulip_goals_bot.people.linking import map_people
 from zulip_goals_bot.website.rebuild import site_keeper
+
+if TYPE_CHECKING:
+    from zulip_goals_bot.github.service import GitHubBridge
 
 log = logging.getLogger("zulip_goals_bot")
 
@@ -390,6 +393,41 @@ class GoalsBot:
         if waker is not None:
             waker.wake_by(datetime.now(UTC) + timedelta(seconds=max(seconds, 0.0)))
 
+    def _start_github(self, scheduler: Any) -> GitHubBridge | None:
+        """The GitHub bridge's passes ([github]): one at start, then every ``sync_minutes``,
+        sooner or later when GitHub said when (a rate limit's reset)."""
+        if not self.config.github.enabled:
+            return None
+        from zulip_goals_bot.github.service import GitHubBridge
+
+        bridge = GitHubBridge(
+            self.config, self.db, self.clock.now, self.listener.site, on_change=self.site.request
+        )
+
+        def one_pass() -> None:
+            if self.stop.is_set():
+                return
+            result = bridge.run_once()
+            if result.next_at is not None:
+                wait = max((result.next_at - self.clock.now()).total_seconds(), 1.0)
+                with suppress(Exception):  # the job is gone once the scheduler shut down
+                    scheduler.modify_job(
+                        "github", next_run_time=datetime.now(UTC) + timedelta(seconds=wait)
+                    )
+
+        scheduler.add_job(
+            one_pass,
+            "interval",
+            seconds=bridge.interval.total_seconds(),
+            next_run_time=datetime.now(UTC),
+            id="github",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
+        return bridge
+
     def run(self, *, tick_seconds: float | None = None, wake_ups: bool = True) -> int:
         """Run until stopped.  ``tick_seconds`` is the safety net's interval; without
         ``wake_ups`` only the safety net and the caller tick (the sandbox moves its own clock)."""
@@ -413,6 +451,7 @@ class GoalsBot:
             misfire_grace_time=None,
             replace_existing=True,
         )
+        bridge = self._start_github(scheduler)
         scheduler.start()
         if wake_ups:
             self._waker = _Waker(scheduler, self.tick)
@@ -428,6 +467,8 @@ class GoalsBot:
         finally:
             self._waker = None
             scheduler.shutdown(wait=False)
+            if bridge is not None:
+                bridge.close()
             # A tick or a flush stuck retrying in an outage gives up now instead of minutes later.
             self.listener.stopping.set()
             self.sender.io.stopping.set()

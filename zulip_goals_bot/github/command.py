@@ -42,4 +42,4 @@ def sync_command(config: Config, *, dry_run: bool, since: str | None, goal: str 
     if goal is not None and not report.issues:
         raise GoalsBotError(f"no running goal {goal!r} with a tracking issue")
     print("\n".join(report.lines(details=dry_run)))
-    return 1 if any(r.error for r in report.issues) else 0
+    return 1 if report.stopped or any(r.error for r in report.issues) else 0

@@ -142,6 +142,7 @@ class SyncReport:
     not_modified: int = 0
     rate_remaining: int | None = None
     retry_at: datetime | None = None  # GitHub asked us to wait: the rest waits for next time
+    stopped: str | None = None  # why the sync stopped before the last issue (rate limit, outage)
     dry_run: bool = False
 
     @property
@@ -167,6 +168,8 @@ class SyncReport:
             out.append(
                 f"GitHub asked to wait until {self.retry_at:%Y-%m-%d %H:%M} UTC; rest later."
             )
+        elif self.stopped is not None:
+            out.append(f"Stopped: {self.stopped}; the rest is read next time.")
         return out
 
 
@@ -336,8 +339,8 @@ def fetch(client: GitHubClient, target: Target, *, since: datetime | None = None
             comment_ids=frozenset(c.id for c in everything),
         )
     except GitHubError as exc:
-        if exc.retry_at is not None:
-            raise
+        if exc.retry_at is not None or exc.status == 0:
+            raise  # rate-limited or unreachable: the other issues would fare no better
         return Fetched(target, error=str(exc))
 
 
@@ -489,7 +492,8 @@ def sync(
             fetched = fetch(client, target, since=since)
         except GitHubError as exc:
             report.retry_at = exc.retry_at
-            log.warning("github sync paused at %s: %s", target.ref, exc)
+            report.stopped = str(exc)
+            log.warning("github sync stopped at %s: %s", target.ref, exc)
             break
         if fetched.error is not None:
             log.warning("github sync of %s (%s) failed: %s", target.slug, target.ref, fetched.error)
