@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from zulip_goals_bot.config import secret_file_exposed
-from zulip_goals_bot.doctor.facts import DbFacts, Facts, FileFacts, ZulipFacts
+from zulip_goals_bot.doctor.facts import DbFacts, Facts, FileFacts, GitHubFacts, ZulipFacts
 from zulip_goals_bot.doctor.permissions import (
     BOT_TYPE_GENERIC,
     BOT_TYPES,
@@ -522,6 +522,76 @@ def check_schedule(config: Config, now: datetime) -> Check:
     return ok("schedule", f"Schedule ({tz}): {prompt}; {digest}")
 
 
+# Below this share of the hourly rate limit left, a sync may stop midway: worth a warning.
+LOW_RATE_SHARE = 0.1
+GITHUB_TOKENS = "https://github.com/settings/tokens"
+
+
+def check_github(g: GitHubFacts, *, mirroring: bool) -> list[Check]:
+    """The token (or App), the repository, each tracking issue, the rate limit."""
+    if g.credentials_error is not None:
+        fix = "set GITHUB_TOKEN or [github] token_file (mode 600), or the App's keys"
+        return [error("github.credentials", f"GitHub: {g.credentials_error}", fix)]
+    if g.error is not None:
+        if g.refused:
+            fix = (
+                f"make a new token ({GITHUB_TOKENS}; fine-grained: Issues read, and write "
+                "when mirroring) and put it in GITHUB_TOKEN or the token file"
+            )
+            if g.auth == "GitHub App":
+                fix = (
+                    "check [github] app_id and the private key file, and that the App is installed"
+                )
+            return [error("github.token", f"GitHub refused the {g.auth}: {g.error}", fix)]
+        return [
+            error("github.reach", f"GitHub: {g.error}", "check the network and [github] api_url")
+        ]
+    if g.repo_error is not None:
+        return [
+            error(
+                "github.repository",
+                f"GitHub repository {g.repository}: {g.repo_error}",
+                "check [github] repository (owner/name), and that the token can see it "
+                "(fine-grained tokens list their repositories)",
+            )
+        ]
+    out = [ok("github.token", f"GitHub: the {g.auth} can read {g.repository}")]
+    if mirroring:
+        if g.can_push is False:
+            out.append(
+                warn(
+                    "github.write",
+                    f"GitHub: the {g.auth} may not be able to comment on {g.repository} "
+                    "(mirror is on, the token has no write permission there)",
+                    "give the token Issues: read and write (or the App issues: write), "
+                    "or set [github] mirror = from-github",
+                )
+            )
+        else:
+            out.append(ok("github.write", f"GitHub: the {g.auth} can comment on {g.repository}"))
+    bad = [i for i in g.issues if i.error is not None]
+    if bad:
+        out.append(
+            error(
+                "github.issues",
+                f"GitHub: {len(bad)} of {len(g.issues)} tracking issues cannot be read",
+                "fix the goal's `Tracking issue` row (and re-import), or give the token access "
+                "to that repository",
+                *(f"{i.slug}: {i.ref}: {i.error}" for i in bad[:MAX_NAMES]),
+            )
+        )
+    elif g.issues:
+        out.append(ok("github.issues", f"GitHub: all {len(g.issues)} tracking issues readable"))
+    if g.rate_remaining is not None and g.rate_limit:
+        reset = f", resets {g.rate_reset:%H:%M} UTC" if g.rate_reset else ""
+        summary = f"GitHub rate limit: {g.rate_remaining} of {g.rate_limit} left{reset}"
+        if g.rate_remaining < LOW_RATE_SHARE * g.rate_limit:
+            out.append(warn("github.rate", summary, "raise [github] sync_minutes, or wait"))
+        else:
+            out.append(ok("github.rate", summary))
+    return out
+
+
 def run_checks(facts: Facts) -> list[Check]:
     """Every check, in the order of the report."""
     out = check_files(facts.files)
@@ -544,6 +614,8 @@ def run_checks(facts: Facts) -> list[Check]:
     if facts.db is not None:
         out += check_goals(facts, config)
         out.append(check_database(facts.db))
+    if facts.github is not None:
+        out += check_github(facts.github, mirroring=config.github.writes)
     if z is not None and z.error is None:
         out.append(check_clock(z, facts.now))
     out.append(check_schedule(config, facts.now))

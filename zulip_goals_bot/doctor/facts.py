@@ -70,9 +70,37 @@ class DbFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class IssueFacts:
+    """One goal's tracking issue as GitHub answered it (``error`` None: readable)."""
+
+    slug: str
+    ref: str  # owner/name#N
+    error: str | None = None
+    status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class GitHubFacts:
+    """What GitHub said about the token, the repository and the goals' tracking issues."""
+
+    repository: str
+    auth: str  # "token" or "GitHub App"
+    credentials_error: str | None = None  # no token, unreadable key file, too-open mode
+    error: str | None = None  # GitHub unreachable, or the token refused
+    refused: bool = False
+    repo_error: str | None = None
+    can_push: bool | None = None  # the repository's ``permissions.push`` for these credentials
+    issues: tuple[IssueFacts, ...] = ()
+    rate_remaining: int | None = None
+    rate_limit: int | None = None
+    rate_reset: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Facts:
     files: FileFacts
     now: datetime
     config: Config | None = None
     zulip: ZulipFacts | None = None
     db: DbFacts | None = None
+    github: GitHubFacts | None = None

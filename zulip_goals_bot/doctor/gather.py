@@ -5,12 +5,21 @@ changes a setting, a file or the database."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zulip_goals_bot.doctor.facts import DbFacts, Facts, FileFacts, ZulipFacts
+from zulip_goals_bot.doctor.facts import (
+    DbFacts,
+    Facts,
+    FileFacts,
+    GitHubFacts,
+    IssueFacts,
+    ZulipFacts,
+)
 from zulip_goals_bot.domain.events import is_goals_stream
+from zulip_goals_bot.domain.views import GoalView
 
 if TYPE_CHECKING:
     from zulip_goals_bot.bot.zulip_io import ZulipIO
@@ -213,4 +222,63 @@ def gather(config_path: Path, clock: Clock) -> Facts:
             zulip = ZulipFacts(site=_site(config.zuliprc), error=str(exc))
         else:
             zulip = zulip_facts(io, config)
-    return Facts(files, now, config, zulip, db_facts(config))
+    db = db_facts(config)
+    github = github_facts(config, db.goals, clock) if config.github.repository else None
+    return Facts(files, now, config, zulip, db, github)
+
+
+def github_facts(config: Config, goals: Sequence[GoalView], clock: Clock) -> GitHubFacts:
+    """Ask GitHub about the token, the repository, each running goal's issue and the rate
+    limit: read-only requests (``/rate_limit`` does not count against the limit)."""
+    from zulip_goals_bot.domain.states import RUNNING_STATES
+    from zulip_goals_bot.errors import GitHubError, GoalsBotError
+    from zulip_goals_bot.github.connect import github_client
+    from zulip_goals_bot.github.issues import parse_issue_ref
+
+    cfg = config.github
+    auth = "GitHub App" if cfg.app_id else "token"
+    try:
+        client = github_client(cfg, clock.now)
+    except GoalsBotError as exc:
+        return GitHubFacts(cfg.repository, auth, credentials_error=str(exc))
+    with client:
+        try:
+            repo = client.get(f"/repos/{cfg.repository}").data
+        except GitHubError as exc:
+            if exc.status == 404:
+                return GitHubFacts(cfg.repository, auth, repo_error=str(exc))
+            return GitHubFacts(cfg.repository, auth, error=str(exc), refused=exc.status == 401)
+        permissions = repo.get("permissions") if isinstance(repo, dict) else None
+        can_push = bool(permissions.get("push")) if isinstance(permissions, dict) else None
+        issues: list[IssueFacts] = []
+        for goal in goals:
+            if not goal.active or goal.state not in RUNNING_STATES:
+                continue
+            ref = parse_issue_ref(goal.tracking_issue, goal.tracking_url, cfg.repository)
+            if ref is None:
+                continue
+            try:
+                client.get(ref.api_path)
+            except GitHubError as exc:
+                issues.append(IssueFacts(goal.slug, str(ref), str(exc), exc.status))
+                if exc.retry_at is not None or exc.status == 0:
+                    break
+            else:
+                issues.append(IssueFacts(goal.slug, str(ref)))
+        remaining = limit = None
+        reset = None
+        try:
+            core = client.get("/rate_limit").data["resources"]["core"]
+            remaining, limit = int(core["remaining"]), int(core["limit"])
+            reset = datetime.fromtimestamp(int(core["reset"]), UTC)
+        except (GitHubError, KeyError, TypeError, ValueError):
+            pass
+    return GitHubFacts(
+        cfg.repository,
+        auth,
+        can_push=can_push,
+        issues=tuple(issues),
+        rate_remaining=remaining,
+        rate_limit=limit,
+        rate_reset=reset,
+    )
