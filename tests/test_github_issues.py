@@ -17,6 +17,7 @@ from zulip_goals_bot.github.issues import (
     parse_issue_ref,
     parse_task_list,
     plan_comments,
+    quiet_mentions,
 )
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -150,3 +151,10 @@ def test_comment_from_githubs_json() -> None:
     assert c.updated_at - c.created_at == timedelta(hours=1)
     assert Comment.from_json({**data, "user": {"login": "rustbot", "type": "Bot"}}).author_is_bot
     assert Comment.from_json({**data, "user": None}).author == "ghost"
+
+
+def test_mirrored_text_does_not_ping_anyone_on_github() -> None:
+    text = "Thanks @nikomatsakis and @rust-lang/types! Mail me at a@b.org.\n\n```\n@keep\n```"
+    quiet = quiet_mentions(text)
+    assert "@<!-- -->nikomatsakis" in quiet and "@<!-- -->rust-lang/types" in quiet
+    assert "a@b.org" in quiet and "\n@keep\n" in quiet  # e-mail and code untouched

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..domain.markdown import outside_code
 from ..domain.progress import Progress
 from ..domain.states import UpdateKind
 
@@ -41,6 +42,8 @@ BOILERPLATE_PATTERNS = (
 _REPO_NAME = r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+"
 _URL_RE = re.compile(rf"https?://[^/\s]+/({_REPO_NAME})/issues/(\d+)")
 _SHORT_RE = re.compile(rf"^\s*\[?({_REPO_NAME})#(\d+)\]?\s*$")
+# GitHub's mentions: @ after a non-word character, a handle, optionally /team.
+_GITHUB_MENTION = re.compile(r"(^|[^\w`@/])@([A-Za-z0-9][A-Za-z0-9-]*(?:/[\w.-]+)?)")
 _TASK_RE = re.compile(r"^\[([ xX])\]\s+(.*)$", re.S)
 
 
@@ -162,7 +165,13 @@ def mirror_body(update_id: int, author: str, link: str, text: str) -> str:
     ``author`` is ``@handle`` when the owner's GitHub handle is known, else their name.
     """
     head = f"**Update from Zulip by {author}** ([message]({link}))"
-    return f"{mirror_marker(update_id)}\n{head}\n\n{text}"
+    return f"{mirror_marker(update_id)}\n{head}\n\n{quiet_mentions(text)}"
+
+
+def quiet_mentions(text: str) -> str:
+    """``@handle`` and ``@org/team`` as GitHub shows them without notifying anyone: an update
+    copied from Zulip must not ping people its author addressed in another place."""
+    return outside_code(text, _GITHUB_MENTION, lambda m: f"{m.group(1)}@<!-- -->{m.group(2)}")
 
 
 def boilerplate_reason(comment: Comment) -> str | None:

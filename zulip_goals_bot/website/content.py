@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import NamedTuple
 
 from zulip_goals_bot.domain.states import UpdateSource
@@ -27,7 +27,7 @@ class SiteUpdate(NamedTuple):
     as much as reading them.
     """
 
-    message_id: int
+    message_id: int | None  # None for an update written on GitHub
     goal_id: int
     author_name: str | None
     author_github: str | None
@@ -37,13 +37,28 @@ class SiteUpdate(NamedTuple):
     sent_at: datetime
     edited_at: datetime | None
     source: str
+    url: str | None  # the GitHub comment, for an update written there
+    author_login: str | None  # its GitHub author, when nobody linked them to Zulip
+    update_id: int
 
     @property
     def author(self) -> str | None:
         """Full name, else @github handle."""
         if self.author_name:
             return self.author_name
-        return f"@{self.author_github}" if self.author_github else None
+        handle = self.author_github or self.author_login
+        return f"@{handle}" if handle else None
+
+    @property
+    def ident(self) -> str:
+        """The update's anchor on its goal's page (stable across builds)."""
+        if self.message_id is not None:
+            return f"update-{self.message_id}"
+        return f"comment-{self.update_id}"
+
+    @property
+    def on_github(self) -> bool:
+        return self.source == UpdateSource.GITHUB.value
 
     @property
     def in_topic(self) -> bool:
@@ -64,6 +79,8 @@ class SiteData:
     updates: Mapping[int, tuple[SiteUpdate, ...]]
     extra: Mapping[int, Mapping[str, str]]  # metadata rows the goal file had beyond the known
     modified: Mapping[int, datetime]  # when each goal's record last changed
+    # Each goal's task list on the days it changed (GitHub sync): (day, done, total), oldest first.
+    progress_days: Mapping[int, tuple[tuple[date, int, int], ...]] = field(default_factory=dict)
 
     def updates_of(self, goal_id: int) -> tuple[SiteUpdate, ...]:
         return self.updates.get(goal_id, ())

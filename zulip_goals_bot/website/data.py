@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from zulip_goals_bot.db.models import Goal, Person, Update
+from zulip_goals_bot.db.models import GitHubProgress, Goal, Person, Update
 from zulip_goals_bot.db.queries import goals_of_period, load_goals
 from zulip_goals_bot.domain.states import UpdateKind
 from zulip_goals_bot.website.content import SiteData, SiteError, SiteUpdate
@@ -31,6 +31,9 @@ _UPDATE_COLUMNS = (
     Update.sent_at,
     Update.edited_at,
     Update.source,
+    Update.url,
+    Update.author_login,
+    Update.id,
 )
 
 
@@ -46,7 +49,15 @@ def load_site_data(session: Session, period: str | None) -> SiteData:
     extra: dict[int, Mapping[str, str]] = {}
     modified: dict[int, datetime] = {}
     updates: dict[int, list[SiteUpdate]] = defaultdict(list)
+    days: dict[int, list[tuple[date, int, int]]] = defaultdict(list)
     if ids:
+        for goal_id, day, done, total in session.execute(
+            select(GitHubProgress.goal_id, GitHubProgress.day, GitHubProgress.done,
+                   GitHubProgress.total)
+            .where(GitHubProgress.goal_id.in_(ids))
+            .order_by(GitHubProgress.goal_id, GitHubProgress.day)
+        ):  # fmt: skip
+            days[goal_id].append((day, done, total))
         for goal_id, rows, changed in session.execute(
             select(Goal.id, Goal.extra, Goal.updated_at).where(Goal.id.in_(ids))
         ):
@@ -61,7 +72,7 @@ def load_site_data(session: Session, period: str | None) -> SiteData:
                 Update.kind == UpdateKind.UPDATE,
                 Update.deleted.is_(False),
             )
-            .order_by(Update.goal_id, Update.sent_at.desc(), Update.zulip_message_id.desc())
+            .order_by(Update.goal_id, Update.sent_at.desc(), Update.id.desc())
         )
         wanted = set(ids)
         # Core rows on the session's connection: the ORM's result machinery would double the
@@ -76,6 +87,7 @@ def load_site_data(session: Session, period: str | None) -> SiteData:
         updates={k: tuple(v) for k, v in updates.items()},
         extra=extra,
         modified=modified,
+        progress_days={k: tuple(v) for k, v in days.items()},
     )
 
 

@@ -62,6 +62,11 @@ def goal_line(
             "feed": f"{FEEDS_DIR}/{card.feed}",
             "last_update": items[0].stamp if items else None,
             "updates_per_week": list(health.activity[g.id]),
+            "progress": (
+                {"done": p.done, "total": p.total, "open_tasks": list(p.open_tasks)}
+                if (p := g.progress) is not None and p.total
+                else None
+            ),
             "updates": [_update(i) for i in items],
         }
     )
@@ -105,6 +110,7 @@ def _update(item: UpdateItem) -> dict[str, Any]:
     u = item.update
     return {
         "id": u.message_id,
+        "source": "github" if u.on_github else "zulip",
         "author": u.author,
         "sent_at": item.stamp,
         "edited_at": stamp(u.edited_at) if u.edited_at else None,

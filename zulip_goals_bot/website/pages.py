@@ -21,8 +21,9 @@ from zulip_goals_bot.domain.markdown import message_link
 from zulip_goals_bot.domain.views import GoalView
 from zulip_goals_bot.goals.grouping import goal_groups
 from zulip_goals_bot.website import charts, feeds, goals_json
-from zulip_goals_bot.website.content import SiteData
+from zulip_goals_bot.website.content import SiteData, SiteUpdate
 from zulip_goals_bot.website.health import Health
+from zulip_goals_bot.website.progress import program_progress
 from zulip_goals_bot.website.text import LINK_REL, ZulipMarkdown, plain
 from zulip_goals_bot.website.views import (
     FEEDS_DIR,
@@ -91,6 +92,13 @@ def _static(name: str) -> bytes:
     return resources.files("zulip_goals_bot.website").joinpath("static", name).read_bytes()
 
 
+def _entry_id(u: SiteUpdate, zulip: str | None) -> str:
+    """A feed entry's permanent id: the message's (or comment's) URL, else a tag name."""
+    if u.message_id is None:
+        return u.url or feeds.name_id("update", str(u.update_id))
+    return message_link(zulip, u.message_id) if zulip else feeds.name_id("msg", str(u.message_id))
+
+
 def _entry(goal: GoalView, item: UpdateItem, page: str, settings: SiteSettings) -> feeds.Entry:
     u = item.update
     text = " ".join(plain(u.tldr or u.content).split())
@@ -98,7 +106,7 @@ def _entry(goal: GoalView, item: UpdateItem, page: str, settings: SiteSettings) 
         text = text[: ENTRY_TITLE_CHARS - 1].rstrip() + "…"
     zulip = settings.zulip_url
     return feeds.Entry(
-        id=message_link(zulip, u.message_id) if zulip else feeds.name_id("msg", str(u.message_id)),
+        id=_entry_id(u, zulip),
         title=f"{goal.name}: {text}" if text else goal.name,
         author=u.author or "someone",
         published=u.sent_at,
@@ -136,6 +144,7 @@ def site_files(
         for w in health.program
     ]
     common = {"settings": settings, "health": health, "period": data.period}
+    progress = program_progress(data.progress_days, health.weeks, health.now, settings.timezone)
     yield (
         INDEX,
         _render(
@@ -148,6 +157,7 @@ def site_files(
             summary=summary(cards),
             total=len(cards),
             chart=Markup(charts.health_chart(bars)),
+            progress=progress,
         ),
     )
     goal_lines: list[str] = []
@@ -191,7 +201,7 @@ def site_files(
         newest = heapq.nlargest(
             FEED_ENTRIES,
             newest + [(card, i) for i in items[:FEED_ENTRIES]],
-            key=lambda pair: (pair[1].update.sent_at, pair[1].update.message_id),
+            key=lambda pair: (pair[1].update.sent_at, pair[1].update.update_id),
         )
     yield (
         ALL_FEED,

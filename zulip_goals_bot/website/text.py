@@ -196,8 +196,8 @@ class ZulipMarkdown:
     def __init__(self, zulip_url: str | None) -> None:
         self.zulip_url = zulip_url.rstrip("/") + "/" if zulip_url else None
         self._cleaner = _cleaner()
-        self._cache: dict[tuple[int, int, int], str] = {}
-        self._used: dict[tuple[int, int, int], str] = {}
+        self._cache: dict[tuple[int | str, int, int], str] = {}
+        self._used: dict[tuple[int | str, int, int], str] = {}
         md = MarkdownIt(
             "zero", {"breaks": True, "html": False, "linkify": True, "typographer": False}
         )
@@ -273,7 +273,7 @@ class ZulipMarkdown:
         """One line (a TL;DR, a help-wanted line, a metadata cell) as sanitized inline HTML."""
         return self._cleaner.clean(self._md.renderInline(text.strip()))
 
-    def message(self, message_id: int, text: str) -> str:
+    def message(self, message_id: int | str, text: str) -> str:
         """``block`` for a stored message, remembered for the next build while it is unchanged.
 
         Keyed by the message and its text's length and hash: the cache lives in one process,

@@ -150,7 +150,10 @@ def stamp(when: datetime) -> str:
 
 
 def message_url(u: SiteUpdate, settings: SiteSettings) -> str | None:
-    if settings.zulip_url is None or not u.in_topic:
+    """Where readers can open the update: its comment on GitHub, or its message in Zulip."""
+    if u.on_github:
+        return u.url
+    if settings.zulip_url is None or not u.in_topic or u.message_id is None:
         return None
     return message_link(settings.zulip_url, u.message_id)
 
@@ -204,7 +207,7 @@ def _article(
     Written here rather than in the template: a program has 100,000 updates, and a template
     loop, which escapes and wraps each value on its own, costs three times as much per update.
     """
-    ident = f"update-{u.message_id}"
+    ident = u.ident
     parts = [
         f'<article class="update" id="{ident}">\n<h3><a class="permalink" href="#{ident}">'
         f'<time datetime="{when}">{date}</time></a> · '
@@ -222,7 +225,9 @@ def _article(
     parts.append(f'<div class="body">{body}</div>\n')
     if link:
         parts.append(
-            f'<p class="source"><a href="{escape(link)}" rel="{LINK_REL}">View in Zulip</a></p>\n'
+            f'<p class="source"><a href="{escape(link)}" rel="{LINK_REL}">'
+            + ("View on GitHub" if u.on_github else "View in Zulip")
+            + "</a></p>\n"
         )
     parts.append("</article>\n")
     return Markup("".join(parts))
@@ -236,7 +241,7 @@ def items(
     for u in updates:
         when = u.sent_at.isoformat(timespec="seconds")
         link = message_url(u, settings)
-        body = md.message(u.message_id, u.content)
+        body = md.message(u.ident, u.content)
         html = _article(u, _date(u.sent_at, tz), when, link, body, md)
         out.append(UpdateItem(u, when, link, body, html))
     return out
