@@ -135,3 +135,56 @@ def test_a_github_outage_never_stops_zulip_work(world: World) -> None:
         sent = world.zulip.send_stream_message(ben, "project-goals", world.topic, "Done!")
         proc.wait_stored_through(sent)
     assert TOKEN not in proc.log()
+
+
+def test_a_reply_in_zulip_is_one_comment_that_follows_edits_and_deletes(world: World) -> None:
+    world_conf = world.conf.read_text(encoding="utf-8")
+    world.conf.write_text(world_conf.replace("[github]\n", "[github]\nmirror = both\n"), "utf-8")
+    ben = world.users["ben"]
+
+    def mirrored() -> list[str]:
+        return [c["body"] for c in world.gh.comments(REPO, 263)]
+
+    with BotProcess(world.conf, env=world.env) as proc:
+        assert wait_until(lambda: "github pass 1 done" in proc.log()), proc.log()
+        sent = world.zulip.send_stream_message(
+            ben, "project-goals", world.topic, "TL;DR: borrowck passes, thanks @someone-on-github"
+        )
+        assert wait_until(lambda: len(mirrored()) == 1), proc.log()
+        [body] = mirrored()
+        assert "**Update from Zulip by @ben-gh**" in body
+        assert f"/#narrow/id/{sent})" in body
+        assert "thanks @<!-- -->someone-on-github" in body  # nobody is pinged on GitHub
+        world.zulip.edit_message(ben, sent, content="TL;DR: borrowck passes on nightly")
+        assert wait_until(lambda: "on nightly" in "".join(mirrored())), proc.log()
+        assert len(mirrored()) == 1
+        # The bot's own comment never comes back as an update (no loop), across later passes.
+        passes = proc.log().count("github pass ")
+        world.zulip.delete_message(sent)
+        assert wait_until(lambda: mirrored() == []), proc.log()
+        assert wait_until(lambda: proc.log().count("github pass ") > passes), proc.log()
+    db = database_for(world.conf)
+    with db.read() as s:
+        assert s.execute(select(Update).where(Update.source == UpdateSource.GITHUB)).all() == []
+    db.dispose()
+
+
+def test_github_sync_dry_run_and_mirror_commands(world: World) -> None:
+    world.clock.set(SLOT + timedelta(hours=1))
+    world.gh.add_comment(REPO, 263, "ben-gh", "TL;DR: first results.")
+    out = world.cli("github", "sync", "--dry-run", "--goal", "polonius")
+    assert out.startswith("Dry run, nothing stored: 1 tracking issues, 1 changes;")
+    assert "  new update: https://github.com/rust-lang/rust-project-goals/issues/263" in out
+    assert "  open task: Implementation" in out
+    db = database_for(world.conf)
+    with db.read() as s:
+        assert s.execute(select(Update)).all() == []
+    db.dispose()
+    # Mirroring is opt-in: with the default mode, the command says how to switch it on.
+    done = run_cli(world.conf, "github", "mirror", env=world.env)
+    assert done.returncode == 2
+    assert "set mirror = to-github or both" in done.stderr
+    unknown = run_cli(world.conf, "github", "sync", "--goal", "nope", env=world.env)
+    assert unknown.returncode == 2 and "no running goal 'nope'" in unknown.stderr
+    bad = run_cli(world.conf, "github", "sync", "--since", "last week", env=world.env)
+    assert bad.returncode == 2 and "is not a date like" in bad.stderr

@@ -273,3 +273,21 @@ def test_a_goal_that_names_another_repository(world: World) -> None:
     report = world.sync()
     assert str(report.issues[0].ref) == "rust-lang/rust#123"
     assert set(world.stored()) == {cid}
+
+
+def test_the_blog_export_has_progress_and_the_comments_as_github_shows_them(
+    world: World,
+) -> None:
+    from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
+
+    kept = world.comment("nikomatsakis", "TL;DR: the RFC is accepted.")
+    gone = world.comment("nikomatsakis", "A note I took back.")
+    world.sync()
+    world.gh.delete_comment(gone)
+    world.sync()
+    with world.db.read() as s:
+        goals, updates = load_blog_data(s, START - timedelta(days=1), START + timedelta(days=1))
+    post = compose_blog(goals, updates, START.date(), START.date() + timedelta(days=1))
+    assert "**Progress:** 2 of 4 tasks done (50%)" in post
+    assert f"([on GitHub](https://github.com/{REPO}/issues/263#issuecomment-{kept}))" in post
+    assert "the RFC is accepted" in post and "took back" not in post

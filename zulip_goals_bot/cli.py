@@ -211,6 +211,12 @@ def cmd_github_sync(args: argparse.Namespace) -> int:
     return sync_command(_load(args), dry_run=args.dry_run, since=args.since, goal=args.goal)
 
 
+def cmd_github_mirror(args: argparse.Namespace) -> int:
+    from zulip_goals_bot.github.command import mirror_command
+
+    return mirror_command(_load(args), dry_run=args.dry_run)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from zulip_goals_bot.sandbox import sandbox_command
 
@@ -374,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ghs.add_argument("--goal", metavar="SLUG", help="only this goal")
     ghs.set_defaults(func=cmd_github_sync)
+    ghm = ghsub.add_parser(
+        "mirror",
+        help="post now the owners' Zulip updates the tracking issues are owed (mirror = to-github "
+        "or both)",
+    )
+    ghm.add_argument("--dry-run", action="store_true", help="print what it would do, send nothing")
+    ghm.set_defaults(func=cmd_github_mirror)
 
     sb = sub.add_parser("sandbox", help="try the bot against an embedded Zulip, in the terminal")
     sb.add_argument("--goals", type=Path, metavar="PATH", help="goal files (default: samples)")

@@ -41,6 +41,7 @@ from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import ACK_OWED, FIRST_START_KEY, BotState, Delivery, HandledMessage
+from zulip_goals_bot.domain.events import changes_updates
 from zulip_goals_bot.domain.markdown import StreamRef
 from zulip_goals_bot.domain.states import DeliveryKind
 from zulip_goals_bot.errors import GoalsBotError, Stopping, ZulipError
@@ -66,6 +67,9 @@ RETRY_SECONDS = 300.0
 # After a batch that ran chat commands (`resume`, `back`, `owners add`... may make a prompt owed
 # now), a tick this soon; commands arriving meanwhile share it.
 AFTER_COMMANDS_SECONDS = 10.0
+# After an update is stored (mirror = to-github or both), the GitHub pass comes this soon:
+# replies arriving together share it, and the comment appears while the owner still looks.
+MIRROR_SOON_SECONDS = 2.0
 # Deliveries interrupted by a crash are finished on start-up unless they are older than this.
 STALE_PROMPT = timedelta(days=2)
 STALE_DIGEST = timedelta(days=6)
@@ -133,8 +137,9 @@ class GoalsBot:
         self.site = site_keeper(self.ctx, self.stop.is_set)
         self.ingest = Ingest(
             db, self.router, listener, clock, self.stop, self._after_commit, self.stats,
-            on_stored=self.site.stored,
+            on_stored=self._stored,
         )  # fmt: skip
+        self._github_soon: Callable[[], None] = lambda: None
 
     def _count_error(self) -> None:
         self.stats.errors += 1
@@ -234,6 +239,12 @@ class GoalsBot:
             self._run_command(msg)
 
     # -- storing events ----------------------------------------------------------------------
+
+    def _stored(self, events: Sequence[Mapping[str, Any]], count: int) -> None:
+        """After a committed slice: the site and the tracking issues follow the updates."""
+        self.site.stored(events, count)
+        if self.config.github.writes and changes_updates(events, count):
+            self._github_soon()
 
     def _after_commit(self, effects: BatchEffects) -> None:
         for mid in effects.acknowledge:
@@ -415,6 +426,16 @@ class GoalsBot:
                         "github", next_run_time=datetime.now(UTC) + timedelta(seconds=wait)
                     )
 
+        def soon() -> None:
+            """An update was stored, edited or deleted: mirror it within seconds, not at the
+            next interval (the earlier of the two wins)."""
+            at = datetime.now(UTC) + timedelta(seconds=MIRROR_SOON_SECONDS)
+            with suppress(Exception):  # the job is gone once the scheduler shut down
+                job = scheduler.get_job("github")
+                if job is not None and (job.next_run_time is None or job.next_run_time > at):
+                    scheduler.modify_job("github", next_run_time=at)
+
+        self._github_soon = soon
         scheduler.add_job(
             one_pass,
             "interval",

@@ -101,6 +101,8 @@ def _latest(updates: Sequence[UpdateView], attr: str) -> str | None:
 def _goal_section(goal: GoalView, updates: Sequence[UpdateView], tz: ZoneInfo, unit: str) -> str:
     contacts = ", ".join(_person(p) for p in goal.poc) or "none named"
     lines = [f"### {_title(goal)}", "", f"**Point of contact:** {contacts}", ""]
+    if goal.progress is not None and goal.progress.total:
+        lines += [f"**Progress:** {goal.progress} ({goal.progress.percent}%)", ""]
     tldr = _latest(updates, "tldr")
     if tldr:
         lines += [f"**TL;DR:** {_safe(tldr)}", ""]
@@ -110,7 +112,8 @@ def _goal_section(goal: GoalView, updates: Sequence[UpdateView], tz: ZoneInfo, u
     lines += ["<details>", f"<summary>{plural(len(updates), 'update')} {unit}</summary>", ""]
     for u in updates:
         when = u.sent_at.astimezone(tz).date().isoformat()
-        lines += [f"**{_person(u.author)}** on {when}:", "", _quote(_safe(u.content)), ""]
+        where = f" ([on GitHub]({u.url}))" if u.url else ""
+        lines += [f"**{_person(u.author)}** on {when}{where}:", "", _quote(_safe(u.content)), ""]
     lines += ["</details>"]
     return "\n".join(lines)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 # The events that change a message already stored: an edit (content, topic or stream) or a
 # delete. Both the ingest and the website's rebuild follow exactly these.
 MESSAGE_CHANGE_EVENTS = frozenset({"update_message", "delete_message"})
@@ -14,3 +17,9 @@ def is_goals_stream(stream: str | None, goals_stream: str) -> bool:
     """Whether a message's stream is the goals stream: Zulip stream names are unique without
     regard to case, so ``#Project-Goals`` is the same stream."""
     return stream is not None and stream.casefold() == goals_stream.casefold()
+
+
+def changes_updates(events: Sequence[Mapping[str, Any]], stored: int) -> bool:
+    """Whether a stored slice of events may have changed the stored updates (new ones stored,
+    or messages edited, moved or deleted): what the site and the GitHub mirror follow."""
+    return stored > 0 or any(e.get("type") in MESSAGE_CHANGE_EVENTS for e in events)

@@ -43,3 +43,28 @@ def sync_command(config: Config, *, dry_run: bool, since: str | None, goal: str 
         raise GoalsBotError(f"no running goal {goal!r} with a tracking issue")
     print("\n".join(report.lines(details=dry_run)))
     return 1 if report.stopped or any(r.error for r in report.issues) else 0
+
+
+def mirror_command(config: Config, *, dry_run: bool) -> int:
+    """``github mirror``: post now what the owners' Zulip updates owe the tracking issues."""
+    from ..bot.app import open_database, setup_logging
+    from ..bot.zulip_io import site_from_zuliprc
+    from .mirror import mirror
+
+    if not config.github.repository:
+        raise ConfigError("no [github] repository in bot.conf: the GitHub bridge is off")
+    if not config.github.writes:
+        raise ConfigError(
+            f"[github] mirror = {config.github.mirror}: nothing is posted to GitHub "
+            "(set mirror = to-github or both)"
+        )
+    setup_logging("WARNING")
+    clock = default_clock()
+    db = open_database(config)
+    site = site_from_zuliprc(config.zuliprc)
+    with github_client(config.github, clock.now) as client:
+        report = mirror(
+            db, client, config.github.repository, site=site, now=clock.now, dry_run=dry_run
+        )
+    print("\n".join(report.lines(details=dry_run)))
+    return 1 if report.failed else 0

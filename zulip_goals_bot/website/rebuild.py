@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from zulip_goals_bot.domain.events import MESSAGE_CHANGE_EVENTS
+from zulip_goals_bot.domain.events import changes_updates
 
 if TYPE_CHECKING:
     from zulip_goals_bot.bot.context import Context
@@ -42,7 +42,7 @@ WAKE_SECONDS = 0.5
 
 def changes_site(events: Sequence[Mapping[str, Any]], stored: int) -> bool:
     """Whether a stored slice of events can change what the site shows."""
-    return stored > 0 or any(e.get("type") in MESSAGE_CHANGE_EVENTS for e in events)
+    return changes_updates(events, stored)
 
 
 def _seconds(env: str, default: float) -> float:
