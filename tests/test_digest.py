@@ -587,7 +587,7 @@ def test_empty_program_digest() -> None:
 # -- statements ------------------------------------------------------------------------------------
 
 
-def test_load_digest_data_uses_at_most_seven_statements(tmp_path: Path) -> None:
+def test_load_digest_data_uses_at_most_six_statements(tmp_path: Path) -> None:
     db = make_db(tmp_path)
     n_goals, n_updates = 1_000, 10_000
     with db.write() as session:
@@ -667,7 +667,7 @@ def test_load_digest_data_uses_at_most_seven_statements(tmp_path: Path) -> None:
             data = load_digest_data(session, ctx, DIGEST_AT - timedelta(days=7), DIGEST_AT)
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    assert len(statements) <= 7, statements  # goals, owners, updates, progress, skips, ...
+    assert len(statements) <= 6, statements
     assert len(data.goals) == n_goals
     assert len(data.updated_ids) == n_goals
     assert len(data.failed) == 1 and data.failed[0].goal_name == "Goal 0"

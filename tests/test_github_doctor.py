@@ -112,3 +112,17 @@ def test_mirroring_with_a_read_only_token_is_a_warning(setup: Setup) -> None:
 def test_no_credentials_is_one_clear_error(setup: Setup) -> None:
     check = setup.doctor(token="")["github.credentials"]
     assert check["status"] == "error" and "GITHUB_TOKEN" in check["fix"]
+
+
+def test_the_last_syncs_failures_are_reported_with_their_goal(setup: Setup) -> None:
+    db = database_for(setup.conf)
+    add_goal(db, "missing", "Missing issue", issue=999, github=["someone"])
+    db.dispose()
+    env = {CLOCK_FILE_ENV: str(setup.clock.path), "GITHUB_TOKEN": TOKEN}
+    synced = run_cli(setup.conf, "github", "sync", env=env)
+    assert synced.returncode == 1  # one issue could not be read
+    assert "missing (rust-lang/rust-project-goals#999): not synced: " in synced.stdout
+    check = setup.doctor()["github.sync"]
+    assert check["status"] == "warning"
+    assert check["summary"] == "GitHub sync: last 0 s ago; 1 tracking issues failed"
+    assert check["details"][0].startswith("missing: ") and "404" in check["details"][0]

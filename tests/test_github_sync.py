@@ -20,7 +20,7 @@ from tests.support import add_goal
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import GitHubIssue, GitHubProgress, Goal, Update
-from zulip_goals_bot.db.queries import load_goals, load_progress
+from zulip_goals_bot.db.queries import load_goals
 from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
 from zulip_goals_bot.github.client import GitHubClient, TokenAuth
 from zulip_goals_bot.github.issues import MASS_DELETION_MIN
@@ -135,9 +135,9 @@ def test_first_sync_imports_updates_comments_and_progress(world: World) -> None:
         assert view.last_update.link("https://zulip.example") == row.url
         assert view.last_update.author is not None
         assert view.last_update.author.display == "@nikomatsakis"
-        progress = load_progress(s, [world.goal_id])[world.goal_id]
+        progress = load_goals(s, goal_ids=[world.goal_id])[0].progress
         days = s.execute(select(GitHubProgress)).scalars().all()
-    assert str(progress) == "2 of 4 tasks done"
+    assert progress is not None and str(progress) == "2 of 4 tasks done"
     assert progress.open_tasks == ("Stabilization report", "Documentation")
     assert [(d.done, d.total) for d in days] == [(2, 4)]
     text = "\n".join(report.lines())
@@ -196,7 +196,7 @@ def test_task_list_changes_are_progress_over_time(world: World) -> None:
     assert report.issues[0].progress_changed
     with world.db.read() as s:
         days = [(d.day.isoformat(), d.done) for d in s.execute(select(GitHubProgress)).scalars()]
-        assert str(load_progress(s, [world.goal_id])[world.goal_id]) == "3 of 4 tasks done"
+        assert str(load_goals(s, goal_ids=[world.goal_id])[0].progress) == "3 of 4 tasks done"
     assert days == [("2026-11-02", 2), ("2026-11-05", 3)]
 
 

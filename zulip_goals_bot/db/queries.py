@@ -114,19 +114,6 @@ def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
     )
 
 
-def load_progress(session: Session, goal_ids: Iterable[int] | None = None) -> dict[int, Progress]:
-    """Each goal's task list as the last GitHub sync read it (goals without one left out)."""
-    query = select(
-        GitHubIssue.goal_id, GitHubIssue.tasks_done, GitHubIssue.tasks_total, GitHubIssue.open_tasks
-    ).where(GitHubIssue.tasks_total > 0)
-    if goal_ids is not None:
-        query = query.where(GitHubIssue.goal_id.in_(list(goal_ids)))
-    return {
-        goal_id: Progress(done, total, tuple(open_tasks or ()))
-        for goal_id, done, total, open_tasks in session.execute(query)
-    }
-
-
 def latest_updates(
     session: Session, goal_ids: Iterable[int] | None = None
 ) -> dict[int, UpdateView]:
@@ -160,12 +147,22 @@ def load_goals(
     include_inactive: bool = False,
 ) -> list[GoalView]:
     """Goals with owners, latest update and skips: four statements whatever the number of goals."""
-    query = select(Goal).order_by(Goal.period.desc(), Goal.slug)
+    # The tracking issue's task list rides along (an outer join, not a fifth statement).
+    query = (
+        select(Goal, GitHubIssue.tasks_done, GitHubIssue.tasks_total, GitHubIssue.open_tasks)
+        .outerjoin(GitHubIssue, GitHubIssue.goal_id == Goal.id)
+        .order_by(Goal.period.desc(), Goal.slug)
+    )
     if goal_ids is not None:
         query = query.where(Goal.id.in_(list(goal_ids)))
     if not include_inactive:
         query = query.where(goal_is_listed())
-    goals = list(session.execute(query).scalars())
+    goals: list[Goal] = []
+    progress: dict[int, Progress] = {}
+    for g, done, total, open_tasks in session.execute(query):
+        goals.append(g)
+        if total:
+            progress[g.id] = Progress(done, total, tuple(open_tasks or ()))
     if not goals:
         return []
     ids = [g.id for g in goals]
@@ -178,7 +175,6 @@ def load_goals(
     ):
         owners[goal_id].append(OwnerView(person_view(person), role))
     latest = latest_updates(session, ids if goal_ids is not None else None)
-    progress = load_progress(session, ids if goal_ids is not None else None)
     skips: dict[int, set[str]] = defaultdict(set)
     for goal_id, period in session.execute(
         select(Skip.goal_id, Skip.period).where(Skip.goal_id.in_(ids))

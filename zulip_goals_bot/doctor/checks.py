@@ -592,6 +592,29 @@ def check_github(g: GitHubFacts, *, mirroring: bool) -> list[Check]:
     return out
 
 
+def check_github_syncs(db: DbFacts, now: datetime, sync_minutes: int) -> Check | None:
+    """What the running bot's last syncs recorded: when, and which issues failed and why."""
+    if not db.github_syncs:
+        return None
+    times = [t for _slug, t, _error in db.github_syncs if t is not None]
+    when = f"{_duration(now - max(times))} ago" if times else "never"
+    failed = [(slug, error) for slug, _t, error in db.github_syncs if error]
+    if failed:
+        return warn(
+            "github.sync",
+            f"GitHub sync: last {when}; {len(failed)} tracking issues failed",
+            "see each reason; `zulip-goals-bot github sync` tries again now",
+            *(f"{slug}: {error}" for slug, error in failed[:MAX_NAMES]),
+        )
+    if times and now - max(times) > timedelta(minutes=3 * sync_minutes):
+        return warn(
+            "github.sync",
+            f"GitHub sync: last {when}, every {sync_minutes} min expected",
+            "is `zulip-goals-bot run` running? its log says why a sync failed",
+        )
+    return ok("github.sync", f"GitHub sync: last {when}, {len(db.github_syncs)} tracking issues")
+
+
 def run_checks(facts: Facts) -> list[Check]:
     """Every check, in the order of the report."""
     out = check_files(facts.files)
@@ -616,6 +639,10 @@ def run_checks(facts: Facts) -> list[Check]:
         out.append(check_database(facts.db))
     if facts.github is not None:
         out += check_github(facts.github, mirroring=config.github.writes)
+        if facts.db is not None:
+            synced = check_github_syncs(facts.db, facts.now, config.github.sync_minutes)
+            if synced is not None:
+                out.append(synced)
     if z is not None and z.error is None:
         out.append(check_clock(z, facts.now))
     out.append(check_schedule(config, facts.now))

@@ -67,6 +67,8 @@ class DbFacts:
     head: str | None = None
     goals: tuple[GoalView, ...] = ()
     goals_error: str | None = None
+    # What the bot's last GitHub syncs recorded per goal: (slug, when, why it failed or None).
+    github_syncs: tuple[tuple[str, datetime | None, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

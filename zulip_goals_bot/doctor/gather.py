@@ -22,6 +22,8 @@ from zulip_goals_bot.domain.events import is_goals_stream
 from zulip_goals_bot.domain.views import GoalView
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from zulip_goals_bot.bot.zulip_io import ZulipIO
     from zulip_goals_bot.clock import Clock
     from zulip_goals_bot.config import Config
@@ -200,9 +202,23 @@ def _read_db(db: Database, where: str) -> DbFacts:
     try:
         with db.read() as session:
             goals = tuple(load_goals(session))
+            syncs = tuple(_github_syncs(session))
     except SQLAlchemyError as exc:
         return DbFacts(where, current=current, head=head, goals_error=str(exc).splitlines()[0])
-    return DbFacts(where, current=current, head=head, goals=goals)
+    return DbFacts(where, current=current, head=head, goals=goals, github_syncs=syncs)
+
+
+def _github_syncs(session: Session) -> list[tuple[str, datetime | None, str | None]]:
+    from sqlalchemy import select
+
+    from zulip_goals_bot.db.models import GitHubIssue, Goal
+
+    rows = session.execute(
+        select(Goal.slug, GitHubIssue.synced_at, GitHubIssue.error)
+        .join(Goal, Goal.id == GitHubIssue.goal_id)
+        .order_by(Goal.slug)
+    )
+    return [(slug, synced, error) for slug, synced, error in rows]
 
 
 def gather(config_path: Path, clock: Clock) -> Facts:
