@@ -14,7 +14,7 @@ from types import ModuleType
 
 import sqlalchemy
 
-from bench import ingest, lifecycle, reads, website, weekly
+from bench import github, ingest, lifecycle, reads, website, weekly
 from bench.core import Figure, Sizes, fmt
 
 # ``python -m bench --only NAME`` runs these; each module has ``figures(sizes)`` and ``run``.
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "reads": reads,
     "weekly": weekly,
     "site": website,
+    "github": github,
 }
 
 # Table rows in the order of the issue: (item, benchmark, figure key).
@@ -58,6 +59,15 @@ ROWS: tuple[tuple[int, str, str], ...] = (
     (6, "lifecycle", "ready"),
     (6, "ingest", "rss_live"),
     (6, "ingest", "rss_burst"),
+    (8, "github", "requests_small"),
+    (8, "github", "not_modified_small"),
+    (8, "github", "units_small"),
+    (8, "github", "seconds_small"),
+    (8, "github", "requests_large"),
+    (8, "github", "not_modified_large"),
+    (8, "github", "units_large"),
+    (8, "github", "seconds_large"),
+    (8, "github", "one_change"),
 )
 
 

@@ -1204,6 +1204,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     gh: FakeGitHub
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the second waits for the
+    # client's delayed ACK (40 ms a request on a kept-alive connection), as GitHub's never do.
+    disable_nagle_algorithm = True
     server_version = "github.com"
     sys_version = ""
 

@@ -152,8 +152,12 @@ def test_an_unchanged_issue_costs_only_304s(world: World) -> None:
     world.sync()  # the answer after a change has no ETag yet; from now on every answer is 304
     before = world.gh.rate_limit_remaining(TOKEN)
     world.gh.clear_requests()
+    world.clock.advance(timedelta(minutes=15))
     report = world.sync()
     assert report.changes == 0
+    with world.db.read() as s:
+        row = s.get(GitHubIssue, world.goal_id)
+        assert row is not None and row.synced_at == world.clock.now()  # seen, though unchanged
     assert report.requests == 2 and report.not_modified == 2
     assert [r.status for r in world.gh.requests] == [304, 304]
     assert world.gh.rate_limit_remaining(TOKEN) == before

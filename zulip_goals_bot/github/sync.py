@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..bot.replies import extract_help_wanted, extract_tldr
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 # GitHub's largest page: a 300-comment issue is read in three requests.
 PER_PAGE = 100
+# Goals stored per write transaction: a first sync of 1,000 issues commits 20 times, not 1,000,
+# and one cut off midway keeps all but the last few.
+STORE_BATCH = 50
 # A listing longer than this many pages is cut (a runaway ``Link`` chain must not loop).
 MAX_PAGES = 100
 
@@ -452,6 +455,22 @@ def store(session: Session, fetched: Fetched, comment_plan: CommentPlan, now: da
     return changed
 
 
+def _unchanged(fetched: Fetched, comment_plan: CommentPlan) -> bool:
+    """Nothing to store: both answers were 304 (or the listing brought nothing new) and the
+    ETags, ``since`` and the comment ids are what the database holds already."""
+    seen = fetched.target.seen
+    return (
+        seen is not None
+        and fetched.progress is None
+        and not comment_plan.changes
+        and not comment_plan.withheld
+        and fetched.issue_etag == seen.issue_etag
+        and fetched.comments_etag == seen.comments_etag
+        and fetched.since == seen.since
+        and fetched.comment_ids == seen.comment_ids
+    )
+
+
 def _record_progress(session: Session, goal_id: int, day: date, p: Progress) -> None:
     row = session.get(GitHubProgress, (goal_id, day))
     if row is None:
@@ -481,12 +500,28 @@ def sync(
     since: datetime | None = None,
     dry_run: bool = False,
 ) -> SyncReport:
-    """Fetch → plan → store, one goal at a time, each stored in its own transaction (so a sync
+    """Fetch → plan → store, goal by goal, stored STORE_BATCH goals to a transaction (so a sync
     cut off midway keeps what it stored, and GitHub still has the rest for next time)."""
     with db.read() as session:
         targets = load_targets(session, repository, slug=slug)
     report = SyncReport(dry_run=dry_run)
     sent_before, not_modified_before = client.requests_sent, client.not_modified
+    untouched: list[int] = []  # goals whose issue nothing changed on
+    pending: list[tuple[Fetched, CommentPlan]] = []
+    failed: list[tuple[Target, str]] = []
+
+    def flush() -> None:
+        if dry_run or not (pending or failed):
+            return
+        with db.write() as session:
+            at = now()
+            for fetched, comment_plan in pending:
+                store(session, fetched, comment_plan, at)
+            for target, error in failed:
+                _record_error(session, target, error, at)
+        pending.clear()
+        failed.clear()
+
     for target in targets:
         try:
             fetched = fetch(client, target, since=since)
@@ -498,18 +533,17 @@ def sync(
         if fetched.error is not None:
             log.warning("github sync of %s (%s) failed: %s", target.slug, target.ref, fetched.error)
             report.issues.append(IssueReport(target.slug, target.ref, error=fetched.error))
-            if not dry_run:
-                with db.write() as session:
-                    _record_error(session, target, fetched.error, now())
+            failed.append((target, fetched.error))
             continue
         comment_plan = plan(fetched)
-        changed = False
-        if dry_run:
-            old = target.seen.progress if target.seen else None
-            changed = fetched.progress is not None and fetched.progress != old
+        old = target.seen.progress if target.seen else None
+        changed = fetched.progress is not None and fetched.progress != (old or Progress(0, 0))
+        if _unchanged(fetched, comment_plan):
+            untouched.append(target.goal_id)
         else:
-            with db.write() as session:
-                changed = store(session, fetched, comment_plan, now())
+            pending.append((fetched, comment_plan))
+            if len(pending) >= STORE_BATCH:
+                flush()
         progress = fetched.progress or (target.seen.progress if target.seen else None)
         report.issues.append(IssueReport(target.slug, target.ref, comment_plan, progress, changed))
         if comment_plan.changes or comment_plan.withheld:
@@ -521,6 +555,15 @@ def sync(
                 len(comment_plan.edited),
                 len(comment_plan.deleted),
                 len(comment_plan.withheld),
+            )
+    flush()
+    if untouched and not dry_run:
+        # Issues GitHub answered 304 for: one statement marks them all seen now.
+        with db.write() as session:
+            session.execute(
+                update(GitHubIssue)
+                .where(GitHubIssue.goal_id.in_(untouched))
+                .values(synced_at=now(), error=None)
             )
     report.requests = client.requests_sent - sent_before
     report.not_modified = client.not_modified - not_modified_before
