@@ -7,7 +7,9 @@ holds up storage.  The *scheduler* (APScheduler) wakes the bot at the next insta
 owed (a prompt slot, a reminder, an owner's DM hour, the digest slot; ``Program.next_wake``), after
 each catch-up with Zulip and soon after chat commands, with an hourly wake-up as a safety net.
 Each wake-up (a *tick*) sends whatever prompts, reminders and digests the database says are due,
-so a missed or doubled wake-up costs nothing.
+so a missed or doubled wake-up costs nothing.  With ``[github]``, the scheduler also runs the
+bridge's passes (``github.service``): at start, every ``sync_minutes``, soon after a stored update
+when mirroring; GitHub trouble is logged there and never reaches the Zulip threads.
 """
 
 from __future__ import annotations
