@@ -260,6 +260,13 @@ class BatchFacts:
     recent: dict[int, tuple[int, datetime]]  # person id -> (goal id, sent at) of the last update
     goals: Mapping[int, GoalView]  # the goals ``waiting`` was computed from
 
+    def note_recent(self, person_id: int, goal_id: int, sent_at: datetime) -> None:
+        """An update stored in this batch: the person's latest by time (as the database ranks
+        them, a later arrival winning a tie), whatever order messages arrive in."""
+        known = self.recent.get(person_id)
+        if known is None or sent_at >= known[1]:
+            self.recent[person_id] = (goal_id, sent_at)
+
     def updated(self, router: Router, goal_id: int, sent_at: datetime, now: datetime) -> None:
         """A goal got an update earlier in the batch: later messages route as if it were stored
         (a batch routes the same as its messages one at a time)."""
@@ -409,7 +416,7 @@ def store_messages(
             fresh.append(added)
             effects.acknowledge.append(m.id)
             effects.stored += 1
-            facts.recent[author] = (decision.goal_id, m.sent_at)
+            facts.note_recent(author, decision.goal_id, m.sent_at)
             facts.updated(router, decision.goal_id, m.sent_at, now)
             note = filed_note(decision, names.get(decision.goal_id, ""), router.update_window)
             if note is not None:
@@ -435,6 +442,7 @@ def store_messages(
                 if row.zulip_message_id is not None:  # always: a pending row is a DM
                     effects.acknowledge.append(row.zulip_message_id)
                 if decision.goal_id is not None:
+                    facts.note_recent(author, decision.goal_id, row.sent_at)
                     facts.updated(router, decision.goal_id, row.sent_at, now)
             pending[author] = []
             effects.acknowledge.append(m.id)
@@ -478,66 +486,61 @@ def carry_summaries(
     window: timedelta,
     known: Mapping[SummaryKey, Summary] | None = None,
 ) -> dict[SummaryKey, Summary]:
-    """Give a follow-up message the TL;DR and help wanted of the same owner's message just before.
+    """Give a follow-up message the TL;DR and help wanted of the same owner's update just before.
 
-    One statement for the whole batch: the latest earlier update of each goal and author
-    involved (ranked in SQL, so a backlog stored in slices never reads its own rows back).
-    ``rows`` are not stored yet, so the database holds only earlier updates.  ``known`` holds
-    the latest summaries stored by the earlier slices of the same backlog: goals whose pairs are
-    all known are not read again (20,000 replies to 1,000 goals: only the first slice reads).
-    Returns the latest summary of each goal and author of ``rows``.
+    "Just before" is the latest update of that goal and author sent at or before the message,
+    within ``window``, among those stored before it arrived: exactly what storing the messages
+    one at a time gives, whatever their order of arrival.  ``rows`` are in arrival order and not
+    stored yet.  One statement for the whole batch; ``known`` holds the latest summaries the
+    earlier slices of the same backlog stored, and a goal and author whose remembered summary is
+    not later than any of its rows here is not read again (20,000 replies to 1,000 goals: only
+    the first slice reads).  Returns the latest summary of each goal and author of ``rows``.
     """
     known = known or {}
     if not rows or window <= timedelta(0):
         return {}
-    goal_ids = {r.goal_id for r in rows if (r.goal_id, r.author_id) not in known}
-    previous: dict[SummaryKey, Summary | NewUpdate] = {}
-    if goal_ids:
+    first: dict[SummaryKey, datetime] = {}
+    for r in rows:
+        key = (r.goal_id, r.author_id)
+        first[key] = min(first.get(key, r.sent_at), r.sent_at)
+    usable = {k: s for k, s in known.items() if k in first and s.sent_at <= first[k]}
+    # Per goal and author: (sent at, arrival order, TL;DR, help wanted) of the updates a row may
+    # follow; stored rows come before this batch's, in id order.
+    candidates: dict[SummaryKey, list[tuple[datetime, tuple[int, int], str | None, str | None]]]
+    candidates = defaultdict(list)
+    for key, summary in usable.items():
+        candidates[key].append((summary.sent_at, (0, 0), summary.tldr, summary.help_wanted))
+    unread = [k for k in first if k not in usable]
+    if unread:
         earliest = min(r.sent_at for r in rows) - window
-        ranked = (
+        for goal_id, author_id, sent_at, update_id, tldr, help_wanted in session.execute(
             select(
                 Update.goal_id,
                 Update.author_id,
                 Update.sent_at,
+                Update.id,
                 Update.tldr,
                 Update.help_wanted,
-                func.row_number()
-                .over(
-                    partition_by=(Update.goal_id, Update.author_id),
-                    order_by=(Update.sent_at.desc(), Update.id.desc()),
-                )
-                .label("rank"),
-            )
-            .where(
-                Update.goal_id.in_(goal_ids),
+            ).where(
+                Update.goal_id.in_({k[0] for k in unread}),
+                Update.author_id.in_({k[1] for k in unread}),
                 Update.kind == UpdateKind.UPDATE,
                 Update.deleted.is_(False),
                 Update.sent_at >= earliest,
             )
-            .subquery()
-        )
-        previous = {
-            (goal_id, author_id): Summary(sent_at, tldr, help_wanted)
-            for goal_id, author_id, sent_at, tldr, help_wanted in session.execute(
-                select(
-                    ranked.c.goal_id,
-                    ranked.c.author_id,
-                    ranked.c.sent_at,
-                    ranked.c.tldr,
-                    ranked.c.help_wanted,
-                ).where(ranked.c.rank == 1)
-            )
-        }
-    previous.update(known)  # the same rows, or later ones
-    for row in sorted(rows, key=lambda r: (r.sent_at, r.zulip_message_id or 0)):
+        ):
+            key = (goal_id, author_id)
+            if key in first and key not in usable:
+                candidates[key].append((sent_at, (0, update_id), tldr, help_wanted))
+    for order, row in enumerate(rows):
         key = (row.goal_id, row.author_id)
-        before = previous.get(key)
-        if before is not None and row.sent_at - before.sent_at <= window:
-            row.tldr = row.tldr or before.tldr
-            row.help_wanted = row.help_wanted or before.help_wanted
-        previous[key] = row
-    keys = {(r.goal_id, r.author_id) for r in rows}
-    return {k: Summary(v.sent_at, v.tldr, v.help_wanted) for k, v in previous.items() if k in keys}
+        before = max((c for c in candidates[key] if c[0] <= row.sent_at), default=None)
+        if before is not None and row.sent_at - before[0] <= window:
+            row.tldr = row.tldr or before[2]
+            row.help_wanted = row.help_wanted or before[3]
+        candidates[key].append((row.sent_at, (1, order), row.tldr, row.help_wanted))
+    latest = {key: max(candidates[key]) for key in first}
+    return {key: Summary(c[0], c[2], c[3]) for key, c in latest.items()}
 
 
 def apply_edit(
