@@ -61,7 +61,10 @@ def test_smoke_run_prints_and_writes_the_whole_table(smoke: tuple[str, str]) -> 
     assert "Machine: " in written and " cores " in written and "Python 3." in written
     rows = [m.groupdict() for m in map(_ROW.match, written.splitlines()) if m]
     assert len(rows) == len(ROWS)
-    assert {int(r["item"]) for r in rows} == {1, 2, 3, 4, 5, 6, 7}
+    assert {int(r["item"]) for r in rows} == {1, 2, 3, 4, 5, 6, 7, 8}
+    # An unchanged tracking issue costs nothing of GitHub's rate limit, at any size.
+    units = [r for r in rows if "unchanged issues: rate-limit units" in r["label"]]
+    assert len(units) == 2 and all(_value(r["median"]) == 0 for r in units)
     for row in rows:
         assert _value(row["low"]) <= _value(row["median"]) <= _value(row["high"]), row
         if row["goal"].strip():
