@@ -1,8 +1,9 @@
 """The running bot: the imperative shell around replies, commands, prompts and the digest.
 
-Three threads share the work.  The *event loop* long-polls Zulip, stores each batch of events in
+Four threads share the work.  The *event loop* long-polls Zulip, stores each batch of events in
 one transaction, and backfills from the stored high-water message id after every (re)register.
-The *sender* sends acknowledgements and answers in order, so slow or rate-limited sending never
+The *commands* thread answers chat commands the batches stored, so a slow command never holds up
+storing anyone's replies; commands that only read do it in a read transaction.  The *sender* sends acknowledgements and answers in order, so slow or rate-limited sending never
 holds up storage.  The *scheduler* (APScheduler) wakes the bot at the next instant something may be
 owed (a prompt slot, a reminder, an owner's DM hour, the digest slot; ``Program.next_wake``), after
 each catch-up with Zulip and soon after chat commands, with an hourly wake-up as a safety net.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -142,6 +144,9 @@ class GoalsBot:
             on_stored=self._stored,
         )  # fmt: skip
         self._github_soon: Callable[[], None] = lambda: None
+        # Chat commands waiting for the command thread (None: stop); see ``_command_loop``.
+        self._commands: queue.Queue[IncomingMessage | None] = queue.Queue()
+        self._command_thread: threading.Thread | None = None
 
     def _count_error(self) -> None:
         self.stats.errors += 1
@@ -254,9 +259,29 @@ class GoalsBot:
         for user_id, text in effects.direct_replies:
             self.outgoing.dm([user_id], text)
         for msg in effects.commands:
-            self._run_command(msg)
-        if effects.commands:
+            if self._command_thread is None:  # not running (the sandbox's first steps, tests)
+                self._run_command(msg)
+            else:
+                self._commands.put(msg)
+        if effects.commands and self._command_thread is None:
             self._wake_in(AFTER_COMMANDS_SECONDS)
+
+    def commands_idle(self) -> bool:
+        """Every command handed over so far has been answered (or failed)."""
+        return self._commands.unfinished_tasks == 0
+
+    def _command_loop(self) -> None:
+        """Commands run here, not on the events thread: a slow one never delays storing
+        anyone's replies (the event loop holds the ingest lock while it stores a batch)."""
+        while True:
+            msg = self._commands.get()
+            try:
+                if msg is None:
+                    return
+                self._run_command(msg)
+                self._wake_in(AFTER_COMMANDS_SECONDS)
+            finally:
+                self._commands.task_done()
 
     def _run_command(self, msg: IncomingMessage) -> None:
         self.stats.commands += 1
@@ -480,6 +505,10 @@ class GoalsBot:
             self._waker = _Waker(scheduler, self.tick)
         sender = threading.Thread(target=self.outgoing.run, name="sender", daemon=True)
         sender.start()
+        self._command_thread = threading.Thread(
+            target=self._command_loop, name="commands", daemon=True
+        )
+        self._command_thread.start()
         listener = threading.Thread(target=self.event_loop, name="events", daemon=True)
         listener.start()
         try:
@@ -498,6 +527,10 @@ class GoalsBot:
             # Let a tick that is sending finish: a message it sent is then recorded as sent (the
             # next start would otherwise find a stale claim and not know the message went out).
             ticked = self._ticking.acquire(timeout=SHUTDOWN_TICK_SECONDS)
+            # Queued commands are answered while shutdown waits; any left then are answered by
+            # the next start, which finds them unanswered (recover_commands).
+            self._commands.put(None)
+            self._command_thread.join(timeout=SHUTDOWN_TICK_SECONDS)
             # Wait for the batch being stored, so that it is committed or rolled back whole.
             acquired = self._processing.acquire(timeout=3.0)
             self.outgoing.close()

@@ -22,7 +22,7 @@ from zulip_goals_bot.commands.admins import (
 )
 from zulip_goals_bot.commands.answers import Moment, Reply, help_text, unknown_text
 from zulip_goals_bot.commands.call import Call, Handler
-from zulip_goals_bot.commands.grammar import ADMINS, SPEC_BY_NAME, UNKNOWN, Command
+from zulip_goals_bot.commands.grammar import ADMINS, READ_ONLY, SPEC_BY_NAME, UNKNOWN, Command
 from zulip_goals_bot.commands.owners import (
     cmd_away,
     cmd_back,
@@ -76,6 +76,10 @@ def handle(
         now=now, config=ctx.config, site=ctx.site, program=ctx.program, streams=ctx.streams
     )
     try:
+        if command.name in READ_ONLY:
+            blocks = _read(ctx, sender, command, in_topic, moment)
+            if blocks is not None:
+                return Reply.of(blocks, sep="\n\n")
         with ctx.db.write() as session:
             admin = _sender_is_admin(ctx, session, sender)
             if spec.group == ADMINS and not admin:
@@ -90,6 +94,27 @@ def handle(
     except CommandError as exc:
         return Reply.of([str(exc)])
     return Reply.of(blocks, sep="\n\n")
+
+
+def _read(
+    ctx: Context,
+    sender: SenderInfo,
+    command: Command,
+    in_topic: tuple[str, str] | None,
+    moment: Moment,
+) -> list[str] | None:
+    """A command that only reads, in a read transaction (it never waits for a writer); None
+    when the sender is new to the bot, whose first command records them (the write path)."""
+    with ctx.db.read() as session:
+        me = session.execute(
+            select(Person).where(Person.zulip_user_id == sender.user_id)
+        ).scalar_one_or_none()
+        if me is None:
+            return None
+        admin = _sender_is_admin(ctx, session, sender)
+        return HANDLERS[command.name](
+            Call(ctx, session, sender, me, admin, in_topic, moment), command
+        )
 
 
 HANDLERS: Mapping[str, Handler] = {

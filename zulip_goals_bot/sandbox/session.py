@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 TICK_SECONDS = 24 * 3600.0
 # How long to wait for the bot to store, answer and acknowledge what was just sent.
 SETTLE_SECONDS = 15.0
+# How often settling looks again while a chat command is being answered.
+COMMAND_POLL_SECONDS = 0.01
 # How long start-up waits for the bot's first event queue and backfill.
 READY_SECONDS = 20.0
 
@@ -148,6 +150,9 @@ class Sandbox:
             if not self.bot.flush_sender(max(deadline - time.monotonic(), 0.01)):
                 return False
             # Sending made new events (the bot's own messages and reactions): one more round.
+            if not self.bot.commands_idle():  # a command is being answered on its thread
+                time.sleep(COMMAND_POLL_SECONDS)
+                continue
             if self._bot_listening() and self.bot.outgoing.empty():
                 return True
 

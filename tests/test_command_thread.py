@@ -1,0 +1,122 @@
+"""Commands apart from storing: a slow command never delays anyone's reply being stored, and a
+reading command reads (no write transaction, so it never waits for a writer)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from fakezulip import FakeZulip, Realm, User
+from tests.support import add_goal, database_for, wait_until, write_conf
+from zulip_goals_bot.bot.app import GoalsBot
+from zulip_goals_bot.bot.zulip_io import ZulipIO
+from zulip_goals_bot.clock import SystemClock
+from zulip_goals_bot.config import load_config
+from zulip_goals_bot.db.engine import Database
+from zulip_goals_bot.db.models import Update
+
+QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n"
+
+
+def stored(db: Database, message_id: int) -> bool:
+    with db.read() as s:
+        found = s.execute(select(Update.id).where(Update.zulip_message_id == message_id))
+        return found.first() is not None
+
+
+@pytest.fixture
+def realm_server() -> Iterator[tuple[FakeZulip, dict[str, User]]]:
+    realm = Realm.demo()
+    names = {"bot": "Goals Bot", "ben": "Ben Owner", "eve": "Eve Lead"}
+    users = {k: realm.user_by_name(v) for k, v in names.items()}
+    assert all(users.values())
+    with FakeZulip(realm, heartbeat_seconds=2.0) as server:
+        yield server, users  # type: ignore[misc]
+
+
+def test_a_reply_is_stored_while_a_slow_command_is_answered(
+    tmp_path: Path, realm_server: tuple[FakeZulip, dict[str, User]]
+) -> None:
+    server, users = realm_server
+    bot_user, ben, eve = users["bot"], users["ben"], users["eve"]
+    conf = write_conf(tmp_path, server, bot_user, extra=QUIET)
+    config = load_config(conf)
+    db = database_for(conf)
+    goal = add_goal(
+        db, "polonius", "Polonius", [(ben.user_id, ben.email, ben.full_name)], issue=118
+    )
+    bot = GoalsBot(config, db, ZulipIO(config.zuliprc), ZulipIO(config.zuliprc), SystemClock())
+    entered, release = threading.Event(), threading.Event()
+    runner = threading.Thread(target=bot.run, kwargs={"wake_ups": False}, daemon=True)
+    runner.start()
+    try:
+        assert bot.ready.wait(15)
+        answer = bot.command_handler.handle_message  # the handler the running bot made
+
+        def held(message: dict[str, Any], handler: Any) -> None:
+            """The command takes its time (a slow database, a big answer): held until released."""
+            entered.set()
+            release.wait(30)
+            answer(message, handler)
+
+        bot.command_handler.handle_message = held  # type: ignore[method-assign]
+        server.send_direct_message(eve, [bot_user], "status polonius")
+        assert entered.wait(15)
+        reply = server.send_stream_message(ben, "project-goals", goal.zulip_topic, "TL;DR: done")
+        assert wait_until(lambda: stored(db, reply)), "the reply waited for the command"
+        assert not release.is_set()  # the command was still being answered
+        release.set()
+
+        def answered() -> list[str]:
+            return [
+                m["content"]
+                for m in server.direct_messages_to(eve)
+                if m["sender_id"] == bot_user.user_id
+            ]
+
+        assert wait_until(lambda: bool(answered()))
+        assert "Polonius" in answered()[0] and "done" in answered()[0]
+    finally:
+        release.set()
+        bot.stop.set()
+        runner.join(timeout=15)
+        db.dispose()
+    assert not runner.is_alive()
+
+
+def test_status_reads_without_a_write_transaction(
+    tmp_path: Path, realm_server: tuple[FakeZulip, dict[str, User]]
+) -> None:
+    from zulip_goals_bot.bot.context import Context
+    from zulip_goals_bot.commands.dispatch import handle
+    from zulip_goals_bot.commands.grammar import parse
+    from zulip_goals_bot.domain.views import SenderInfo
+
+    server, users = realm_server
+    ben = users["ben"]
+    conf = write_conf(tmp_path, server, users["bot"], extra=QUIET)
+    db = database_for(conf)
+    add_goal(db, "polonius", "Polonius", [(ben.user_id, ben.email, ben.full_name)], issue=118)
+    ctx = Context(load_config(conf), db, SystemClock(), "https://zulip.example", 2, "Goals Bot")
+    sender = SenderInfo(ben.user_id, ben.email, ben.full_name)
+    begins: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        for text in ("status polonius", "list", "history polonius", "mine", "overdue", "about"):
+            begins.clear()
+            reply = handle(ctx, sender, parse(text, bot_name="Goals Bot"), in_topic=None)
+            assert reply.messages, text
+            assert begins == ["BEGIN DEFERRED"], (text, begins)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+        db.dispose()
