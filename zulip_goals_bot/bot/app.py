@@ -3,8 +3,9 @@
 Four threads share the work.  The *event loop* long-polls Zulip, stores each batch of events in
 one transaction, and backfills from the stored high-water message id after every (re)register.
 The *commands* thread answers chat commands the batches stored, so a slow command never holds up
-storing anyone's replies; commands that only read do it in a read transaction.  The *sender* sends acknowledgements and answers in order, so slow or rate-limited sending never
-holds up storage.  The *scheduler* (APScheduler) wakes the bot at the next instant something may be
+storing anyone's replies; commands that only read do it in a read transaction.  The *sender*
+sends acknowledgements and answers in order, so slow or rate-limited sending never holds up
+storage.  The *scheduler* (APScheduler) wakes the bot at the next instant something may be
 owed (a prompt slot, a reminder, an owner's DM hour, the digest slot; ``Program.next_wake``), after
 each catch-up with Zulip and soon after chat commands, with an hourly wake-up as a safety net.
 Each wake-up (a *tick*) sends whatever prompts, reminders and digests the database says are due,
