@@ -48,8 +48,10 @@ GOAL_OWNERS: tuple[tuple[str, str, tuple[Member, ...]], ...] = (
 FEW = (BEN, CHLOE)
 MANY = (BEN, CHLOE, EVE, ADA, *EXTRA)
 STREAM_IDS = {7: STREAM, 8: "general"}
-# Texts that route as updates, comments, follow-ups, named DMs and answers to the bot's
-# question, never as commands (a command's effects would run at a different time in the two).
+# Texts that route as updates, comments, follow-ups, named DMs, answers to the bot's question
+# and to where it filed a DM (a goal's name moves the update, "wrong goal" takes it back and
+# asks), never as commands with effects (those would run at a different time in the two; a
+# goal's name with nothing just filed asks `status`, which changes nothing).
 CONTENTS = (
     "TL;DR: plan A",
     "TL;DR: plan B\n\nHelp wanted: reviewers",
@@ -61,6 +63,10 @@ CONTENTS = (
     "shared: progress on the shared part",
     "polonius",
     "2",
+    "shared goal",
+    "no",
+    "wrong goal",
+    "thanks!",
 )
 # Gaps between messages, in seconds: within the update window (10 minutes) and beyond it.
 GAPS = st.sampled_from([1, 30, 300, 599, 601, 900])
@@ -232,6 +238,24 @@ def stored_state(db: Database) -> tuple[list[tuple[Any, ...]], dict[int, str]]:
     return updates, handled
 
 
+def stored_fast_and_slow(
+    template: Template, events: Sequence[Mapping[str, Any]], slice_size: int
+) -> tuple[Any, Any]:
+    """The stored state after ``events`` through the fast path, and one event at a time."""
+    with tempfile.TemporaryDirectory(dir=template.path.parent) as folder:
+        fast, fast_db = open_bot(template, Path(folder), "fast")
+        slow, slow_db = open_bot(template, Path(folder), "slow")
+        try:
+            with patch.object(ingest, "STORE_SLICE", slice_size):
+                fast.process_events(events)
+            for event in events:
+                slow.process_events([event])
+            return stored_state(fast_db), stored_state(slow_db)
+        finally:
+            fast_db.dispose()
+            slow_db.dispose()
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -242,17 +266,72 @@ def test_a_batch_stored_fast_equals_its_events_stored_one_at_a_time(
     template: Template, batch: tuple[list[dict[str, Any]], int]
 ) -> None:
     events, slice_size = batch
-    with tempfile.TemporaryDirectory(dir=template.path.parent) as folder:
-        fast, fast_db = open_bot(template, Path(folder), "fast")
-        slow, slow_db = open_bot(template, Path(folder), "slow")
-        try:
-            with patch.object(ingest, "STORE_SLICE", slice_size):
-                fast.process_events(events)
-            for event in events:
-                slow.process_events([event])
-            got, want = stored_state(fast_db), stored_state(slow_db)
-        finally:
-            fast_db.dispose()
-            slow_db.dispose()
+    got, want = stored_fast_and_slow(template, events, slice_size)
+    assert got[0] == want[0]
+    assert got[1] == want[1]
+
+
+# A DM conversation of owners of several goals with the bot: updates it files by itself, then
+# answers to where it filed them (a goal's name, "wrong goal", a number), acknowledgements.
+TALK = (
+    "TL;DR: plan A",
+    "TL;DR: plan B\n\nHelp wanted: reviewers",
+    "more details on the work",
+    "update polonius: TL;DR: named",
+    "polonius",
+    "polonius ",
+    "Scale Polonius",
+    "shared goal",
+    "no, shared",
+    "async",
+    "#102",
+    "wrong goal",
+    "no",
+    "1",
+    "2",
+    "ok",
+    "thanks!",
+)
+TALK_GAPS = st.sampled_from([1, 20, 60, 599, 601])
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int]:
+    """DMs (and now and then a topic update, an edit or a delete) of Ben and Chloé."""
+    sent: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    mid = 20_000
+    at = int((NOW - timedelta(hours=6)).timestamp())
+    for _ in range(draw(st.integers(min_value=1, max_value=30))):
+        mid += 1
+        at += draw(TALK_GAPS)
+        sender = draw(st.sampled_from(FEW))
+        where = draw(st.sampled_from(["dm", "dm", "dm", "dm", "goal topic"]))
+        goal = "polonius" if sender is BEN else "async"
+        msg = Message(
+            sender, where, draw(st.sampled_from([goal, "shared"])), draw(st.sampled_from(TALK))
+        )
+        sent.append(message_event(msg, mid, at))
+        events.append(sent[-1])
+        if draw(st.integers(min_value=0, max_value=9)) == 0:
+            change = draw(changes)
+            events.append(change_event(change, sent[change.target % len(sent)]["message"]))
+    return events, draw(st.integers(min_value=1, max_value=8))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batch=conversations())
+def test_answers_to_where_the_bot_filed_a_dm_are_the_same_in_a_batch_and_one_at_a_time(
+    template: Template, batch: tuple[list[dict[str, Any]], int]
+) -> None:
+    """A goal named right after the bot filed a DM moves it, "wrong goal" takes it back: the
+    part of a batch after either routes on facts read again, so it stores what storing each
+    message alone stores."""
+    events, slice_size = batch
+    got, want = stored_fast_and_slow(template, events, slice_size)
     assert got[0] == want[0]
     assert got[1] == want[1]

@@ -135,8 +135,8 @@ class Ingest:
             done.direct_replies += effects.direct_replies
             done.commands += effects.commands
             done.stored += effects.stored
-            if any(not isinstance(i, IncomingMessage) for i in items):
-                done.summaries.clear()  # an edit may have changed a stored summary
+            if effects.summaries_stale or any(not isinstance(i, IncomingMessage) for i in items):
+                done.summaries.clear()  # an edit or a moved update may have changed a summary
             else:
                 done.summaries.update(effects.summaries)
             items.clear()
@@ -205,8 +205,10 @@ class Ingest:
         with self.db.write() as session:
             chunk: list[IncomingMessage] = []
             top = 0
+            followed = False  # an edit, delete or moved update came before: summaries changed
 
             def flush() -> None:
+                nonlocal followed
                 if chunk:
                     # Chunks split at edits, which may change stored summaries: after the first,
                     # they are read back from the database.
@@ -218,9 +220,10 @@ class Ingest:
                     total.direct_replies += e.direct_replies
                     total.stored += e.stored
                     total.duplicates += e.duplicates
+                    if e.summaries_stale:  # an update moved: later chunks read summaries again
+                        total.summaries_stale = followed = True
                     chunk.clear()
 
-            followed = False
             for item in items:
                 if isinstance(item, IncomingMessage):
                     top = max(top, item.id)

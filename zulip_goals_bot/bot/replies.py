@@ -16,9 +16,9 @@ from typing import Any
 
 from zulip_goals_bot.commands.grammar import MAX_GOAL_WORDS, Intent, classify, is_command
 from zulip_goals_bot.domain.events import is_goals_stream
-from zulip_goals_bot.domain.markdown import limit_items, neutralize
+from zulip_goals_bot.domain.markdown import limit_items, neutralize, safe
 from zulip_goals_bot.domain.views import GoalName, SenderInfo
-from zulip_goals_bot.goals.matching import MatchKind, match_goal
+from zulip_goals_bot.goals.matching import MatchKind, echo, match_goal, names_goal, normalize
 
 # Zulip marks a resolved topic by prefixing it with this; the goal stays the same.
 RESOLVED_PREFIX = "✔ "
@@ -26,6 +26,9 @@ RESOLVED_PREFIX = "✔ "
 
 # How much of a pending DM the "which goal?" question quotes back.
 PENDING_QUOTE_CHARS = 120
+# How much of an update `undo` and `move to` (and a goal named in answer) quote back, to show
+# which one they meant.
+QUOTE_CHARS = 80
 
 
 _TLDR = re.compile(r"^\s*(?:[*_]{1,2})?TL;?DR(?:[*_]{1,2})?\s*:?\s*(?:[*_]{1,2})?\s*:?\s*", re.I)
@@ -170,6 +173,9 @@ class Route(enum.StrEnum):
     COMMAND = "command"  # a request for the command handler
     ASK_GOAL = "ask goal"  # a DM update from an owner of several goals: keep it, ask which
     ANSWER_PENDING = "answer pending"  # the owner says which goal a kept DM is for
+    MOVE_FILED = "move filed"  # a goal named right after the bot filed a DM update: move it there
+    WRONG_GOAL = "wrong goal"  # "no", "wrong goal" right after a filed update or the question
+    CHAT = "chat"  # "thanks", "ok", an emoji: no update, and nothing to answer
     NOT_AN_OWNER = "not an owner"  # `update <goal>: ...` from someone who does not own it
     UNKNOWN_GOAL = "unknown goal"  # `update <goal>: ...` that matches no goal
     IGNORE = "ignore"  # other streams' chatter, the bot's own messages
@@ -212,6 +218,9 @@ class RoutingFacts:
     recent_goal_id: int | None  # the goal the sender updated within the update window
     has_pending: bool  # the sender has a DM waiting for "which goal?"
     goal_names: Sequence[GoalName] = ()  # every live goal, to read a goal named in the text
+    # The goal of the sender's last update by DM (the one `move to` and `undo` act on), when it
+    # was sent within the update window: a goal named now says where that update belongs.
+    filed_goal_id: int | None = None
 
     def match_goal(self, query: str) -> int | None:
         result = match_goal(query, self.goal_names)
@@ -242,7 +251,8 @@ def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
 
 
 def _route_direct(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
-    """A DM: a command, or an update for the goal the evidence points to, or a question."""
+    """A DM: a command, an answer to what the bot just said, or an update for the goal the
+    evidence points to, or a question."""
     text = strip_bot_mention(msg.content, facts.bot_name)
     prefixed = _UPDATE_PREFIX.match(text)
     if prefixed:
@@ -258,13 +268,28 @@ def _route_direct(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
         if choice is not None:
             return Decision(Route.ANSWER_PENDING, choice)
     intent = classify(msg.content, facts.bot_name)
+    if intent is Intent.COMMAND:
+        return Decision(Route.COMMAND)
     owned = facts.owned_goal_ids
-    if intent in (Intent.COMMAND, Intent.NEAR_COMMAND) or not owned:
+    reply = short_reply(text)
+    filed = facts.filed_goal_id is not None
+    if reply is ShortReply.WRONG and owned and (facts.has_pending or filed):
+        return Decision(Route.WRONG_GOAL, facts.filed_goal_id, candidates=owned)
+    if reply is ShortReply.GREETING:
+        return Decision(Route.COMMAND)  # answered with what the bot can do
+    if reply is not None:  # thanks, ok, an emoji; or "no" with nothing to correct
+        return Decision(Route.CHAT)
+    named = _bare_goal(text, facts) if owned else None
+    if named is not None:  # a goal's name alone is never an update
+        if filed:
+            return Decision(Route.MOVE_FILED, named.id)
+        return Decision(Route.COMMAND, named.id, body=f"status {named.slug}")
+    if intent is Intent.NEAR_COMMAND or not owned:
         return Decision(Route.COMMAND)
     unsure = intent is Intent.UNSURE
-    named = _named_goal(text, facts)
-    if named is not None:
-        return Decision(Route.UPDATE, named, evidence=Evidence.NAMED, unsure=unsure)
+    named_id = _named_goal(text, facts)
+    if named_id is not None:
+        return Decision(Route.UPDATE, named_id, evidence=Evidence.NAMED, unsure=unsure)
     if len(owned) == 1:
         return Decision(Route.UPDATE, owned[0], evidence=Evidence.ONLY_GOAL, unsure=unsure)
     if facts.recent_goal_id in owned:
@@ -288,29 +313,188 @@ def _named_goal(text: str, facts: RoutingFacts) -> int | None:
     return None
 
 
-def _pending_choice(text: str, facts: RoutingFacts) -> int | None:
-    """A short answer naming one of the sender's goals, by number in the question or by name."""
-    answer = text.strip().rstrip(".!").strip()
+# What people put around a goal's name when they answer with it: "no, rust for linux", "it's
+# for polonius", "I meant the docs one".
+_LEAD_IN = re.compile(
+    r"^(?:(?:no|nope|nah|oops|sorry|wrong(?:\s+goal)?|not\s+that(?:\s+one)?)\b[\s,.:;!-]*)*"
+    r"(?:(?:it|that)['’]?s\s+|(?:it|that)\s+(?:is|was)\s+|i\s+meant\s+|meant\s+"
+    r"|should\s+(?:be|have\s+been)\s+)?"
+    r"(?:(?:for|about|under|in|to)\s+)?(?:the\s+)?",
+    re.I,
+)
+_TAIL = re.compile(r"\s+(?:one|goal)$", re.I)
+
+
+def _answers(text: str) -> list[str]:
+    """The goal a short answer may be naming: the whole answer, then without the words around
+    a name."""
+    answer = text.strip().rstrip(".!?").strip()
     if not answer or len(answer) > 80 or "\n" in answer:
+        return []
+    bare = _TAIL.sub("", _LEAD_IN.sub("", answer, count=1)).strip(" ,.:;!?")
+    return [answer] if bare in ("", answer) else [answer, bare]
+
+
+def _bare_goal(text: str, facts: RoutingFacts) -> GoalName | None:
+    """A DM that is only the name of one of the sender's goals (``names_goal``), within a few
+    words: what people answer with when asked "which goal?", or ask about."""
+    owned = facts.owned_names()
+    for answer in _answers(text):
+        if len(answer.split()) <= MAX_GOAL_WORDS:
+            goal = names_goal(answer, owned)
+            if goal is not None:
+                return goal
+    return None
+
+
+def _pending_choice(text: str, facts: RoutingFacts) -> int | None:
+    """A short answer naming one of the sender's goals, by number in the question or by name
+    (as ``status`` reads names; with words around it, only the exact name of one of them)."""
+    answers = _answers(text)
+    if not answers:
         return None
+    answer = answers[0]
     if answer.isdigit():
         n = int(answer)
         return facts.owned_goal_ids[n - 1] if 1 <= n <= len(facts.owned_goal_ids) else None
     goal_id = facts.match_goal(answer)
-    return goal_id if goal_id in facts.owned_goal_ids else None
+    if goal_id in facts.owned_goal_ids:
+        return goal_id
+    named = _bare_goal(text, facts)
+    return named.id if named is not None else None
+
+
+class ShortReply(enum.Enum):
+    """A few words that answer the bot rather than tell news."""
+
+    ACK = "ack"  # thanks, ok, yes, an emoji
+    GREETING = "greeting"  # hi, hello: answered with what the bot can do
+    WRONG = "wrong"  # no, wrong goal: the update the bot just filed is not for that goal
+
+
+# Emoji as typed in Zulip (``:+1:``, ``:tada:``); emoji characters are no words already.
+_EMOJI_CODE = re.compile(r":[\w+-]+:")
+# A reply of at most this many words, each one of these, is an acknowledgement, never news.
+SHORT_REPLY_WORDS = 6
+ACK_WORDS = frozenset(
+    {
+        "thanks", "thank", "you", "thx", "ty", "tysm", "cheers", "much", "very", "so", "lot", "a",
+        "again", "ok", "okay", "okey", "k", "kk", "alright", "yes", "yep", "yeah", "yup", "ya",
+        "sure", "great", "cool", "nice", "perfect", "awesome", "excellent", "lovely", "good",
+        "fine", "right", "correct", "exactly", "indeed", "got", "it", "that", "s", "is", "sounds",
+        "lgtm", "all", "np", "ack", "noted", "understood",
+    }
+)  # fmt: skip
+GREETINGS = frozenset(
+    {"hi", "hello", "hey", "hiya", "howdy", "hi there", "hello there", "hey there", "good morning",
+     "morning", "good afternoon", "good evening", "hello bot", "hi bot"}
+)  # fmt: skip
+# Words a correction begins with, dropped before reading the rest ("no, wrong goal").
+_NEGATIVE = frozenset({"no", "nope", "nah"})
+_INTERJECTIONS = frozenset({"oops", "sorry", "oh", "ah", "hmm", "ugh", "wait", "yes", "yeah"})
+# What follows them when someone says the bot filed their update under the wrong goal.
+WRONG_PHRASES = frozenset(
+    {
+        "wrong", "wrong goal", "wrong one", "the wrong goal", "the wrong one", "incorrect",
+        "not that one", "not that goal", "not this one", "not this goal", "not right",
+        "not correct", "that s wrong", "that is wrong", "that s not right", "that s the wrong goal",
+        "it s the wrong goal", "other goal", "the other goal", "another goal", "different goal",
+        "a different goal", "another one", "the other one", "for another goal",
+        "it s for another goal", "it s another goal", "for a different goal", "not for that goal",
+        "not for this goal",
+    }
+)  # fmt: skip
+
+
+def short_reply(text: str) -> ShortReply | None:
+    """Whether a DM is a short answer to the bot rather than news; pure.
+
+    Only emoji, or a few words all of ``ACK_WORDS`` ("thanks!", "ok", "yes", "no thanks") is an
+    acknowledgement; "no", "nope", "wrong goal", "not that one" say the bot got the goal wrong;
+    "hi" and "hello" greet it.
+    """
+    words = normalize(_EMOJI_CODE.sub(" ", text)).split()
+    if not words:
+        return ShortReply.ACK if text.strip() else None
+    if len(words) > SHORT_REPLY_WORDS:
+        return None
+    if " ".join(words) in GREETINGS:
+        return ShortReply.GREETING
+    negative = False
+    rest = list(words)
+    while rest and rest[0] in _NEGATIVE | _INTERJECTIONS:
+        negative = negative or rest[0] in _NEGATIVE
+        rest.pop(0)
+    if " ".join(rest) in WRONG_PHRASES or (negative and not rest):
+        return ShortReply.WRONG
+    if all(w in ACK_WORDS or w in _NEGATIVE or w in _INTERJECTIONS for w in words):
+        return ShortReply.ACK
+    return None
+
+
+def _quoted_pending(content: str) -> str:
+    quoted = neutralize(content.strip().splitlines()[0] if content.strip() else "")
+    if len(quoted) > PENDING_QUOTE_CHARS:
+        quoted = quoted[: PENDING_QUOTE_CHARS - 1] + "…"
+    return quoted
+
+
+def _numbered(goals: Sequence[tuple[int, str]]) -> str:
+    items = [f"{i}. {neutralize(name)}" for i, (_gid, name) in enumerate(goals, 1)]
+    return limit_items(items, 8000)
 
 
 def ask_goal_text(goals: Sequence[tuple[int, str]], content: str) -> str:
     """The one question sent when a DM could be about several goals."""
-    quoted = neutralize(content.strip().splitlines()[0] if content.strip() else "")
-    if len(quoted) > PENDING_QUOTE_CHARS:
-        quoted = quoted[: PENDING_QUOTE_CHARS - 1] + "…"
-    items = [f"{i}. {neutralize(name)}" for i, (_gid, name) in enumerate(goals, 1)]
     return (
-        f"Thanks! You own several goals, so I kept your message (“{quoted}”) and need to know "
-        "which goal it is for. Reply with the number or the name:\n"
-        + limit_items(items, 8000)
+        f"Thanks! You own several goals, so I kept your message (“{_quoted_pending(content)}”) "
+        "and need to know which goal it is for. Reply with the number or the name:\n"
+        + _numbered(goals)
         + "\n\nNext time you can write `update <goal>: your text`."
+    )
+
+
+def which_goal_text(
+    goals: Sequence[tuple[int, str]], content: str, taken_off: str | None = None
+) -> str:
+    """The question again, after "no" or "wrong goal": ``taken_off`` names the goal the update
+    was filed under until then (None when it was waiting for its goal already)."""
+    quoted = _quoted_pending(content)
+    if taken_off is not None:
+        head = (
+            f"OK, I took your update (“{quoted}”) off **{safe(taken_off)}**. Which goal is it for?"
+        )
+    else:
+        head = f"Which goal is your message (“{quoted}”) for?"
+    return head + " Reply with the number or the name:\n" + _numbered(goals)
+
+
+def quote_update(content: str) -> str:
+    """An update's first line, quoted short and harmless, to show which update is meant."""
+    first = content.strip().splitlines()[0] if content.strip() else ""
+    return f"“{echo(first, QUOTE_CHARS)}”"
+
+
+def moved_text(content: str, goal_name: str) -> str:
+    """The one line confirming that an update now counts for another goal."""
+    return (
+        f"Moved your update ({quote_update(content)}) to **{safe(goal_name)}**; status, the "
+        "digest, the site and the blog export show it there."
+    )
+
+
+def already_filed_text(content: str, goal_name: str) -> str:
+    return (
+        f"Your last update ({quote_update(content)}) is already filed under **{safe(goal_name)}**."
+    )
+
+
+def only_goal_text(goal_name: str, window: timedelta) -> str:
+    """The answer to "wrong goal" from the owner of one goal: there is no other to move to."""
+    minutes = int(window.total_seconds() // 60)
+    return (
+        f"**{safe(goal_name)}** is your only goal, so your update stays there. Say `undo` within "
+        f"{minutes} minutes to remove it."
     )
 
 

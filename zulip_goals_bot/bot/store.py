@@ -9,25 +9,30 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from zulip_goals_bot.bot.replies import (
+    Decision,
     IncomingMessage,
     MalformedMessage,
     Route,
     RoutingFacts,
+    already_filed_text,
     ask_goal_text,
     extract_help_wanted,
     extract_tldr,
     filed_note,
     goal_topic_name,
+    moved_text,
+    only_goal_text,
     route,
+    which_goal_text,
 )
 from zulip_goals_bot.db.models import (
     ACK_OWED,
@@ -68,6 +73,9 @@ class BatchEffects:
     duplicates: int = 0
     # The latest summary of each (goal, author) stored, for the next slice of the same backlog.
     summaries: dict[SummaryKey, Summary] = field(default_factory=dict)
+    # An update stored before was moved or taken off its goal: summaries remembered from earlier
+    # slices may be wrong now, and the next slice reads them again (as after an edit).
+    summaries_stale: bool = False
 
 
 # A batch whose ids are this dense is looked up as a range of the primary key: a backlog's
@@ -232,6 +240,22 @@ def set_content(row: Update, content: str, edited_at: datetime | None) -> None:
         row.edited_at = edited_at
 
 
+def move_update(row: Update, goal_id: int) -> None:
+    """File an update under another goal (`move to <goal>`, or a goal named in answer to the
+    bot): it keeps the TL;DR and help wanted of its own text, not those carried over from the
+    goal it leaves."""
+    row.goal_id = goal_id
+    set_content(row, row.content, None)
+
+
+def unfile_update(row: Update) -> None:
+    """Take an update off its goal (the owner said "wrong goal"): it waits, like a DM the bot
+    asked about, until the owner says which goal it is for."""
+    row.goal_id = None
+    row.kind = UpdateKind.PENDING
+    set_content(row, row.content, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Router:
     """Everything ``store_messages`` needs besides the session: the bot's identity and program."""
@@ -244,6 +268,14 @@ class Router:
     # help-wanted lines of the message before it (status and the digest show the latest row),
     # a DM naming no goal is filed with the goal updated just before, and `undo` works this long.
     update_window: timedelta = timedelta(minutes=10)
+
+
+class Latest(NamedTuple):
+    """A person's latest update: where it is filed, when it was sent, and its message."""
+
+    goal_id: int
+    sent_at: datetime
+    message_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +291,8 @@ class BatchFacts:
     waiting: set[int]  # goals owned by DM senders that wait for an update now
     recent: dict[int, tuple[int, datetime]]  # person id -> (goal id, sent at) of the last update
     goals: Mapping[int, GoalView]  # the goals ``waiting`` was computed from
+    # person id -> the last update they sent by DM: the one a goal named next is about.
+    filed: dict[int, Latest] = field(default_factory=dict)
 
     def note_recent(self, person_id: int, goal_id: int, sent_at: datetime) -> None:
         """An update stored in this batch: the person's latest by time (as the database ranks
@@ -266,6 +300,12 @@ class BatchFacts:
         known = self.recent.get(person_id)
         if known is None or sent_at >= known[1]:
             self.recent[person_id] = (goal_id, sent_at)
+
+    def note_filed(self, person_id: int, message_id: int, goal_id: int, sent_at: datetime) -> None:
+        """A DM update stored in this batch, ranked as ``note_recent`` ranks updates."""
+        known = self.filed.get(person_id)
+        if known is None or sent_at >= known.sent_at:
+            self.filed[person_id] = Latest(goal_id, sent_at, message_id)
 
     def updated(self, router: Router, goal_id: int, sent_at: datetime, now: datetime) -> None:
         """A goal got an update earlier in the batch: later messages route as if it were stored
@@ -302,6 +342,7 @@ def load_batch_facts(
     names: Sequence[GoalName] = ()
     waiting: set[int] = set()
     recent: dict[int, tuple[int, datetime]] = {}
+    filed: dict[int, Latest] = {}
     loaded: dict[int, GoalView] = {}
     if dm_senders:
         for row in session.execute(
@@ -317,22 +358,29 @@ def load_batch_facts(
             loaded = {g.id: g for g in load_goals(session, goal_ids=sorted(several))}
             waiting = {g.id for g in loaded.values() if router.program.is_waiting(g, now)}
         since = min(m.sent_at for m in direct) - router.update_window
-        recent = latest_updates_by(session, dm_senders, since)
-    return BatchFacts(people, topics, owned, topic_owners, pending, names, waiting, recent, loaded)
+        recent, filed = latest_updates_by(session, dm_senders, since)
+    return BatchFacts(
+        people, topics, owned, topic_owners, pending, names, waiting, recent, loaded, filed
+    )
 
 
 def latest_updates_by(
     session: Session, person_ids: Iterable[int], since: datetime
-) -> dict[int, tuple[int, datetime]]:
-    """Each person's latest update sent since ``since``: (goal id, sent at), in one statement."""
+) -> tuple[dict[int, tuple[int, datetime]], dict[int, Latest]]:
+    """Each person's latest update sent since ``since`` (goal id, sent at), and their latest
+    update sent by DM (the one `move to` and `undo` act on), in one statement."""
+    order = (Update.sent_at.desc(), Update.id.desc())
     ranked = (
         select(
             Update.author_id,
             Update.goal_id,
             Update.sent_at,
+            Update.zulip_message_id,
+            Update.source,
+            func.row_number().over(partition_by=Update.author_id, order_by=order).label("rank"),
             func.row_number()
-            .over(partition_by=Update.author_id, order_by=(Update.sent_at.desc(), Update.id.desc()))
-            .label("rank"),
+            .over(partition_by=(Update.author_id, Update.source), order_by=order)
+            .label("by_source"),
         )
         .where(
             Update.author_id.in_(list(person_ids)),
@@ -343,12 +391,19 @@ def latest_updates_by(
         )
         .subquery()
     )
-    return {
-        author: (goal, sent)
-        for author, goal, sent in session.execute(
-            select(ranked.c.author_id, ranked.c.goal_id, ranked.c.sent_at).where(ranked.c.rank == 1)
+    c = ranked.c
+    recent: dict[int, tuple[int, datetime]] = {}
+    filed: dict[int, Latest] = {}
+    for author, goal, sent, message_id, source, rank in session.execute(
+        select(c.author_id, c.goal_id, c.sent_at, c.zulip_message_id, c.source, c.rank).where(
+            or_(c.rank == 1, and_(c.by_source == 1, c.source == UpdateSource.DM))
         )
-    }
+    ):
+        if rank == 1:
+            recent[author] = (goal, sent)
+        if source == UpdateSource.DM:
+            filed[author] = Latest(goal, sent, message_id)
+    return recent, filed
 
 
 def store_messages(
@@ -364,6 +419,11 @@ def store_messages(
     each message with plain data (``route``), then store: a backfill of thousands of messages
     costs the same handful of round trips plus the inserts.  ``summaries`` are those the earlier
     slices of the same backlog stored (``BatchEffects.summaries``), see ``carry_summaries``.
+
+    A message that changes updates stored before it (the answer to "which goal?", a goal named
+    or "wrong goal" right after the bot filed a DM) ends a part of the batch: what came before
+    it is stored, the updates changed, and the rest routed on facts and summaries read again,
+    as if it arrived on its own.
     """
     effects = BatchEffects()
     if not messages:
@@ -376,12 +436,49 @@ def store_messages(
     if not todo:
         _record_handled(session, outcomes, now)
         return effects
+    start = 0
+    while start < len(todo):
+        known = {} if effects.summaries_stale else summaries
+        start += _store_part(session, router, todo[start:], now, known, effects, outcomes)
+    # The messages acknowledged now owe a reaction until the sender thread made it.
+    answered = [mid for mid in effects.acknowledge if mid not in outcomes]
+    outcomes.update(
+        dict.fromkeys((mid for mid in effects.acknowledge if mid in outcomes), ACK_OWED)
+    )
+    _record_handled(session, outcomes, now)
+    if answered:  # kept DMs of earlier batches, filed now that their goal is known
+        session.execute(
+            update(HandledMessage)
+            .where(HandledMessage.zulip_message_id.in_(answered))
+            .values(outcome=ACK_OWED)
+            .execution_options(synchronize_session=False)
+        )
+    return effects
+
+
+def _store_part(
+    session: Session,
+    router: Router,
+    todo: Sequence[IncomingMessage],
+    now: datetime,
+    summaries: Mapping[SummaryKey, Summary] | None,
+    effects: BatchEffects,
+    outcomes: dict[int, str],
+) -> int:
+    """Route and store ``todo`` up to and including the first message that changes updates
+    stored before it (files kept DMs, moves or takes back a filed one); returns how many
+    messages it handled."""
     facts = load_batch_facts(session, router, todo, now)
     names = {g.id: g.name for g in facts.names}
     pending = facts.pending
     new_updates: list[NewUpdate] = []  # owners' updates, for carry_summaries
     fresh: list[NewUpdate] = []  # every new row, updates and comments, in message order
-    for m in todo:
+
+    def flush() -> None:
+        effects.summaries = carry_summaries(session, new_updates, router.update_window, summaries)
+        _insert_updates(session, fresh)
+
+    for index, m in enumerate(todo):
         author = facts.people[m.sender_id]  # the sender's person id
         topic_goal = None
         if m.is_stream and is_goals_stream(m.stream, router.goals_stream):
@@ -392,6 +489,8 @@ def store_messages(
             is_owner = author in facts.topic_owners.get(topic_goal, set())
             own = [*own, topic_goal] if is_owner else own
         recent = facts.recent.get(author)
+        filed = facts.filed.get(author)
+        window = router.update_window
         decision = route(
             m,
             RoutingFacts(
@@ -401,11 +500,12 @@ def store_messages(
                 topic_goal_id=topic_goal,
                 owned_goal_ids=tuple(dict.fromkeys(own)),
                 waiting_goal_ids=tuple(sorted(g for g in own if g in facts.waiting)),
-                recent_goal_id=(
-                    recent[0] if recent and m.sent_at - recent[1] <= router.update_window else None
-                ),
+                recent_goal_id=(recent[0] if recent and m.sent_at - recent[1] <= window else None),
                 has_pending=bool(pending.get(author)),
                 goal_names=facts.names,
+                filed_goal_id=(
+                    filed.goal_id if filed and m.sent_at - filed.sent_at <= window else None
+                ),
             ),
         )
         outcomes[m.id] = decision.route.value
@@ -417,15 +517,19 @@ def store_messages(
             effects.acknowledge.append(m.id)
             effects.stored += 1
             facts.note_recent(author, decision.goal_id, m.sent_at)
+            if not m.is_stream:
+                facts.note_filed(author, m.id, decision.goal_id, m.sent_at)
             facts.updated(router, decision.goal_id, m.sent_at, now)
-            note = filed_note(decision, names.get(decision.goal_id, ""), router.update_window)
+            note = filed_note(decision, names.get(decision.goal_id, ""), window)
             if note is not None:
                 effects.direct_replies.append((m.sender_id, note))
         elif decision.route is Route.COMMENT:
             fresh.append(new_update(m, decision.goal_id, author, UpdateKind.COMMENT))
             effects.stored += 1
         elif decision.route is Route.COMMAND:
-            effects.commands.append(m)
+            # A goal's name alone is asked about as `status <goal>`: the body says so.
+            asked = m if decision.body is None else replace(m, content=decision.body)
+            effects.commands.append(asked)
         elif decision.route is Route.ASK_GOAL:
             kept = make_update(m, None, author, UpdateKind.PENDING)
             session.add(kept)
@@ -435,17 +539,36 @@ def store_messages(
                 effects.direct_replies.append((m.sender_id, ask_goal_text(choices, m.content)))
             pending[author].append(kept)
         elif decision.route is Route.ANSWER_PENDING:
+            # The kept DMs become updates now, not when they were sent: what came before in
+            # this part is stored (and carries no summary from them), the rest reads them back.
+            flush()
             for row in pending.get(author, []):
                 row.goal_id = decision.goal_id
                 row.kind = UpdateKind.UPDATE
                 set_content(row, row.content, None)
                 if row.zulip_message_id is not None:  # always: a pending row is a DM
                     effects.acknowledge.append(row.zulip_message_id)
-                if decision.goal_id is not None:
-                    facts.note_recent(author, decision.goal_id, row.sent_at)
-                    facts.updated(router, decision.goal_id, row.sent_at, now)
-            pending[author] = []
             effects.acknowledge.append(m.id)
+            effects.summaries_stale = True
+            return index + 1
+        elif decision.route is Route.WRONG_GOAL and pending.get(author):
+            # The bot asked already and still waits: the same question again.
+            choices = [(g, names.get(g, f"goal {g}")) for g in decision.candidates]
+            question = which_goal_text(choices, pending[author][0].content)
+            effects.direct_replies.append((m.sender_id, question))
+        elif decision.route is Route.WRONG_GOAL and len(decision.candidates) <= 1:
+            only = names.get(decision.candidates[0], "") if decision.candidates else ""
+            effects.direct_replies.append((m.sender_id, only_goal_text(only, window)))
+        elif decision.route in (Route.MOVE_FILED, Route.WRONG_GOAL) and filed is not None:
+            flush()  # the update may be one of this part's, not stored yet
+            stored = session.execute(
+                select(Update).where(Update.zulip_message_id == filed.message_id)
+            ).scalar_one_or_none()
+            if stored is not None:
+                answer = _refile(stored, decision, names)
+                effects.direct_replies.append((m.sender_id, answer))
+            effects.summaries_stale = True
+            return index + 1
         elif decision.route is Route.NOT_AN_OWNER:
             effects.direct_replies.append(
                 (
@@ -462,22 +585,23 @@ def store_messages(
                     "did not store this update. Send `list` to see the goals.",
                 )
             )
-    effects.summaries = carry_summaries(session, new_updates, router.update_window, summaries)
-    _insert_updates(session, fresh)
-    # The messages acknowledged now owe a reaction until the sender thread made it.
-    answered = [mid for mid in effects.acknowledge if mid not in outcomes]
-    outcomes.update(
-        dict.fromkeys((mid for mid in effects.acknowledge if mid in outcomes), ACK_OWED)
-    )
-    _record_handled(session, outcomes, now)
-    if answered:  # kept DMs of earlier batches, filed now that their goal is known
-        session.execute(
-            update(HandledMessage)
-            .where(HandledMessage.zulip_message_id.in_(answered))
-            .values(outcome=ACK_OWED)
-            .execution_options(synchronize_session=False)
-        )
-    return effects
+    flush()
+    return len(todo)
+
+
+def _refile(row: Update, decision: Decision, names: Mapping[int, str]) -> str:
+    """Apply what the owner said of the update the bot just filed; the one line to answer."""
+    if decision.route is Route.WRONG_GOAL:
+        was = names.get(row.goal_id) if row.goal_id is not None else None
+        unfile_update(row)
+        choices = [(g, names.get(g, f"goal {g}")) for g in decision.candidates]
+        return which_goal_text(choices, row.content, was)
+    assert decision.goal_id is not None
+    name = names.get(decision.goal_id, "")
+    if row.goal_id == decision.goal_id:
+        return already_filed_text(row.content, name)
+    move_update(row, decision.goal_id)
+    return moved_text(row.content, name)
 
 
 def carry_summaries(

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from zulip_goals_bot.bot.prompts import skip_goal
-from zulip_goals_bot.bot.store import set_content
+from zulip_goals_bot.bot.replies import already_filed_text, moved_text, quote_update
+from zulip_goals_bot.bot.store import move_update
 from zulip_goals_bot.commands.answers import DUE_TEXT, goal_title
 from zulip_goals_bot.commands.call import Call, require_owner, resolve_goal
 from zulip_goals_bot.commands.grammar import Command, parse_away
@@ -17,7 +18,6 @@ from zulip_goals_bot.db.models import Goal, Update
 from zulip_goals_bot.domain.markdown import safe, time_tag
 from zulip_goals_bot.domain.states import PROMPTED_STATES, GoalState, UpdateKind, UpdateSource
 from zulip_goals_bot.errors import CommandError
-from zulip_goals_bot.goals.matching import echo
 
 _SKIP_FILLER = re.compile(r"^(?:this|the|for)?\s*(?:week|period|time|round|update|one)?$", re.I)
 
@@ -96,8 +96,6 @@ def cmd_transition(call: Call, command: Command) -> list[str]:
 # How far back `move to` looks for the update to move: long enough to notice a misfiled update in
 # the next digest, short enough that it never moves something long forgotten.
 MOVE_WINDOW = timedelta(days=7)
-# How much of the update `undo` and `move to` quote back, to show which one they meant.
-QUOTE_CHARS = 80
 
 
 def _last_dm_update(call: Call, since: datetime) -> Update | None:
@@ -117,8 +115,7 @@ def _last_dm_update(call: Call, since: datetime) -> Update | None:
 
 
 def _quoted(update: Update) -> str:
-    first = update.content.strip().splitlines()[0] if update.content.strip() else ""
-    return f"“{echo(first, QUOTE_CHARS)}”"
+    return quote_update(update.content)
 
 
 def cmd_undo(call: Call, command: Command) -> list[str]:
@@ -150,12 +147,8 @@ def cmd_move(call: Call, command: Command) -> list[str]:
             "An update posted in a goal's topic moves with the message: move it to the other "
             "goal's topic in Zulip."
         )
+    name = goal.short_title or goal.title
     if row.goal_id == goal.id:
-        return [f"Your last update ({_quoted(row)}) is already filed under {goal_title(goal)}."]
-    row.goal_id = goal.id
-    # The TL;DR and help wanted come from the update's own text, not from the goal it left.
-    set_content(row, row.content, None)
-    return [
-        f"Moved your update ({_quoted(row)}) to {goal_title(goal)}; status, the digest, the "
-        "site and the blog export show it there."
-    ]
+        return [already_filed_text(row.content, name)]
+    move_update(row, goal.id)
+    return [moved_text(row.content, name)]

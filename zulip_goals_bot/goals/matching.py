@@ -213,3 +213,41 @@ def match_goal(query: str, names: Sequence[GoalName]) -> MatchResult:
         return MatchResult(MatchKind.AMBIGUOUS, query, None, close)
     closest = tuple(g for g, s in scored[:MAX_CLOSEST] if s > 0)
     return MatchResult(MatchKind.NONE, query, None, closest)
+
+
+# A typed word of a goal's name may be this many edits from the goal's word (a swap of two
+# letters counting as one); more for long words.  Shorter words must be exact or a word's start.
+NAME_TYPO_EDITS = 1
+NAME_TYPO_EDITS_LONG = 2  # for words of 8 letters or more
+NAME_TYPO_MIN_CHARS = 4
+
+
+def _near_word(query_word: str, words: set[str]) -> bool:
+    """A typed word is one of ``words`` with a typo ("linx", "polnoius")."""
+    if len(query_word) < NAME_TYPO_MIN_CHARS or query_word.isdigit():
+        return False
+    from rapidfuzz.distance import OSA  # only for a word that is no goal word as typed
+
+    limit = NAME_TYPO_EDITS_LONG if len(query_word) >= 8 else NAME_TYPO_EDITS
+    return any(OSA.distance(query_word, w, score_cutoff=limit) <= limit for w in words)
+
+
+def names_goal(query: str, names: Sequence[GoalName]) -> GoalName | None:
+    """The goal ``query`` is the name of, as a whole: the goal ``match_goal`` finds, when every
+    typed word is one of the goal's words (or its start, or it with a typo), or the query is a
+    tracking issue reference (``#118``).  "rust for linx" names Rust for Linux; "async closures
+    stabilized" is news about a goal, not its name.  A bare number names nothing: it is how
+    people pick from a numbered list."""
+    cleaned = query.strip().strip("`'\"“”‘’").strip()
+    if not cleaned or cleaned.isdigit():
+        return None
+    result = match_goal(cleaned, names)
+    if result.kind is not MatchKind.FOUND or result.goal is None:
+        return None
+    if _ISSUE_REF.match(cleaned):
+        return result.goal
+    words = _words(result.goal)
+    typed = normalize(cleaned).split()
+    if all(_word_hit(w, words) or _near_word(w, words) for w in typed):
+        return result.goal
+    return None
