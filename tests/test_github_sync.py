@@ -295,3 +295,19 @@ def test_the_blog_export_has_progress_and_the_comments_as_github_shows_them(
     assert "**Progress:** 2 of 4 tasks done (50%)" in post
     assert f"([on GitHub](https://github.com/{REPO}/issues/263#issuecomment-{kept}))" in post
     assert "the RFC is accepted" in post and "took back" not in post
+
+
+def test_a_listing_cut_at_its_page_limit_deletes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zulip_goals_bot.github.sync as github_sync
+
+    first, _second, third = (world.comment("nikomatsakis", f"Update {i}.") for i in range(3))
+    world.sync()
+    world.gh.delete_comment(first)
+    # One comment a page, one page at most: the whole list can no longer be read.
+    monkeypatch.setattr(github_sync, "PER_PAGE", 1)
+    monkeypatch.setattr(github_sync, "MAX_PAGES", 1)
+    report = world.sync()
+    assert report.issues[0].plan.deleted == ()
+    assert world.stored()[third][2] is False  # never reached, so never taken for deleted

@@ -33,7 +33,7 @@ from ..domain.states import LISTED_STATES, ZULIP_SOURCES, MirrorState, UpdateKin
 from ..errors import GitHubAmbiguous, GitHubError, GoalsBotError
 from .client import GitHubClient
 from .issues import Comment, IssueRef, marked_update_id, mirror_body, parse_issue_ref
-from .sync import MAX_PAGES, PER_PAGE
+from .sync import MAX_PAGES, PER_PAGE, list_comments
 
 __all__ = [
     "CLAIM_SETTLE",
@@ -514,19 +514,14 @@ class _Run:
     def _find(self, ref: IssueRef, update_id: int) -> Comment | None:
         listing = self.listings.get(ref)
         if listing is None:
-            answer = self.client.get(ref.comments_path, {"per_page": PER_PAGE})
-            listing = [Comment.from_json(c) for c in answer.data or ()]
-            pages = 1
-            while answer.next_url is not None:
-                if pages >= MAX_PAGES:
-                    # "Not found" in a cut listing could post a second comment.
-                    raise GitHubError(
-                        f"{ref} has more than {MAX_PAGES * PER_PAGE} comments: the mirror cannot "
-                        "look through them for a comment whose answer was lost."
-                    )
-                answer = self.client.get(answer.next_url)
-                listing += [Comment.from_json(c) for c in answer.data or ()]
-                pages += 1
+            read = list_comments(self.client, ref)
+            if read.cut:
+                # "Not found" in a cut listing could post a second comment.
+                raise GitHubError(
+                    f"{ref} has more than {MAX_PAGES * PER_PAGE} comments: the mirror cannot "
+                    "look through them for a comment whose answer was lost."
+                )
+            listing = read.comments or []
             self.listings[ref] = listing
         found = sorted(
             (c for c in listing if marked_update_id(c.body) == update_id), key=lambda c: c.id

@@ -97,6 +97,13 @@ class Fetched:
     comment_ids: frozenset[int] = frozenset()
     error: str | None = None
 
+    @property
+    def progress_changed(self) -> bool:
+        """The task list differs from what the last sync stored (none stored: 0 of 0)."""
+        seen = self.target.seen
+        before = seen.progress if seen is not None and seen.progress is not None else Progress(0, 0)
+        return self.progress is not None and self.progress != before
+
 
 @dataclass(frozen=True, slots=True)
 class IssueReport:
@@ -253,25 +260,40 @@ def _github_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _list_comments(
-    client: GitHubClient, ref: IssueRef, *, since: datetime | None, etag: str | None
-) -> tuple[list[Comment] | None, str | None]:
-    """Every comment of the listing (None: 304, unchanged), and the first page's ETag when the
-    listing is one page (a later page's ETag would not describe it)."""
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """An issue's comments as one listing read them (``comments`` None: 304, unchanged)."""
+
+    comments: list[Comment] | None
+    etag: str | None  # the first page's, when the listing is one page (a later one's would not
+    # describe it)
+    cut: bool = False  # more than MAX_PAGES pages: the rest was not read
+
+
+def list_comments(
+    client: GitHubClient,
+    ref: IssueRef,
+    *,
+    since: datetime | None = None,
+    etag: str | None = None,
+) -> Listing:
+    """Every comment of an issue (changed ``since``), following the ``Link`` pages."""
     params: dict[str, str | int] = {"per_page": PER_PAGE}
     if since is not None:
         params["since"] = _github_time(since)
     answer = client.get(ref.comments_path, params, etag=etag)
     if answer.status == 304:
-        return None, etag
+        return Listing(None, etag)
     first_etag = answer.etag if answer.next_url is None else None
     comments = [Comment.from_json(c) for c in answer.data or ()]
     pages = 1
-    while answer.next_url is not None and pages < MAX_PAGES:
+    while answer.next_url is not None:
+        if pages >= MAX_PAGES:
+            return Listing(comments, None, cut=True)
         answer = client.get(answer.next_url)
         comments += [Comment.from_json(c) for c in answer.data or ()]
         pages += 1
-    return comments, first_etag
+    return Listing(comments, first_etag)
 
 
 def fetch(client: GitHubClient, target: Target, *, since: datetime | None = None) -> Fetched:
@@ -298,7 +320,7 @@ def fetch(client: GitHubClient, target: Target, *, since: datetime | None = None
         elif seen is not None:
             count = len(seen.comment_ids)
         if since is not None:
-            comments, _ = _list_comments(client, target.ref, since=since, etag=None)
+            comments = list_comments(client, target.ref, since=since).comments
             ids = (seen.comment_ids if seen else frozenset()) | {c.id for c in comments or ()}
             newest = max(
                 [c.updated_at for c in comments or ()]
@@ -315,9 +337,8 @@ def fetch(client: GitHubClient, target: Target, *, since: datetime | None = None
                 comment_ids=ids,
             )
         if seen is not None and seen.since is not None:
-            listed, etag = _list_comments(
-                client, target.ref, since=seen.since, etag=seen.comments_etag
-            )
+            changes = list_comments(client, target.ref, since=seen.since, etag=seen.comments_etag)
+            listed, etag = changes.comments, changes.etag
             changed = listed or []
             ids = seen.comment_ids | {c.id for c in changed}
             if count is None or count == len(ids):
@@ -330,13 +351,13 @@ def fetch(client: GitHubClient, target: Target, *, since: datetime | None = None
                     comment_ids=ids,
                 )
         # First sync, or the count says something was deleted: read the whole list.
-        everything, etag = _list_comments(client, target.ref, since=None, etag=None)
-        everything = everything or []
+        whole = list_comments(client, target.ref)
+        everything = whole.comments or []
         newest_seen = max((c.updated_at for c in everything), default=None)
         return replace(
             out,
             comments=tuple(everything),
-            complete=True,
+            complete=not whole.cut,  # a cut listing must not delete what it did not reach
             since=newest_seen or (seen.since if seen else None),
             comments_etag=None,
             comment_ids=frozenset(c.id for c in everything),
@@ -368,8 +389,8 @@ def _content_fields(comment: Comment, kind: UpdateKind) -> dict[str, Any]:
     }
 
 
-def store(session: Session, fetched: Fetched, comment_plan: CommentPlan, now: datetime) -> bool:
-    """Apply one issue's plan and remember what was seen; True when its progress changed."""
+def store(session: Session, fetched: Fetched, comment_plan: CommentPlan, now: datetime) -> None:
+    """Apply one issue's plan and remember what was seen (the progress by day when it changed)."""
     t = fetched.target
     handles = {c.author for c, _kind in comment_plan.new}
     people: dict[str, int] = {}
@@ -437,14 +458,11 @@ def store(session: Session, fetched: Fetched, comment_plan: CommentPlan, now: da
             session.flush()
         issue = GitHubIssue(goal_id=t.goal_id, repository=t.ref.repository, number=t.ref.number)
         session.add(issue)
-    changed = False
     if fetched.progress is not None:
-        old = (issue.tasks_done or 0, issue.tasks_total or 0)
         p = fetched.progress
-        changed = old != (p.done, p.total) or list(issue.open_tasks or []) != list(p.open_tasks)
         issue.tasks_done, issue.tasks_total, issue.open_tasks = p.done, p.total, list(p.open_tasks)
         issue.title, issue.state = fetched.title, fetched.state
-        if changed or session.get(GitHubProgress, (t.goal_id, now.date())) is None:
+        if fetched.progress_changed or session.get(GitHubProgress, (t.goal_id, now.date())) is None:
             _record_progress(session, t.goal_id, now.date(), p)
     issue.issue_etag = fetched.issue_etag
     issue.since = fetched.since
@@ -452,7 +470,6 @@ def store(session: Session, fetched: Fetched, comment_plan: CommentPlan, now: da
     issue.comment_ids = sorted(fetched.comment_ids)
     issue.synced_at = now
     issue.error = None
-    return changed
 
 
 def _unchanged(fetched: Fetched, comment_plan: CommentPlan) -> bool:
@@ -536,8 +553,7 @@ def sync(
             failed.append((target, fetched.error))
             continue
         comment_plan = plan(fetched)
-        old = target.seen.progress if target.seen else None
-        changed = fetched.progress is not None and fetched.progress != (old or Progress(0, 0))
+        changed = fetched.progress_changed
         if _unchanged(fetched, comment_plan):
             untouched.append(target.goal_id)
         else:
