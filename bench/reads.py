@@ -41,7 +41,7 @@ def figures(sizes: Sizes) -> dict[str, Figure]:
     return {
         "digest": Figure("digest", f"Digest: load and compose ({scale})", "ms", below(250)),
         "digest_load": Figure("digest_load", "Digest: of which loading (SQL and views)", "ms"),
-        "digest_sql": Figure("digest_sql", "Digest: SQL statements", "statements", at_most(6)),
+        "digest_sql": Figure("digest_sql", "Digest: SQL statements", "statements", at_most(7)),
         "digest_parts": Figure("digest_parts", "Digest: messages composed", "messages"),
         "status_p99": Figure(
             "status_p99", f"Status: p99 of `status <slug>` ({scale})", "ms", below(10)

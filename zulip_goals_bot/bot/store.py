@@ -44,6 +44,7 @@ from zulip_goals_bot.db.models import (
 )
 from zulip_goals_bot.db.queries import goal_names, load_goals
 from zulip_goals_bot.domain.events import is_goals_stream
+from zulip_goals_bot.domain.health import Health, parse_health
 from zulip_goals_bot.domain.markdown import neutralize
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
@@ -177,6 +178,7 @@ class NewUpdate:
     content: str
     tldr: str | None
     help_wanted: str | None
+    health: Health | None
     stream: str | None
     topic: str | None
     sent_at: datetime
@@ -204,6 +206,7 @@ def new_update(
         content=content,
         tldr=extract_tldr(content) if kind is UpdateKind.UPDATE else None,
         help_wanted=extract_help_wanted(content) if kind is UpdateKind.UPDATE else None,
+        health=parse_health(content) if kind is UpdateKind.UPDATE else None,
         stream=msg.stream,
         topic=msg.topic,
         sent_at=msg.sent_at,
@@ -236,6 +239,7 @@ def set_content(row: Update, content: str, edited_at: datetime | None) -> None:
     is_update = row.kind is UpdateKind.UPDATE
     row.tldr = extract_tldr(content) if is_update else None
     row.help_wanted = extract_help_wanted(content) if is_update else None
+    row.health = parse_health(content) if is_update else None
     if edited_at is not None:
         row.edited_at = edited_at
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from zulip_goals_bot.domain.health import Health
 from zulip_goals_bot.domain.states import (
     LISTED_STATES,
     PROMPTED_STATES,
@@ -243,6 +244,8 @@ class Update(Base):
     content: Mapped[str] = mapped_column(Text)
     tldr: Mapped[str | None] = mapped_column(Text)
     help_wanted: Mapped[str | None] = mapped_column(Text)
+    # The owner's own call of how the goal is going, when the update states one.
+    health: Mapped[Health | None] = mapped_column(_enum(Health))
     stream: Mapped[str | None] = mapped_column(Text)
     topic: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime]
@@ -251,6 +254,23 @@ class Update(Base):
 
     goal: Mapped[Goal | None] = relationship()
     author: Mapped[Person | None] = relationship()
+
+
+class HealthReaction(Base):
+    """An owner's health reaction on the bot's prompt of a goal (one of ``REACTION_HEALTH``);
+    removed with the reaction."""
+
+    __tablename__ = "health_reactions"
+    __table_args__ = (UniqueConstraint("zulip_message_id", "zulip_user_id", "emoji_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    goal_id: Mapped[int] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
+    zulip_message_id: Mapped[int] = mapped_column(BigInteger)  # the prompt or reminder
+    zulip_user_id: Mapped[int] = mapped_column(BigInteger)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    emoji_name: Mapped[str] = mapped_column(String(60))
+    health: Mapped[Health] = mapped_column(_enum(Health))
+    reacted_at: Mapped[datetime]
 
 
 class GitHubIssue(Base):

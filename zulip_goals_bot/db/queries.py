@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, func, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from zulip_goals_bot.db.models import (
@@ -22,11 +23,19 @@ from zulip_goals_bot.db.models import (
     GoalChampion,
     GoalOwner,
     GoalPastPeriod,
+    HealthReaction,
     Person,
     Roadmap,
     Skip,
     Update,
     goal_is_listed,
+)
+from zulip_goals_bot.domain.health import (
+    GoalHealth,
+    Health,
+    HealthCall,
+    HealthSource,
+    goal_health,
 )
 from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.states import UpdateKind
@@ -82,7 +91,8 @@ def _github_author(login: str | None) -> PersonView | None:
 
 
 def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
-               skips: frozenset[str], progress: Progress | None = None) -> GoalView:  # fmt: skip
+               skips: frozenset[str], progress: Progress | None = None,
+               health: GoalHealth | None = None) -> GoalView:  # fmt: skip
     return GoalView(
         id=g.id,
         period=g.period,
@@ -111,6 +121,7 @@ def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
         ),
         ended_in=g.ended_in,
         progress=progress,
+        health=health,
     )
 
 
@@ -146,7 +157,8 @@ def load_goals(
     goal_ids: Sequence[int] | None = None,
     include_inactive: bool = False,
 ) -> list[GoalView]:
-    """Goals with owners, latest update and skips: four statements whatever the number of goals."""
+    """Goals with owners, latest update, skips and health: five statements whatever the number
+    of goals."""
     # The tracking issue's task list rides along (an outer join, not a fifth statement).
     query = (
         select(Goal, GitHubIssue.tasks_done, GitHubIssue.tasks_total, GitHubIssue.open_tasks)
@@ -180,6 +192,7 @@ def load_goals(
         select(Skip.goal_id, Skip.period).where(Skip.goal_id.in_(ids))
     ):
         skips[goal_id].add(period)
+    health = load_health(session, ids)
     return [
         _goal_view(
             g,
@@ -187,9 +200,91 @@ def load_goals(
             latest.get(g.id),
             frozenset(skips.get(g.id, ())),
             progress.get(g.id),
+            health.get(g.id),
         )
         for g in goals
     ]
+
+
+# The words a health call shows beside it (the TL;DR, else the update's opening): a DM to a
+# champion quotes them, the site shows them in a tooltip.
+CALL_WORDS = 300
+
+
+def load_health(session: Session, goal_ids: Sequence[int]) -> dict[int, GoalHealth]:
+    """Every goal's health calls (updates stating one, health reactions on prompts), in one
+    statement, and what they add up to."""
+    if not goal_ids:
+        return {}
+    author = func.coalesce(Person.full_name, Update.author_login, Person.github)
+    stated = (
+        select(
+            Update.goal_id,
+            Update.health,
+            Update.sent_at.label("said_at"),
+            literal(HealthSource.UPDATE.value).label("source"),
+            func.coalesce(Update.tldr, func.substr(Update.content, 1, CALL_WORDS)).label("words"),
+            Update.zulip_message_id,
+            Update.url,
+            author.label("author"),
+        )
+        .outerjoin(Person, Person.id == Update.author_id)
+        .where(
+            Update.health.is_not(None),
+            Update.kind == UpdateKind.UPDATE,
+            Update.deleted.is_(False),
+            Update.goal_id.in_(list(goal_ids)),
+        )
+    )
+    reacted = (
+        select(
+            HealthReaction.goal_id,
+            HealthReaction.health,
+            HealthReaction.reacted_at,
+            literal(HealthSource.REACTION.value),
+            null(),
+            HealthReaction.zulip_message_id,
+            null(),
+            func.coalesce(Person.full_name, Person.github),
+        )
+        .outerjoin(Person, Person.id == HealthReaction.person_id)
+        .where(HealthReaction.goal_id.in_(list(goal_ids)))
+    )
+    calls: dict[int, list[HealthCall]] = defaultdict(list)
+    row: Any
+    for row in session.execute(union_all(stated, reacted)):
+        goal_id, value, said_at, source, words, message_id, url, name = row
+        calls[goal_id].append(
+            HealthCall(
+                goal_id=int(goal_id),
+                health=Health(value),
+                said_at=_aware(said_at),
+                source=HealthSource(source),
+                words=_opening(words),
+                message_id=message_id,
+                url=url,
+                author=name,
+            )
+        )
+    out: dict[int, GoalHealth] = {}
+    for goal_id, found in calls.items():
+        health = goal_health(found)
+        if health is not None:
+            out[goal_id] = health
+    return out
+
+
+def _aware(when: datetime) -> datetime:
+    """A union's columns lose their column type: times come back naive UTC (SQLite), or aware."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _opening(words: str | None) -> str | None:
+    """The first paragraph of what an owner wrote, at most ``CALL_WORDS`` characters."""
+    if not words:
+        return None
+    first = words.strip().split("\n\n", 1)[0].strip()
+    return first[:CALL_WORDS] or None
 
 
 def load_champions(

@@ -34,6 +34,8 @@ DIGEST_WEEKS = 1
 # Every period of every cadence (1, 2 or 4 weeks) starts on a weekly prompt slot, and so does the
 # week by which owners' DMs are grouped: the weekly grid holds every instant a period begins.
 SLOT_WEEKS = 1
+# A health strip shows at most this many periods: two years of fortnights, more than any goal.
+MAX_PERIODS_SHOWN = 52
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,22 @@ class Program:
             skipped_periods=frozenset(),
         )
         return due_state(facts, now, self.slot, grace_days=0)
+
+    def periods(self, goal: GoalView, start: datetime, now: datetime) -> tuple[Period, ...]:
+        """``goal``'s reporting periods from the one containing ``start`` to the one containing
+        ``now`` (the last one still running), at most ``MAX_PERIODS_SHOWN``, oldest first."""
+        weeks = self.cadence(goal)
+        period = self.period(goal, now)
+        found = [period]
+        while period.start > start and len(found) < MAX_PERIODS_SHOWN:
+            period = period.previous(weeks, self.slot)
+            found.append(period)
+        return tuple(reversed(found))
+
+    def health_periods(self, goal: GoalView, now: datetime) -> tuple[Period, ...]:
+        """The periods a goal's health strip shows: from its first call (or its creation) on."""
+        first = goal.health.calls[0].said_at if goal.health is not None else goal.created_at
+        return self.periods(goal, min(first, goal.created_at), now)
 
     def is_waiting(self, goal: GoalView, now: datetime) -> bool:
         return self.state(goal, now).is_waiting

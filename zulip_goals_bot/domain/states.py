@@ -62,6 +62,7 @@ class DeliveryKind(enum.StrEnum):
     DM_REMINDER = "dm_reminder"
     DIGEST = "digest"  # weekly digest to a stream topic or a subscriber
     CLOSING = "closing"  # the one note in a goal's topic when its period ended without it
+    HEALTH_ALERT = "health_alert"  # a champion's or lead's DM: the goal turned blocked
 
 
 class DeliveryState(enum.StrEnum):

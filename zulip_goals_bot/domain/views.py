@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
+from zulip_goals_bot.domain.health import GoalHealth
 from zulip_goals_bot.domain.markdown import ZulipUser, message_link
 from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.schedule import GoalFacts, effective_cadence
@@ -153,6 +154,7 @@ class GoalView:
     roadmaps: tuple[RoadmapRef, ...] = ()
     ended_in: str | None = None  # the period whose import ended this goal
     progress: Progress | None = None  # the tracking issue's task list, when it has one
+    health: GoalHealth | None = None  # the owners' latest call; None when they never made one
 
     @property
     def name(self) -> str:

@@ -30,6 +30,7 @@ from ..db.models import (
     Update,
     goal_is_running,
 )
+from ..domain.health import parse_health
 from ..domain.progress import Progress
 from ..domain.states import UpdateKind, UpdateSource
 from ..errors import GitHubError
@@ -385,6 +386,7 @@ def _content_fields(comment: Comment, kind: UpdateKind) -> dict[str, Any]:
         "content": comment.body,
         "tldr": extract_tldr(comment.body) if is_update else None,
         "help_wanted": extract_help_wanted(comment.body) if is_update else None,
+        "health": parse_health(comment.body) if is_update else None,
         "edited_at": comment.updated_at if comment.updated_at > comment.created_at else None,
     }
 
