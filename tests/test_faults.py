@@ -505,7 +505,12 @@ def test_an_events_response_cut_mid_way_is_resumed_where_it_broke_off(quiet_rig:
     for attempt in range(3):
         rule = rig.server.faults.cut_next(1, keep=0.5, path_prefix="events", method="GET")
         # The long poll waiting now passed the fault already: one message lets the next meet it.
-        first = rig.post("ben", "polonius", f"TL;DR: before backlog {attempt}")
+        # A comment, not an update: the bot's acknowledgement would be a reaction event, which
+        # the next poll would meet instead of the backlog.
+        topic = rig.goals["polonius"].zulip_topic
+        first = rig.server.send_stream_message(
+            rig.users["eve"], STREAM, topic, f"a comment before backlog {attempt}"
+        )
         rig.bot.wait_stored_through(first)
         assert wait_until(lambda: any(q.polling for q in rig.server.queue_status(rig.bot_user)))
         with rig.server.hold():

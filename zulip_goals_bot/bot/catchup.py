@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from zulip_goals_bot.domain.health import REACTION_HEALTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +82,26 @@ def reconcile(
         out.events.append({"type": "delete_message", "message_ids": missing})
         out.deleted = len(missing)
     return out
+
+
+def missed_reactions(
+    prompts: Mapping[int, Mapping[str, Any]], stored: Collection[tuple[int, int, str]]
+) -> list[dict[str, Any]]:
+    """Reaction events for the health reactions added to or removed from these prompt messages
+    (as Zulip shows them now) while nobody listened; ``stored`` holds (message id, user id,
+    emoji name) as the database has them. Only messages Zulip showed are compared."""
+    events: list[dict[str, Any]] = []
+    for message_id, message in prompts.items():
+        now = {
+            (message_id, int(r["user_id"]), str(r["emoji_name"]))
+            for r in message.get("reactions") or ()
+            if r.get("emoji_name") in REACTION_HEALTH and "user_id" in r
+        }
+        before = {key for key in stored if key[0] == message_id}
+        for op, keys in (("add", now - before), ("remove", before - now)):
+            events += [
+                {"type": "reaction", "op": op, "message_id": mid, "user_id": uid,
+                 "emoji_name": name}
+                for mid, uid, name in sorted(keys)
+            ]  # fmt: skip
+    return events

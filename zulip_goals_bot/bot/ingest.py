@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from zulip_goals_bot.bot.catchup import StoredMessage, reconcile
+from zulip_goals_bot.bot.catchup import StoredMessage, missed_reactions, reconcile
 from zulip_goals_bot.bot.replies import IncomingMessage, MalformedMessage
 from zulip_goals_bot.bot.store import (
     BatchEffects,
@@ -25,13 +25,20 @@ from zulip_goals_bot.bot.store import (
     SummaryKey,
     apply_delete,
     apply_edit,
+    apply_reaction,
+    health_reactions_on,
+    recent_prompts,
     store_messages,
 )
 from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.clock import Clock
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import HIGH_WATER_KEY, BotState, Update
-from zulip_goals_bot.domain.events import MESSAGE_CHANGE_EVENTS
+from zulip_goals_bot.domain.events import (
+    MESSAGE_CHANGE_EVENTS,
+    REACTION_EVENT,
+    is_health_reaction,
+)
 from zulip_goals_bot.domain.states import ZULIP_SOURCES
 from zulip_goals_bot.errors import StorageError
 
@@ -229,6 +236,10 @@ class Ingest:
                     top = max(top, item.id)
                     chunk.append(item)
                     continue
+                if item.get("type") == REACTION_EVENT:
+                    # A health call on a prompt: no stored update changes, so no flush.
+                    self._react(session, item, now)
+                    continue
                 flush()
                 followed = True
                 try:
@@ -240,6 +251,21 @@ class Ingest:
             if top:
                 self._set_high_water(session, top)
         return total
+
+    def _react(self, session: Any, event: Mapping[str, Any], now: datetime) -> None:
+        """Apply a reaction event in a savepoint; a malformed one is logged and skipped."""
+        try:
+            with session.begin_nested():
+                if apply_reaction(session, event, now):
+                    log.info(
+                        "health reaction %s %s by user %s on message %s",
+                        event.get("emoji_name"),
+                        "removed" if event.get("op") == "remove" else "added",
+                        event.get("user_id"),
+                        event.get("message_id"),
+                    )
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("skipping a malformed reaction event %s: %s", event.get("id"), exc)
 
     def _follow(self, session: Any, event: Mapping[str, Any]) -> None:
         """Apply an edit or delete in a savepoint, so a malformed one undoes only itself."""
@@ -294,19 +320,27 @@ class Ingest:
                 )
                 if message_id is not None
             ]
-        if not stored:
+            prompts = recent_prompts(session, since)
+            reacted = health_reactions_on(session, prompts)
+        if not stored and not prompts:
             return
-        wanted = {s.zulip_message_id for s in stored}
-        last = stored[-1].zulip_message_id
+        wanted = {s.zulip_message_id for s in stored} | set(prompts)
+        last = max(wanted)
         seen: dict[int, dict[str, Any]] = {}
         covered = 0
-        for page in self.listener.messages_after(stored[0].zulip_message_id - 1):
+        for page in self.listener.messages_after(min(wanted) - 1):
             seen.update((int(m["id"]), m) for m in page if int(m["id"]) in wanted)
             covered = max(int(m["id"]) for m in page)
             if covered >= last or self.stop.is_set():
                 break
         else:
             covered = last  # Zulip said these were the newest: nothing stored is beyond them
+        missed = missed_reactions({mid: m for mid, m in seen.items() if mid in prompts}, reacted)
+        if missed:
+            log.info("caught up with %d health reactions made while away", len(missed))
+            self.process_events(missed)
+        if not stored:
+            return
         found = reconcile(stored, seen, covered, max_deleted_share=CATCH_UP_MAX_DELETED_SHARE)
         if found.withheld:
             log.warning(
@@ -342,6 +376,8 @@ def _item(event: Mapping[str, Any]) -> Item | None:
     kind = event.get("type")
     if kind in MESSAGE_CHANGE_EVENTS:
         return event
+    if kind == REACTION_EVENT:  # only health emoji matter; the bot's own acks are most of them
+        return event if is_health_reaction(event) else None
     if kind != "message":
         log.warning("skipping event %s of unknown type %r", event.get("id"), kind)
         return None

@@ -37,6 +37,7 @@ from zulip_goals_bot.bot.zulip_io import Sender
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.models import Delivery, Goal, Skip
 from zulip_goals_bot.db.queries import load_goals
+from zulip_goals_bot.domain.health import describe, reaction_legend
 from zulip_goals_bot.domain.markdown import (
     MAX_MESSAGE_LENGTH,
     StreamRef,
@@ -366,6 +367,9 @@ def compose_prompt(
         "Just reply in this topic with a few lines: what happened since then, what's next, "
         "anything blocking you, and where help is wanted. Start with `TL;DR:` for a one-line "
         "summary, and add a `Help wanted:` line if others can pitch in.",
+        "",
+        f"How is it going? Add `Status: on track`, `at risk` or `blocked`, or react here: "
+        f"{reaction_legend()}.{_health_now(goal, now)}",
     ]
     tracking = _tracking(goal)
     if tracking:
@@ -392,6 +396,13 @@ def compose_reminder(
         f"{time_tag(prompted_at)}. A few lines are enough (a `TL;DR:` is perfect); just reply "
         "here, or `skip` if there is nothing to report this time."
     )
+
+
+def _health_now(goal: GoalView, now: datetime) -> str:
+    """What the owners said last, so that an unchanged health needs no new word."""
+    if goal.health is None:
+        return ""
+    return f" Last said: {describe(goal.health, now)}."
 
 
 def _goal_item(goal: GoalView, now: datetime, stream: StreamRef) -> str:
@@ -433,7 +444,8 @@ def compose_dm(
         head = f"Hi {_first_name(person)} :wave: time for progress updates on your goals:"
     ask = (
         "A few lines each: what happened, what's next, anything blocking you, and where help "
-        "is wanted. A `TL;DR:` line gives the summary, a `Help wanted:` line asks for a hand."
+        "is wanted. A `TL;DR:` line gives the summary, a `Help wanted:` line asks for a hand, "
+        "and `Status: on track`, `at risk` or `blocked` says how it is going."
     )
     how = _how_to_reply(goals)
     frame = len(head) + len(ask) + len(how)

@@ -498,6 +498,14 @@ def only_goal_text(goal_name: str, window: timedelta) -> str:
     )
 
 
+def done_ask_text(goal_name: str, slug: str) -> str:
+    """The answer to an update saying a goal is done: the bot asks, the owner confirms."""
+    return (
+        f"You said **{neutralize(goal_name)}** is done :tada: If it is finished, send "
+        f"`complete {slug}` and I will stop asking for updates. Until then it stays active."
+    )
+
+
 def filed_note(decision: Decision, goal_name: str, window: timedelta) -> str | None:
     """The one short reply to a stored DM update, when the bot chose the goal or was unsure."""
     lines = []

@@ -8,12 +8,12 @@ message (``replies.route``) and stores the results in bulk, recording each messa
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from zulip_goals_bot.bot.replies import (
     RoutingFacts,
     already_filed_text,
     ask_goal_text,
+    done_ask_text,
     extract_help_wanted,
     extract_tldr,
     filed_note,
@@ -36,18 +37,21 @@ from zulip_goals_bot.bot.replies import (
 )
 from zulip_goals_bot.db.models import (
     ACK_OWED,
+    Delivery,
     Goal,
     GoalOwner,
     HandledMessage,
+    HealthReaction,
+    Person,
     Update,
     goal_is_running,
 )
 from zulip_goals_bot.db.queries import goal_names, load_goals
 from zulip_goals_bot.domain.events import is_goals_stream
-from zulip_goals_bot.domain.health import Health, parse_health
+from zulip_goals_bot.domain.health import REACTION_HEALTH, Health, parse_health
 from zulip_goals_bot.domain.markdown import neutralize
 from zulip_goals_bot.domain.program import Program
-from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
+from zulip_goals_bot.domain.states import DeliveryKind, UpdateKind, UpdateSource
 from zulip_goals_bot.domain.views import GoalName, GoalView
 from zulip_goals_bot.people.accounts import person_ids
 
@@ -77,6 +81,8 @@ class BatchEffects:
     # An update stored before was moved or taken off its goal: summaries remembered from earlier
     # slices may be wrong now, and the next slice reads them again (as after an edit).
     summaries_stale: bool = False
+    # (Zulip user id, goal id) of updates saying the goal is done: the owner is asked to confirm.
+    said_done: list[tuple[int, int]] = field(default_factory=list)
 
 
 # A batch whose ids are this dense is looked up as a range of the primary key: a backlog's
@@ -410,6 +416,24 @@ def latest_updates_by(
     return recent, filed
 
 
+def _ask_done(session: Session, effects: BatchEffects) -> None:
+    """Ask each owner who said a running goal is done to confirm with `complete` (one read)."""
+    if not effects.said_done:
+        return
+    goals = {
+        goal_id: (slug, short or title)
+        for goal_id, slug, title, short in session.execute(
+            select(Goal.id, Goal.slug, Goal.title, Goal.short_title).where(
+                Goal.id.in_({g for _u, g in effects.said_done}), goal_is_running()
+            )
+        )
+    }
+    for user_id, goal_id in dict.fromkeys(effects.said_done):
+        if goal_id in goals:
+            slug, name = goals[goal_id]
+            effects.direct_replies.append((user_id, done_ask_text(name, slug)))
+
+
 def store_messages(
     session: Session,
     router: Router,
@@ -444,6 +468,7 @@ def store_messages(
     while start < len(todo):
         known = {} if effects.summaries_stale else summaries
         start += _store_part(session, router, todo[start:], now, known, effects, outcomes)
+    _ask_done(session, effects)
     # The messages acknowledged now owe a reaction until the sender thread made it.
     answered = [mid for mid in effects.acknowledge if mid not in outcomes]
     outcomes.update(
@@ -527,6 +552,8 @@ def _store_part(
             note = filed_note(decision, names.get(decision.goal_id, ""), window)
             if note is not None:
                 effects.direct_replies.append((m.sender_id, note))
+            if added.health is Health.DONE:  # done is asked, never taken: `complete` confirms
+                effects.said_done.append((m.sender_id, decision.goal_id))
         elif decision.route is Route.COMMENT:
             fresh.append(new_update(m, decision.goal_id, author, UpdateKind.COMMENT))
             effects.stored += 1
@@ -741,3 +768,108 @@ def apply_delete(session: Session, event: Mapping[str, Any]) -> int:
         .values(deleted=True)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# The prompts a health reaction may be on: a goal's topic prompt and its reminder.
+_PROMPT_KINDS = (DeliveryKind.PROMPT, DeliveryKind.REMINDER)
+
+
+def recent_prompts(session: Session, since: datetime) -> dict[int, int]:
+    """The topic prompts and reminders claimed since ``since``: goal id by Zulip message id
+    (what start-up compares with Zulip for health reactions it missed)."""
+    found: dict[int, int] = {}
+    for ids, goal_id in session.execute(
+        select(Delivery.zulip_message_ids, Delivery.goal_id).where(
+            Delivery.kind.in_(_PROMPT_KINDS),
+            Delivery.goal_id.is_not(None),
+            Delivery.zulip_message_ids.is_not(None),
+            Delivery.claimed_at >= since,
+        )
+    ):
+        found.update((int(i), int(goal_id or 0)) for i in (ids or "").split(",") if i)
+    return found
+
+
+def health_reactions_on(
+    session: Session, message_ids: Collection[int]
+) -> set[tuple[int, int, str]]:
+    """The health reactions stored on these messages: (message id, user id, emoji name)."""
+    if not message_ids:
+        return set()
+    return {
+        (int(mid), int(uid), name)
+        for mid, uid, name in session.execute(
+            select(
+                HealthReaction.zulip_message_id,
+                HealthReaction.zulip_user_id,
+                HealthReaction.emoji_name,
+            ).where(HealthReaction.zulip_message_id.in_(sorted(message_ids)))
+        )
+    }
+
+
+def prompt_goal(session: Session, message_id: int) -> int | None:
+    """The goal whose topic prompt (or reminder) is Zulip message ``message_id``, if any."""
+    ids = Delivery.zulip_message_ids
+    text = str(message_id)
+    return session.execute(
+        select(Delivery.goal_id)
+        .where(
+            Delivery.kind.in_(_PROMPT_KINDS),
+            Delivery.goal_id.is_not(None),
+            or_(
+                ids == text,
+                ids.like(f"{text},%"),
+                ids.like(f"%,{text}"),
+                ids.like(f"%,{text},%"),
+            ),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def apply_reaction(session: Session, event: Mapping[str, Any], now: datetime) -> bool:
+    """An owner's health reaction on a goal's prompt (added or removed); whether it changed the
+    goal's health calls. Other reactions (the bot's own acknowledgements, anyone's thumbs up,
+    a health emoji on another message or by someone who does not own the goal) change nothing."""
+    name = str(event["emoji_name"])
+    health = REACTION_HEALTH.get(name)
+    if health is None:
+        return False
+    message_id, user_id = int(event["message_id"]), int(event["user_id"])
+    goal_id = prompt_goal(session, message_id)
+    if goal_id is None:
+        return False
+    person_id = session.execute(
+        select(Person.id)
+        .join(GoalOwner, GoalOwner.person_id == Person.id)
+        .where(Person.zulip_user_id == user_id, GoalOwner.goal_id == goal_id)
+        .limit(1)
+    ).scalar_one_or_none()
+    if person_id is None:
+        return False
+    where = (
+        HealthReaction.zulip_message_id == message_id,
+        HealthReaction.zulip_user_id == user_id,
+        HealthReaction.emoji_name == name,
+    )
+    known = session.execute(select(HealthReaction.id).where(*where)).scalar_one_or_none()
+    if event.get("op") == "remove":
+        if known is None:
+            return False
+        session.execute(delete(HealthReaction).where(HealthReaction.id == known))
+        return True
+    if known is not None:  # the same reaction again (a re-delivered event)
+        return False
+    session.add(
+        HealthReaction(
+            goal_id=goal_id,
+            zulip_message_id=message_id,
+            zulip_user_id=user_id,
+            person_id=person_id,
+            emoji_name=name,
+            health=health,
+            reacted_at=now,
+        )
+    )
+    return True

@@ -21,6 +21,7 @@ from zulip_goals_bot.commands.grammar import (
     near_command,
 )
 from zulip_goals_bot.config import WEEKDAYS, Config
+from zulip_goals_bot.domain.health import GoalHealth, HealthSource, describe
 from zulip_goals_bot.domain.markdown import (
     MAX_MESSAGE_LENGTH,
     SAFE_LENGTH,
@@ -241,6 +242,7 @@ def render_status(
         lines.append(f"**Tracking issue**: {link}")
     if goal.progress is not None and goal.progress.total:
         lines.append(f"**Progress**: {progress_text(goal.progress)}")
+    lines.append(f"**Health**: {health_text(goal.health, m)}")
     lines.append(f"**Topic**: {topic_link(m.goals_stream, goal.zulip_topic)}")
     blocks = ["\n".join(lines)]
     last = goal.last_update
@@ -287,8 +289,20 @@ def render_history(
     return blocks
 
 
+def health_text(health: GoalHealth | None, m: Moment) -> str:
+    """The owners' call and since when, with who said it and a link: never a guess."""
+    if health is None:
+        return "not given yet (owners can say `Status: on track`, `at risk` or `blocked`)"
+    text = describe(health, m.now)
+    call = health.latest
+    who = f" by {safe(call.author)}" if call.author else ""
+    how = " with a reaction" if call.source is HealthSource.REACTION else ""
+    link = call.link(m.site)
+    return text + (f" — [said{who}{how}]({link})" if link else "")
+
+
 def goal_line(goal: GoalView, m: Moment) -> str:
-    """One goal in a list: state mark, name, issue, owners, last update."""
+    """One goal in a list: state mark, name, issue, owners, last update, health."""
     due = m.due(goal)
     issue = f", goals#{goal.tracking_issue}" if goal.tracking_issue is not None else ""
     names = ", ".join(plain_name(o) for o in goal.owners)
@@ -296,9 +310,11 @@ def goal_line(goal: GoalView, m: Moment) -> str:
     last = goal.last_update
     seen = f"last update {days_ago(last.sent_at, m.now)}" if last else "no update yet"
     flag = " :star:" if goal.is_flagship else ""
+    health = goal.health
+    said = f"; {health.health.mark} {health.health.label}" if health is not None else ""
     return (
         f"- {due.mark} {goal_title(goal)}{flag} (`{goal.slug}`{issue}) — {DUE_TEXT[due]}"
-        f"{owners}; {seen}"
+        f"{owners}; {seen}{said}"
     )
 
 

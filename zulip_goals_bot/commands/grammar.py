@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from zulip_goals_bot.domain.health import Health, health_word
 from zulip_goals_bot.domain.markdown import safe
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import echo
@@ -51,7 +52,8 @@ SPECS: tuple[Spec, ...] = (
          ANYONE),
     Spec("history", "history <goal> [N]", f"the last N updates and comments (default "
          f"{HISTORY_DEFAULT}, at most {HISTORY_MAX})", "history polonius 10", ANYONE),
-    Spec("list", "list [flagship | roadmap <name> | team <name> | due | overdue | paused]",
+    Spec("list", "list [flagship | roadmap <name> | team <name> | due | overdue | paused | "
+         "on-track | at-risk | blocked | done]",
          "goals at a glance", "list team compiler", ANYONE),
     Spec("mine", "mine", "the goals you own or champion, and whether you owe an update", "mine",
          ANYONE),
@@ -112,7 +114,9 @@ ALIASES: Mapping[str, str] = {
 }
 
 
-LIST_FILTERS = ("flagship", "roadmap", "team", "due", "overdue", "paused", "all")
+_GOAL_FILTERS = ("flagship", "roadmap", "team", "due", "overdue", "paused", "all")
+# ... and `list at-risk`, `list blocked`: the goals whose owners' latest call is that health.
+LIST_FILTERS = (*_GOAL_FILTERS, *(h.value for h in Health))
 # `list` filters that take a name after them.
 _NAMED_FILTERS = frozenset({"team", "roadmap"})
 
@@ -181,11 +185,26 @@ def parse(text: str, bot_name: str = "Goals Bot") -> Command:
         return Command(UNKNOWN, text=rest, typed=word)
     if name in ("list", "owners", "goal"):
         sub, after = split_word(rest)
+        if name == "list":
+            sub, after = _health_filter(sub, after)
         return Command(name, sub=sub.lower(), text=after, typed=word)
     if name == "move":
         to, after = split_word(rest)
         return Command(name, text=after if to.lower() == "to" else rest, typed=word)
     return Command(name, text=rest, typed=word)
+
+
+def _health_filter(sub: str, after: str) -> tuple[str, str]:
+    """`list at risk`, `list At-Risk`, `list blocked`: a health as the list's filter (its
+    value), however it is written; anything else as it came."""
+    if sub.lower() in _GOAL_FILTERS:
+        return sub, after
+    second, rest = split_word(after)
+    for words, left in (((sub, second), rest), ((sub,), after)):
+        found = health_word(" ".join(words)) if all(words) else None
+        if found is not None:
+            return found.value, left
+    return sub, after
 
 
 def is_command(text: str, bot_name: str) -> bool:

@@ -32,6 +32,7 @@ from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.models import DigestSubscription, Person
 from zulip_goals_bot.db.queries import load_champions, load_goals, load_roadmaps, person_view
 from zulip_goals_bot.db.queries import updates_for_goal as load_history
+from zulip_goals_bot.domain.health import HEALTH_VALUES, Health
 from zulip_goals_bot.domain.markdown import (
     SAFE_LENGTH,
     ZulipUser,
@@ -109,6 +110,11 @@ def cmd_list(call: Call, command: Command) -> list[str]:
         case "paused":
             paused = [g for g in goals if g.state is GoalState.PAUSED]
             return [render_goal_list("Paused goals", paused, m)]
+        case health if health in HEALTH_VALUES:
+            said = Health(health)
+            chosen = [g for g in goals if g.health is not None and g.health.health is said]
+            chosen.sort(key=lambda g: g.health.since if g.health is not None else m.now)
+            return [render_goal_list(f"Goals {said.label} (longest first)", chosen, m)]
         case "team":
             team = command.text.strip().lower().removeprefix("t-").removeprefix("@")
             teams = sorted({t for g in goals for t in g.teams})
@@ -130,8 +136,8 @@ def cmd_list(call: Call, command: Command) -> list[str]:
         case other:
             raise CommandError(
                 f"I can't list '{echo(other)}'. Say `list`, `list flagship`, "
-                "`list roadmap <name>`, `list team <name>`, `list due`, `list overdue` or "
-                "`list paused`."
+                "`list roadmap <name>`, `list team <name>`, `list due`, `list overdue`, "
+                "`list paused`, `list at-risk` or `list blocked`."
             )
 
 

@@ -4,6 +4,9 @@
 golden file; ``export_command`` is the CLI shell around it.  The post is a draft for an editor:
 every goal with news gets its TL;DR, its help-wanted line and all of its updates of the period in
 a collapsed ``<details>`` block; goals without news are listed at the end so nobody is forgotten.
+With ``group_health`` (``export blog --group-health``) every goal shows its owners' health call as
+it stood at the end of the post's range, and the goals at risk or blocked come first, under a
+heading of their own, whether or not they had news.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sqlalchemy.orm import Session
 from zulip_goals_bot.clock import default_clock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.queries import goals_of_period, load_goals, updates_between
+from zulip_goals_bot.domain.health import GoalHealth, Health, goal_health
 from zulip_goals_bot.domain.markdown import neutralize, outside_code, plural
 from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.domain.views import GoalView, PersonView, UpdateView
@@ -98,9 +102,35 @@ def _latest(updates: Sequence[UpdateView], attr: str) -> str | None:
     return None
 
 
-def _goal_section(goal: GoalView, updates: Sequence[UpdateView], tz: ZoneInfo, unit: str) -> str:
+# Goals that need help, in this order (then by title): blocked, then at risk.
+NEEDS_HELP_ORDER = (Health.BLOCKED, Health.AT_RISK)
+NEEDS_HELP = "Goals that need help"
+
+
+def health_by(goal: GoalView, end: datetime) -> GoalHealth | None:
+    """The goal's health as it stood at ``end``: its owners' calls made before then."""
+    if goal.health is None:
+        return None
+    return goal_health(c for c in goal.health.calls if c.said_at < end)
+
+
+def _health_line(health: GoalHealth, tz: ZoneInfo) -> str:
+    return (
+        f"**Health:** {health.health.label} since {health.since.astimezone(tz).date().isoformat()}"
+    )
+
+
+def _goal_section(
+    goal: GoalView,
+    updates: Sequence[UpdateView],
+    tz: ZoneInfo,
+    unit: str,
+    health: GoalHealth | None = None,
+) -> str:
     contacts = ", ".join(_person(p) for p in goal.poc) or "none named"
     lines = [f"### {_title(goal)}", "", f"**Point of contact:** {contacts}", ""]
+    if health is not None:
+        lines += [_health_line(health, tz), ""]
     if goal.progress is not None and goal.progress.total:
         lines += [f"**Progress:** {goal.progress} ({goal.progress.percent}%)", ""]
     tldr = _latest(updates, "tldr")
@@ -109,6 +139,9 @@ def _goal_section(goal: GoalView, updates: Sequence[UpdateView], tz: ZoneInfo, u
     help_wanted = _latest(updates, "help_wanted")
     if help_wanted:
         lines += [f"*Help wanted:* {_safe(help_wanted)}", ""]
+    if not updates:
+        lines += [f"No update {unit}."]
+        return "\n".join(lines)
     lines += ["<details>", f"<summary>{plural(len(updates), 'update')} {unit}</summary>", ""]
     for u in updates:
         when = u.sent_at.astimezone(tz).date().isoformat()
@@ -125,19 +158,31 @@ def compose_blog(
     until: date,
     *,
     tz: ZoneInfo | None = None,
+    group_health: bool = False,
 ) -> str:
     """The post for updates in [since, until): flagship goals, goals looking for help, the rest.
 
     ``updates`` are owner updates (oldest first); those of goals not in ``goals`` are ignored.
-    ``tz`` is the program timezone, in which update dates are shown.
+    ``tz`` is the program timezone, in which update dates are shown.  ``group_health`` puts the
+    goals whose owners call them blocked or at risk (at ``until``) first, in a section of their
+    own, and shows every goal's health.
     """
     zone = tz or ZoneInfo("UTC")
+    end = _instant(until, zone)
+    health = {g.id: health_by(g, end) for g in goals} if group_health else {}
     by_goal: dict[int, list[UpdateView]] = defaultdict(list)
     known = {g.id for g in goals}
     for u in sorted(updates, key=lambda u: (u.sent_at, u.id)):
         if u.goal_id in known:
             by_goal[u.goal_id].append(u)
     ordered = sorted(goals, key=lambda g: g.title.casefold())
+    calls = {g.id: h.health for g in ordered if (h := health.get(g.id)) is not None}
+    needing = sorted(
+        (g for g in ordered if g.id in calls and calls[g.id].needs_help),
+        key=lambda g: NEEDS_HELP_ORDER.index(calls[g.id]),
+    )
+    first = {g.id for g in needing}
+    ordered = [g for g in ordered if g.id not in first]
     with_news = [g for g in ordered if by_goal.get(g.id)]
     # Highlights and flagship themes first, each under its own heading (as in the digest).
     groups = [
@@ -153,6 +198,7 @@ def compose_blog(
     unit = "this month" if _is_month(since, until) else "in this period"
     span = _span(since, until)
     total = sum(len(v) for v in by_goal.values())
+    news = sum(1 for g in goals if by_goal.get(g.id))
     flagships = sum(1 for g in goals if g.is_flagship)
     out = [
         "+++",
@@ -163,10 +209,16 @@ def compose_blog(
         f"{plural(len(goals), 'project goal')}, "
         f"{flagships} of them designated as flagship goals. This post gathers the progress "
         f"updates posted by goal owners for {span}: {plural(total, 'update')} on "
-        f"{plural(len(with_news), 'goal')}. Each goal links to its tracking issue, which has "
+        f"{plural(news, 'goal')}. Each goal links to its tracking issue, which has "
         "the full details.",
     ]
+    if group_health:
+        out[-1] += (
+            f" Their owners call {plural(len(needing), 'goal')} blocked or at risk: "
+            f"{'they come' if len(needing) != 1 else 'it comes'} first."
+        )
     sections = (
+        (NEEDS_HELP, needing),
         *((neutralize(group.title), list(group.items)) for group in groups),
         ("Goals looking for help", helping),
         ("Other goal updates", others),
@@ -175,7 +227,7 @@ def compose_blog(
         if chosen:
             out += ["", f"## {heading}"]
             for g in chosen:
-                out += ["", _goal_section(g, by_goal[g.id], zone, unit)]
+                out += ["", _goal_section(g, by_goal[g.id], zone, unit, health.get(g.id))]
     if quiet:
         out += ["", f"## Goals without updates {unit}", ""]
         for g in quiet:
@@ -212,13 +264,19 @@ def load_blog_data(
 
 
 def export_command(
-    config: Config, since: str, until: str | None, output: Path | None, period: str | None = None
+    config: Config,
+    since: str,
+    until: str | None,
+    output: Path | None,
+    period: str | None = None,
+    *,
+    group_health: bool = False,
 ) -> int:
     """`zulip-goals-bot export blog`: print the post, or write it to ``output``.
 
     ``since`` and ``until`` are local dates of the program, both included; ``until`` defaults
     to today, so an update sent a minute ago is in the post. ``period`` names the goals' period
-    (the newest by default).
+    (the newest by default). ``group_health`` puts the goals that need help first.
     """
     from zulip_goals_bot.db.engine import Database
 
@@ -241,7 +299,7 @@ def export_command(
             goals, updates = load_blog_data(session, _instant(first, tz), _instant(end, tz), period)
     finally:
         db.dispose()
-    text = compose_blog(goals, updates, first, end, tz=tz)
+    text = compose_blog(goals, updates, first, end, tz=tz, group_health=group_health)
     if output is None:
         print(text, end="")
         return 0

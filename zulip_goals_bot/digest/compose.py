@@ -5,6 +5,11 @@ output can be checked against golden files.  ``digest.delivery.send_digest`` is 
 it: it loads the data in a fixed number of statements, then hands one ``outbox.Request`` per
 destination (the digest topic and each subscriber's DMs) to ``outbox.deliver``, whose claim makes
 the digest go out exactly once per digest week, whatever restarts or doubled ticks happen.
+
+Health is the owners' own call and nothing else: the digest opens with the goals that turned at
+risk or blocked during its week, each goal's line shows its health when it has one, and "Needs
+attention" lists the goals that stayed blocked or at risk and those whose owners say done while
+the goal is still open.  A goal that never said shows no health; none is guessed.
 """
 
 from __future__ import annotations
@@ -14,6 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from zulip_goals_bot.domain.health import (
+    ATTENTION_PERIODS,
+    GoalHealth,
+    Health,
+    HealthCall,
+    HealthSource,
+    describe,
+    periods_held,
+    turned,
+)
 from zulip_goals_bot.domain.markdown import (
     SAFE_LENGTH,
     StreamRef,
@@ -51,6 +66,10 @@ ERROR_CHARS = 160
 # One "Needs attention" list (e.g. 200 overdue goals) never takes more than this many characters;
 # at about 200 characters a line (a topic link carries its URL), that is some 25 goals.
 ATTENTION_LIST_CHARS = 5_000
+
+
+# The owner's words beside a goal that turned at risk or blocked: one line, like a TL;DR.
+TURNED_WORDS_CHARS = 200
 
 
 # Room under SAFE_LENGTH is kept for the "(part 2 of 3)" line added after the split.
@@ -167,8 +186,10 @@ def _goal_block(
     """A goal as the digest shows it: mark, title, topic, owners, freshness, help, excerpt."""
     goal = row.goal
     owners = ", ".join(_who(p) for p in goal.poc) or "_no owner_"
+    health = f"{describe(goal.health, now)} · " if goal.health is not None else ""
     lines = [
-        f"{row.state.mark} **{neutralize(goal.name)}** · {topic_link(stream, goal.zulip_topic)}",
+        f"{row.state.mark} **{neutralize(goal.name)}** · {health}"
+        f"{topic_link(stream, goal.zulip_topic)}",
         f"{owners} · {_freshness(goal, updated, now, site)}"
         + (f" · {goal.progress}" if goal.progress is not None and goal.progress.total else ""),
     ]
@@ -207,7 +228,115 @@ def _groups(rows: Sequence[_Row]) -> list[tuple[str, Sequence[_Row]]]:
     ]
 
 
-def _attention(rows: Sequence[_Row], data: DigestData, stream: StreamRef, today: date) -> list[str]:
+def _open(row: _Row) -> GoalHealth | None:
+    """The goal's health when it is still news: not for a goal that is over (completed, retired,
+    not prompted), whose last call is history."""
+    return row.goal.health if row.state not in _CLOSED else None
+
+
+def _help_order(item: tuple[_Row, GoalHealth]) -> tuple[bool, datetime, str]:
+    """Blocked before at risk, then the longest-standing first, then by name."""
+    row, health = item
+    return health.health is not Health.BLOCKED, health.since, row.goal.name.casefold()
+
+
+def _health_text(health: GoalHealth, now: datetime) -> str:
+    """``blocked since 12 Nov 2025 (3 days ago)``: the health as ``describe`` says it, without
+    the mark (shown before the goal's name)."""
+    return describe(health, now).removeprefix(f"{health.health.mark} ")
+
+
+def _shown_call(health: GoalHealth) -> HealthCall:
+    """The call whose words and link the digest shows: the newest of the current run that has
+    words (a reaction has none), else the newest."""
+    run = [c for c in health.calls if c.said_at >= health.since and c.health is health.health]
+    return next((c for c in reversed(run) if c.words), health.latest)
+
+
+def _call_link(call: HealthCall, site: str) -> str:
+    link = call.link(site)
+    if not link:
+        return ""
+    if call.message_id is None:
+        text = "view comment"
+    elif call.source is HealthSource.REACTION:
+        text = "view prompt"
+    else:
+        text = "view message"
+    return f" ([{text}]({link}))"
+
+
+def _turned(
+    rows: Sequence[_Row], data: DigestData, site: str, people: dict[str, ZulipUser]
+) -> str | None:
+    """The block the digest opens with: goals that turned at risk or blocked this week."""
+    found = [(r, h) for r in rows if (h := _open(r)) is not None and turned(h, data.since)]
+    if not found:
+        return None
+    items = []
+    for r, h in sorted(found, key=_help_order):
+        call = _shown_call(h)
+        line = f"- {h.health.mark} **{neutralize(r.goal.name)}** · {_health_text(h, data.now)}"
+        said = []
+        if call.author:
+            said.append(neutralize(call.author) + ":")
+        if call.words:
+            words = neutralize(shorten(" ".join(call.words.split()), TURNED_WORDS_CHARS))
+            said.append(render_handles(words, people))
+        if said:
+            line += " · " + " ".join(said)
+        items.append(line + _call_link(call, site))
+    return "**Turned at risk or blocked this week**\n" + limit_items(items, ATTENTION_LIST_CHARS)
+
+
+def _health_attention(
+    rows: Sequence[_Row], data: DigestData, stream: StreamRef, program: Program
+) -> list[tuple[str, list[str]]]:
+    """Goals blocked or at risk for ``ATTENTION_PERIODS`` of their periods or more, and goals
+    whose owners say done while the goal is still open."""
+    now = data.now
+    stuck: list[tuple[_Row, GoalHealth, int]] = []
+    done: list[tuple[_Row, GoalHealth]] = []
+    for r in rows:
+        h = _open(r)
+        if h is None:
+            continue
+        if h.health.needs_help:
+            held = periods_held(h, program.periods(r.goal, h.since, now))
+            if held >= ATTENTION_PERIODS:
+                stuck.append((r, h, held))
+        elif h.health is Health.DONE:
+            done.append((r, h))
+
+    def owners(r: _Row) -> str:
+        return ", ".join(_who(p) for p in r.goal.poc) or "_no owner_"
+
+    stuck_items = [
+        f"- {topic_link(stream, r.goal.zulip_topic)}: {describe(h, now)}, "
+        f"for {plural(held, 'period')} · {owners(r)}"
+        for r, h, held in sorted(
+            stuck,
+            key=lambda s: (s[1].health is not Health.BLOCKED, -s[2], s[0].goal.name.casefold()),
+        )
+    ]
+    done_items = [
+        f"- {topic_link(stream, r.goal.zulip_topic)}: {describe(h, now)} · {owners(r)}"
+        for r, h in sorted(done, key=lambda d: (d[1].since, d[0].goal.name.casefold()))
+    ]
+    return [
+        (f"Blocked or at risk for {ATTENTION_PERIODS} periods or more", stuck_items),
+        (_DONE_TITLE, done_items),
+    ]
+
+
+_DONE_TITLE = "Owners say done; still active"
+# Said under that title: the owners' word does not complete a goal by itself.
+_DONE_HINT = "an owner can confirm with `complete <goal>`"
+
+
+def _attention(
+    rows: Sequence[_Row], data: DigestData, stream: StreamRef, program: Program, today: date
+) -> list[str]:
     """The "Needs attention" lists, one block each, every one bounded in length."""
     now = data.now
     prompted = [r for r in rows if r.state not in _NOT_PROMPTED]
@@ -242,6 +371,7 @@ def _attention(rows: Sequence[_Row], data: DigestData, stream: StreamRef, today:
         )
     ]
     sections = [
+        *_health_attention(rows, data, stream, program),
         ("Overdue", overdue),
         ("Goals without an owner", ownerless),
         ("Owners the bot cannot reach", unmapped),
@@ -250,7 +380,10 @@ def _attention(rows: Sequence[_Row], data: DigestData, stream: StreamRef, today:
         ("Set-up problems found when the bot started", list(data.setup)),
     ]
     blocks = [
-        f"_{title} ({len(items)}):_\n" + limit_items(items, ATTENTION_LIST_CHARS)
+        f"_{title} ({len(items)}):_"
+        + (f" {_DONE_HINT}" if title == _DONE_TITLE else "")
+        + "\n"
+        + limit_items(items, ATTENTION_LIST_CHARS)
         for title, items in sections
         if items
     ]
@@ -271,6 +404,10 @@ def _last_at(goal: GoalView) -> datetime:
 _NOT_PROMPTED = frozenset(
     {DueState.PAUSED, DueState.COMPLETED, DueState.RETIRED, DueState.INACTIVE}
 )
+_CLOSED = frozenset({DueState.COMPLETED, DueState.RETIRED, DueState.INACTIVE})
+
+# The group a champion's digest opens with: their goals that need help, blocked first.
+NEEDS_HELP_GROUP = "Blocked or at risk"
 
 
 def compose_digest(
@@ -280,11 +417,13 @@ def compose_digest(
     program: Program,
     site: str,
     title: str = "Weekly goals digest",
+    health_first: bool = False,
 ) -> list[str]:
     """The digest as Zulip messages, each under the size limit, split only between goals.
 
-    ``stream`` is the goals stream (for topic links), ``program`` judges each goal's due state,
-    ``site`` makes message links.
+    ``stream`` is the goals stream (for topic links), ``program`` judges each goal's due state
+    and periods, ``site`` makes message links.  With ``health_first`` (a champion's digest) the
+    goals that need help (blocked, then at risk) come before the others, which follow as usual.
     """
     now = data.now
     today = program.today(now)
@@ -295,7 +434,10 @@ def compose_digest(
     )
     blocks = [header]
     people = dict(data.people)
-    for group_title, group in _groups(rows):
+    news = _turned(rows, data, site, people)
+    if news is not None:
+        blocks.append(news)
+    for group_title, group in _ordered_groups(rows, health_first=health_first):
         for i, row in enumerate(group):
             block = _goal_block(
                 row,
@@ -308,8 +450,23 @@ def compose_digest(
             blocks.append(f"{_heading(group_title)}\n\n{block}" if i == 0 else block)
     if not rows:
         blocks.append("_No goals are being tracked yet._")
-    blocks += _attention(rows, data, stream, today)
+    blocks += _attention(rows, data, stream, program, today)
     return _number(split_blocks(blocks, PART_LIMIT, sep="\n\n"))
+
+
+def _ordered_groups(
+    rows: Sequence[_Row], *, health_first: bool
+) -> list[tuple[str, Sequence[_Row]]]:
+    """The digest's groups; with ``health_first``, the goals that need help before them."""
+    if not health_first:
+        return _groups(rows)
+    helped = [(r, h) for r in rows if (h := _open(r)) is not None and h.health.needs_help]
+    if not helped:
+        return _groups(rows)
+    first = [r for r, _h in sorted(helped, key=_help_order)]
+    ids = {r.goal.id for r in first}
+    rest = [r for r in rows if r.goal.id not in ids]
+    return [(NEEDS_HELP_GROUP, first), *_groups(rest)]
 
 
 def _heading(title: str) -> str:

@@ -246,9 +246,12 @@ CHAMPION_TITLE = "Weekly digest of the goals you champion"
 
 
 def _champion_parts(
-    data: DigestData, goal_ids: frozenset[int], compose: Callable[[DigestData, str], list[str]]
+    data: DigestData,
+    goal_ids: frozenset[int],
+    compose: Callable[[DigestData, str, bool], list[str]],
 ) -> tuple[str, ...]:
-    """A champion's digest: their goals only; a short note when they champion none."""
+    """A champion's digest: their goals only, those that need help (blocked, then at risk)
+    first; a short note when they champion none."""
     mine = data.only(goal_ids)
     if not mine.goals:
         period = f" of period {data.period}" if data.period else ""
@@ -257,7 +260,7 @@ def _champion_parts(
             "nothing to report. (If a goal file names you as a champion, tell me your GitHub "
             "handle with `I am @handle`; `subscribe digest` gets you the whole digest.)",
         )
-    return tuple(compose(mine, CHAMPION_TITLE))
+    return tuple(compose(mine, CHAMPION_TITLE, True))
 
 
 def _started_by(session: Session, when: datetime) -> bool:
@@ -309,7 +312,7 @@ def send_digest(
     sends nothing more, and neither does the scheduled digest.  ``force`` (``--again``) posts
     anew under a key of its own (one per minute, so a retry within the minute is not doubled).
     ``goals_period`` is the period whose goals it covers (the newest by default). Subscribers
-    who chose the goals they champion get those goals only.
+    who chose the goals they champion get those goals only, the ones that need help first.
     """
     now = ctx.clock.now()
     period = digest_period(ctx, now)
@@ -324,13 +327,14 @@ def send_digest(
         goals_of = championed(session, champions) if champions else {}
     cfg = ctx.config
 
-    def compose(d: DigestData, title: str) -> list[str]:
+    def compose(d: DigestData, title: str, health_first: bool = False) -> list[str]:
         return compose_digest(
             d,
             stream=ctx.stream(cfg.stream),
             program=ctx.program,
             site=ctx.site,
             title=title,
+            health_first=health_first,
         )
 
     parts = tuple(compose(data, "Weekly goals digest"))

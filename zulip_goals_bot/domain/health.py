@@ -54,6 +54,7 @@ _MARKS = {
 }
 
 NEEDS_HELP = frozenset({Health.AT_RISK, Health.BLOCKED})
+HEALTH_VALUES = frozenset(h.value for h in Health)
 
 # The three reactions on a prompt that set a goal's health, as the prompt names them (Zulip's
 # own emoji names; "done" is asked in words, since it asks the owner to confirm).
@@ -62,6 +63,12 @@ REACTION_HEALTH: dict[str, Health] = {
     "yellow_circle": Health.AT_RISK,
     "red_circle": Health.BLOCKED,
 }
+
+
+def reaction_legend() -> str:
+    """The prompt's key to its health reactions: ``:green_circle: on track, ...``."""
+    return ", ".join(f":{name}: {health.label}" for name, health in REACTION_HEALTH.items())
+
 
 # What people write for each health, as they write it; typos are matched against these.
 _WORDS: dict[str, Health] = {
