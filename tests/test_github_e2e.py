@@ -188,3 +188,33 @@ def test_github_sync_dry_run_and_mirror_commands(world: World) -> None:
     assert unknown.returncode == 2 and "no running goal 'nope'" in unknown.stderr
     bad = run_cli(world.conf, "github", "sync", "--since", "last week", env=world.env)
     assert bad.returncode == 2 and "is not a date like" in bad.stderr
+
+
+def test_a_health_in_a_github_comment_shows_in_status_and_follows_its_edit(world: World) -> None:
+    world.clock.set(SLOT + timedelta(hours=1))
+    comment = world.gh.add_comment(
+        REPO, 263, "ben-gh", "TL;DR: the borrow checker work stalled.\n\n**Status:** Blokced"
+    )
+    world.gh.add_comment(REPO, 263, "drive-by", "Status: on track")  # not an owner: no call
+    world.cli("github", "sync")
+
+    def status() -> str:
+        before = len(world.dms_from_bot("eve"))
+        world.zulip.send_direct_message(world.users["eve"], [world.users["bot"]], "status polonius")
+        assert wait_until(lambda: len(world.dms_from_bot("eve")) > before)
+        answer = world.dms_from_bot("eve")[before]["content"]
+        (line,) = [x for x in answer.splitlines() if x.startswith("**Health**")]
+        return str(line)
+
+    with BotProcess(world.conf, env=world.env) as proc:
+        assert wait_until(lambda: "github pass 1 done" in proc.log()), proc.log()
+        line = status()
+        assert line.startswith("**Health**: :red_circle: blocked since "), line
+        assert line.endswith(f"(https://github.com/{REPO}/issues/263#issuecomment-{comment})")
+    # The owner edits the comment on GitHub: the next sync follows it.
+    world.clock.set(SLOT + timedelta(hours=2))
+    world.gh.edit_comment(comment, "TL;DR: unblocked, the fix landed.\n\nStatus: on track")
+    world.cli("github", "sync")
+    with BotProcess(world.conf, env=world.env) as proc:
+        assert wait_until(lambda: "github pass 1 done" in proc.log()), proc.log()
+        assert status().startswith("**Health**: :green_circle: on track since ")
