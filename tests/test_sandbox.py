@@ -362,3 +362,18 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert list(temp.iterdir()) == []
+
+
+@pytest.mark.sqlite_only
+def test_a_health_reaction_on_the_prompt_shows_in_status(tmp_path: Path) -> None:
+    lines = (
+        "/advance prompt\n/as dev\n/react red_circle\n/topic trait errors\n/react red_circle\n"
+        "/dm\nstatus trait errors\n"
+    )
+    result = sandbox(tmp_path, "--script", "-", "--start", START, stdin=lines)
+    assert result.returncode == 1, result.stdout + result.stderr  # the first /react is refused
+    b = blocks(result.stdout)
+    assert b["/react red_circle"].startswith("  · You reacted :red_circle:"), b
+    assert "Dev Owner reacted :red_circle: to Goals Bot's message" in b["/react red_circle"]
+    assert "**Health**: :red_circle: blocked since " in b["status trait errors"]
+    assert "with a reaction" in b["status trait errors"]

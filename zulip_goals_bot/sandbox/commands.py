@@ -34,6 +34,32 @@ def cmd_say(sb: Sandbox, arg: str) -> Outcome:
     return sb.post(arg)
 
 
+def cmd_react(sb: Sandbox, arg: str) -> Outcome:
+    """React to the bot's latest message in the current topic (its prompt, usually)."""
+    from fakezulip import ApiError
+
+    emoji = arg.strip().strip(":")
+    if not emoji or sb.place.stream is None or sb.place.topic is None:
+        sb.console.note(
+            "Usage: /react EMOJI in a goal's topic (/topic GOAL first), e.g. /react red_circle"
+        )
+        return Outcome.REFUSED
+    bot_id = sb.bot.bot_user_id
+    mine = [m for m in sb.server.messages_in(sb.place.stream, sb.place.topic)
+            if m["sender_id"] == bot_id]  # fmt: skip
+    if not mine:
+        sb.console.note(f"The bot has not posted in {sb.where()} yet (try /prompt).")
+        return Outcome.REFUSED
+    try:
+        sb.server.add_reaction(sb.me, int(mine[-1]["id"]), emoji)
+    except ApiError as exc:
+        sb.console.note(f"Zulip refused the reaction: {exc}")
+        return Outcome.REFUSED
+    sb.console.note(f"You reacted :{emoji}: to the bot's latest message here.")
+    sb.show()
+    return Outcome.DONE
+
+
 def cmd_as(sb: Sandbox, arg: str) -> Outcome:
     match = match_person(arg, sb.people())
     if match.person is None:
@@ -236,6 +262,12 @@ COMMANDS: tuple[Command, ...] = (
         "/say TEXT",
         "post TEXT (for text starting with / or #); in any text \\n starts a new line",
         cmd_say,
+    ),
+    Command(
+        "react",
+        "/react EMOJI",
+        "react to the bot's latest message in this topic (:red_circle: on a prompt: blocked)",
+        cmd_react,
     ),
     Command("who", "/who", "the people, their timezones and GitHub handles", cmd_who),
     Command("goals", "/goals", "the goals, their topics, owners and due state", cmd_goals),
