@@ -181,7 +181,12 @@ def cmd_export_blog(args: argparse.Namespace) -> int:
     from zulip_goals_bot.digest.blog import export_command
 
     return export_command(
-        _load(args), since=args.since, until=args.until, output=args.output, period=args.period
+        _load(args),
+        since=args.since,
+        until=args.until,
+        output=args.output,
+        period=args.period,
+        group_health=args.group_health,
     )
 
 
@@ -330,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eb.add_argument("--output", type=Path, metavar="FILE", help="write here instead of stdout")
     eb.add_argument("--period", metavar="NAME", help="goals of this period (default: the newest)")
+    eb.add_argument(
+        "--group-health",
+        action="store_true",
+        help="show each goal's health and put the goals that need help (at risk, blocked) first",
+    )
     eb.set_defaults(func=cmd_export_blog)
 
     people = sub.add_parser("people", help="the people behind the GitHub handles")

@@ -212,11 +212,13 @@ def compose_blog(
         f"{plural(news, 'goal')}. Each goal links to its tracking issue, which has "
         "the full details.",
     ]
-    if group_health:
+    if group_health and needing:
         out[-1] += (
             f" Their owners call {plural(len(needing), 'goal')} blocked or at risk: "
             f"{'they come' if len(needing) != 1 else 'it comes'} first."
         )
+    elif group_health:
+        out[-1] += " No goal's owners call it blocked or at risk."
     sections = (
         (NEEDS_HELP, needing),
         *((neutralize(group.title), list(group.items)) for group in groups),
@@ -232,7 +234,12 @@ def compose_blog(
         out += ["", f"## Goals without updates {unit}", ""]
         for g in quiet:
             contacts = ", ".join(_person(p) for p in g.poc)
-            out.append(f"* {_title(g)}" + (f" ({contacts})" if contacts else ""))
+            said = health.get(g.id)
+            out.append(
+                f"* {_title(g)}"
+                + (f" ({contacts})" if contacts else "")
+                + (f", {said.health.label}" if said is not None else "")
+            )
     return "\n".join(out) + "\n"
 
 

@@ -1,4 +1,5 @@
-"""The website's pictures as inline SVG: the program's weekly health and each goal's activity.
+"""The website's pictures as inline SVG: the program's weekly health, each goal's activity and its
+health per period.
 
 Pure functions from numbers to markup.  Every chart is an ``img`` to assistive technology with a
 title and a description that state its numbers, so it reads without the picture and without
@@ -120,6 +121,115 @@ def activity_strip(counts: Sequence[int], labels: Sequence[str], *, name: str) -
             f'<rect class="{css}" x="{i * (STRIP_CELL + STRIP_GAP)}" y="{_num(STRIP_HEIGHT - h)}" '
             f'width="{STRIP_CELL}" height="{_num(h)}">'
             f"<title>{escape(label)}: {count}</title></rect>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# The owners' health calls per week: one stacked bar per week, a segment per health (bottom up).
+CALLS_TITLE = "Goals on track, at risk, blocked and done per week"
+# One health strip cell per reporting period: its side and the gap between cells, in pixels.
+HEALTH_CELL = 14
+HEALTH_GAP = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One kind of segment of the calls chart: its class (its colour) and its name in text."""
+
+    css: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WeekStack:
+    """One week of the calls chart: a value per series, in the chart's series order."""
+
+    label: str
+    values: tuple[int, ...]
+
+
+def calls_chart(
+    weeks: Sequence[WeekStack], series: Sequence[Series], *, ident: str = "calls"
+) -> str:
+    """Stacked bars per week: how many goals stood at each health at the week's end."""
+    if not weeks:
+        return ""
+    top = max(sum(w.values) for w in weeks) or 1
+    plot_w = CHART_WIDTH - AXIS_LEFT
+    plot_h = CHART_HEIGHT - AXIS_BOTTOM - TOP_MARGIN
+    week_w = plot_w / len(weeks)
+    bar_w = week_w * (1 - WEEK_GAP)
+    base = TOP_MARGIN + plot_h
+
+    def said(w: WeekStack) -> str:
+        return ", ".join(f"{v} {s.name}" for s, v in zip(series, w.values, strict=True))
+
+    latest = weeks[-1]
+    desc = (
+        f"{len(weeks)} weeks from {weeks[0].label} to {latest.label}. Latest week: {said(latest)}. "
+        "Each week: " + "; ".join(f"{w.label}: {said(w)}" for w in weeks) + "."
+    )
+    parts = [
+        f'<svg class="chart calls" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
+        f'aria-labelledby="{ident}-title {ident}-desc" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{ident}-title">{CALLS_TITLE}</title>',
+        f'<desc id="{ident}-desc">{escape(desc)}</desc>',
+        f'<line class="axis" x1="{AXIS_LEFT}" y1="{_num(base)}" x2="{CHART_WIDTH}" '
+        f'y2="{_num(base)}"/>',
+        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(TOP_MARGIN + 4)}" '
+        f'text-anchor="end">{top}</text>',
+        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(base)}" text-anchor="end">0</text>',
+    ]
+    for i, week in enumerate(weeks):
+        x0 = AXIS_LEFT + i * week_w + week_w * WEEK_GAP / 2
+        y: float = base
+        for kind, value in zip(series, week.values, strict=True):
+            if not value:
+                continue
+            h = plot_h * value / top
+            parts.append(
+                f'<rect class="bar {kind.css}" x="{_num(x0)}" y="{_num(y - h)}" '
+                f'width="{_num(bar_w)}" height="{_num(h)}">'
+                f"<title>{escape(week.label)}: {value} {escape(kind.name)}</title></rect>"
+            )
+            y -= h
+        if i % LABEL_EVERY == 0 or i == len(weeks) - 1:
+            parts.append(
+                f'<text class="tick" x="{_num(x0 + bar_w / 2)}" y="{CHART_HEIGHT - 6}" '
+                f'text-anchor="middle">{escape(week.label)}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class StripCell:
+    """One period of a goal's health strip: its class (its colour) and what it says."""
+
+    css: str
+    title: str
+
+
+def health_strip(cells: Sequence[StripCell], *, summary: str) -> str:
+    """A goal's health per reporting period as a row of squares, oldest first (a period before
+    the first call is an empty square)."""
+    if not cells:
+        return ""
+    step = HEALTH_CELL + HEALTH_GAP
+    width = len(cells) * step - HEALTH_GAP
+    parts = [
+        f'<svg class="health-strip" width="{width}" height="{HEALTH_CELL}" '
+        f'viewBox="0 0 {width} {HEALTH_CELL}" role="img" aria-label="{escape(summary)}" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(summary)}</title>",
+    ]
+    for i, cell in enumerate(cells):
+        # Inset by half a pixel, so that an empty cell's outline is drawn whole.
+        parts.append(
+            f'<rect class="cell {cell.css}" x="{_num(i * step + 0.5)}" y="0.5" '
+            f'width="{HEALTH_CELL - 1}" height="{HEALTH_CELL - 1}" rx="2">'
+            f"<title>{escape(cell.title)}</title></rect>"
         )
     parts.append("</svg>")
     return "".join(parts)

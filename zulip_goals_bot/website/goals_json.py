@@ -67,9 +67,35 @@ def goal_line(
                 if (p := g.progress) is not None and p.total
                 else None
             ),
+            "health": _health(card),
+            "health_history": [
+                {
+                    "period": c.period.key,
+                    "start": stamp(c.period.start),
+                    "end": stamp(c.period.end),
+                    "state": c.state.value if c.state is not None else None,
+                }
+                for c in card.health.cells
+            ],
             "updates": [_update(i) for i in items],
         }
     )
+
+
+def _health(card: Card) -> dict[str, Any] | None:
+    """The owners' latest call, or None when they never made one."""
+    gh = card.goal.health
+    if gh is None:
+        return None
+    words = gh.latest.words
+    return {
+        "state": gh.health.value,
+        "label": gh.health.label,
+        "since": stamp(gh.since),
+        "said_at": stamp(gh.said_at),
+        "words": plain(words) if words else None,
+        "link": card.health.link,
+    }
 
 
 def render(
@@ -100,6 +126,9 @@ def render(
                 "overdue": w.overdue,
             }
             for w in health.program
+        ],
+        "health_weeks": [
+            {"start": stamp(w.week.start), "goals": w.goals, **w.counts} for w in health.calls
         ],
     }
     body = ",\n".join(goal_lines)

@@ -1,11 +1,12 @@
-"""Where each goal stands, now and week by week: the website's badges, chart and activity strips.
+"""Where each goal stands, now and week by week: the website's badges, charts and strips.
 
 The state of a goal is the bot's own rule, asked of the ``Program`` as the digest asks it; this
 module only chooses the instants.  Weeks are the prompt slot's
 weekly grid (``schedule.period_at`` with one-week cells), so a week starts when prompts go out.
 A past week's state is the one the goal had at the end of that week, given the updates it had by
 then; paused and completed goals and owners who are away count as they are today (the database
-keeps no history of them).
+keeps no history of them).  The owners' own calls (on track, at risk, ...) are counted on the same
+weeks, and strung along each goal's reporting periods, by ``goal_health``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from datetime import datetime, timedelta
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState, Period, period_at
 from zulip_goals_bot.website.content import SiteData
+from zulip_goals_bot.website.goal_health import (
+    HealthCell,
+    WeekCalls,
+    goal_periods,
+    program_weeks,
+    strip,
+)
 
 # The chart and the strips show at most this many weeks, the latest: half a year, the length of
 # a Rust goals period, keeps the chart readable.
@@ -61,6 +69,9 @@ class Health:
     states: Mapping[int, DueState]  # goal id -> state now
     activity: Mapping[int, tuple[int, ...]]  # goal id -> updates per week, oldest week first
     program: tuple[WeekHealth, ...]
+    # The owners' calls: each goal's health per reporting period, the program's per week.
+    cells: Mapping[int, tuple[HealthCell, ...]]
+    calls: tuple[WeekCalls, ...]  # aligned with ``weeks``
 
     @property
     def week(self) -> Period:
@@ -103,7 +114,16 @@ def compute_health(data: SiteData, now: datetime, program: Program) -> Health:
         )
         for i, w in enumerate(grid)
     )
-    return Health(now=now, weeks=grid, states=states, activity=activity, program=weekly)
+    periods = goal_periods(data.goals, program, now)
+    return Health(
+        now=now,
+        weeks=grid,
+        states=states,
+        activity=activity,
+        program=weekly,
+        cells={g.id: strip(g, periods[g.id], now) for g in data.goals},
+        calls=program_weeks(data.goals, grid),
+    )
 
 
 def _per_week(

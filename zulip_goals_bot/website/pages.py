@@ -20,7 +20,7 @@ from markupsafe import Markup
 from zulip_goals_bot.domain.markdown import message_link
 from zulip_goals_bot.domain.views import GoalView
 from zulip_goals_bot.goals.grouping import goal_groups
-from zulip_goals_bot.website import charts, feeds, goals_json
+from zulip_goals_bot.website import charts, feeds, goal_health, goals_json
 from zulip_goals_bot.website.content import SiteData, SiteUpdate
 from zulip_goals_bot.website.health import Health
 from zulip_goals_bot.website.progress import program_progress
@@ -61,6 +61,11 @@ FEED_ENTRIES = 50
 GOAL_FEED_ENTRIES = 10
 # A feed entry's title is the TL;DR, or the start of the update, cut to this many characters.
 ENTRY_TITLE_CHARS = 100
+# The calls chart's segments, bottom up, as goal_health.ORDER and then the goals that never said.
+CALL_SERIES = (
+    *(charts.Series(goal_health.css_class(s), s.label) for s in goal_health.ORDER),
+    charts.Series(goal_health.css_class(None), "not said"),
+)
 # Metadata rows of a goal file that the goal page shows by name (matched on the start of the key).
 CHAMPION_KEYS: tuple[str, ...] = ("champion",)
 ROADMAP_KEYS: tuple[str, ...] = ("roadmap",)
@@ -133,7 +138,7 @@ def site_files(
     memory at once (the bot rebuilds it while it runs).
     """
     md.start_build()
-    cards = sorted(make_cards(data, health, md, settings.timezone), key=lambda c: c.file)
+    cards = sorted(make_cards(data, health, md, settings), key=lambda c: c.file)
     groups = [
         Group(title=g.title, anchor=anchor(g.title), cards=g.items)
         for g in goal_groups(cards, lambda c: c.goal)
@@ -143,7 +148,18 @@ def site_files(
         charts.WeekBar(label=w.week.key, updated=w.updated, due=w.due, overdue=w.overdue)
         for w in health.program
     ]
-    common = {"settings": settings, "health": health, "period": data.period}
+    calls = [
+        charts.WeekStack(
+            label=w.week.key, values=tuple(w.count(s) for s in (*goal_health.ORDER, None))
+        )
+        for w in health.calls
+    ]
+    common = {
+        "settings": settings,
+        "health": health,
+        "period": data.period,
+        "call_series": CALL_SERIES,
+    }
     progress = program_progress(data.progress_days, health.weeks, health.now, settings.timezone)
     yield (
         INDEX,
@@ -158,6 +174,13 @@ def site_files(
             total=len(cards),
             chart=Markup(charts.health_chart(bars)),
             progress=progress,
+            # The owners' calls, once any goal made one (before that, every goal is "not said").
+            calls_chart=(
+                Markup(charts.calls_chart(calls, CALL_SERIES))
+                if any(g.health is not None for g in data.goals)
+                else None
+            ),
+            calls=calls,
         ),
     )
     goal_lines: list[str] = []

@@ -17,13 +17,16 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
+from zulip_goals_bot.domain.health import Health as HealthState
+from zulip_goals_bot.domain.health import HealthSource
 from zulip_goals_bot.domain.markdown import StreamRef, message_link, topic_narrow
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState
 from zulip_goals_bot.domain.states import OwnerRole
 from zulip_goals_bot.domain.views import GoalView, PersonView
-from zulip_goals_bot.website import charts
+from zulip_goals_bot.website import charts, goal_health
 from zulip_goals_bot.website.content import SiteData, SiteUpdate
+from zulip_goals_bot.website.goal_health import HealthCell
 from zulip_goals_bot.website.health import Health
 from zulip_goals_bot.website.text import LINK_REL, ZulipMarkdown
 
@@ -84,6 +87,25 @@ class UpdateItem(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class HealthView:
+    """A goal's health as its card and page show it: the owners' latest call, or none."""
+
+    state: HealthState | None
+    label: str  # the badge's text: "at risk", or goal_health.NO_HEALTH
+    css: str  # the badge's class
+    since: str | None  # local date the current health was first said
+    said: str | None  # local date of the latest call
+    author: str | None  # who made it (a display name, never a mention)
+    words: Markup | None  # what they wrote with it
+    anchor: str | None  # the update that made it, on the goal's page
+    link: str | None  # where readers can open it: the message in Zulip or the comment on GitHub
+    link_text: str
+    reaction: bool  # made with a reaction on the bot's prompt
+    cells: tuple[HealthCell, ...]  # the goal's reporting periods, oldest first
+    strip: Markup
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     """A goal as the index and its own page show it."""
 
@@ -97,6 +119,7 @@ class Card:
     help_wanted: Markup | None
     strip: Markup
     updates: int
+    health: HealthView
 
     @property
     def name(self) -> str:
@@ -165,7 +188,82 @@ def topic_link(goal: GoalView, settings: SiteSettings) -> str | None:
     return f"{settings.zulip_url.rstrip('/')}/{narrow}"
 
 
-def cards(data: SiteData, health: Health, md: ZulipMarkdown, tz: ZoneInfo) -> list[Card]:
+def _call_update(goal: GoalView, ups: Sequence[SiteUpdate]) -> SiteUpdate | None:
+    """The update that made the goal's latest health call, when an update made it."""
+    if goal.health is None or goal.health.latest.source is not HealthSource.UPDATE:
+        return None
+    call = goal.health.latest
+    for u in ups:
+        if call.message_id is not None and u.message_id == call.message_id:
+            return u
+        if call.message_id is None and call.url is not None and u.url == call.url:
+            return u
+    return None
+
+
+def strip_summary(name: str, cells: Sequence[HealthCell]) -> str:
+    """What a health strip shows, in words: ``Health of X per period, the last 4: ...``."""
+    count = Counter(c.state for c in cells)
+    states = [*goal_health.ORDER, None]
+    said = ", ".join(f"{goal_health.label(s)} in {count[s]}" for s in states if count[s])
+    periods = f"the last {len(cells)}" if len(cells) != 1 else "the current one"
+    return f"Health of {name} per period, {periods}: {said}"
+
+
+def health_view(
+    goal: GoalView,
+    ups: Sequence[SiteUpdate],
+    cells: tuple[HealthCell, ...],
+    md: ZulipMarkdown,
+    settings: SiteSettings,
+) -> HealthView:
+    strip = Markup(
+        charts.health_strip(
+            [charts.StripCell(goal_health.css_class(c.state), c.title) for c in cells],
+            summary=strip_summary(goal.name, cells),
+        )
+    )
+    gh = goal.health
+    if gh is None:
+        return HealthView(
+            state=None,
+            label=goal_health.NO_HEALTH,
+            css=goal_health.css_class(None),
+            since=None,
+            said=None,
+            author=None,
+            words=None,
+            anchor=None,
+            link=None,
+            link_text="",
+            reaction=False,
+            cells=cells,
+            strip=strip,
+        )
+    call = gh.latest
+    made_by = _call_update(goal, ups)
+    tz = settings.timezone
+    return HealthView(
+        state=gh.health,
+        label=goal_health.label(gh.health),
+        css=goal_health.css_class(gh.health),
+        since=_date(gh.since, tz),
+        said=_date(gh.said_at, tz),
+        author=call.author,
+        words=Markup(md.inline(call.words)) if call.words else None,
+        anchor=made_by.ident if made_by is not None else None,
+        link=message_url(made_by, settings) if made_by is not None else None,
+        link_text="view on GitHub"
+        if made_by is not None and made_by.on_github
+        else "view in Zulip",
+        reaction=call.source is HealthSource.REACTION,
+        cells=cells,
+        strip=strip,
+    )
+
+
+def cards(data: SiteData, health: Health, md: ZulipMarkdown, settings: SiteSettings) -> list[Card]:
+    tz = settings.timezone
     names = file_names(data.goals)
     labels = [f"week of {w.key}" for w in health.weeks]
     out = []
@@ -194,6 +292,7 @@ def cards(data: SiteData, health: Health, md: ZulipMarkdown, tz: ZoneInfo) -> li
                     )
                 ),
                 updates=len(ups),
+                health=health_view(g, ups, health.cells[g.id], md, settings),
             )
         )
     return out
