@@ -44,7 +44,7 @@ def console_script() -> list[str]:
     script = Path(sys.executable).parent / "zulip-goals-bot"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "zulip_goals_bot.cli"]
+    return [sys.executable, "-m", "fakezulip.launch"]
 
 
 def run(sizes: Sizes, tmp: Path, out: dict[str, Figure], profile: Profile) -> None:

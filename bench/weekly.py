@@ -25,7 +25,7 @@ from bench.core import BenchError, Figure, Sizes, exactly
 from bench.data import a_friday_evening
 from bench.profiling import Profile
 from bench.world import Bot, world
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Delivery
 from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState

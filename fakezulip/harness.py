@@ -92,7 +92,7 @@ class BotProcess:
         """Spawn the bot; with ``wait_ready``, return once it listens (else ``BotNotReady``)."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "zulip_goals_bot.cli", "--config", str(self.conf), "run"],
+                [sys.executable, "-m", "fakezulip.launch", "--config", str(self.conf), "run"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,

@@ -145,7 +145,7 @@ class BotProcess(harness.BotProcess):
 
 def run_cli(conf: Path | None, *args: str, env: dict[str, str] | None = None,
             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    cmd = [sys.executable, "-m", "zulip_goals_bot.cli"]
+    cmd = [sys.executable, "-m", "fakezulip.launch"]
     if conf is not None:
         cmd += ["--config", str(conf)]
     done = subprocess.run(

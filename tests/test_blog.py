@@ -24,7 +24,7 @@ from tests.test_digest import (
     program_config,
 )
 from zulip_goals_bot.cli import main
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
+from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Goal, GoalOwner, Person, Update
 from zulip_goals_bot.digest.blog import (
@@ -184,9 +184,7 @@ def test_since_and_until_days_are_both_included(tmp_path: Path) -> None:
     assert "<summary>2 updates this month</summary>" in post
 
 
-def test_without_until_the_post_covers_today_up_to_now(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_until_the_post_covers_today_up_to_now(tmp_path: Path) -> None:
     now = datetime(2025, 3, 20, 23, 0, tzinfo=NEW_YORK)
     db = _new_york_goal(
         tmp_path,
@@ -195,12 +193,10 @@ def test_without_until_the_post_covers_today_up_to_now(
             (now - timedelta(minutes=1), "sent a minute ago"),
         ),
     )
-    clock = FileClock(tmp_path / "clock")
-    clock.set(now)
-    monkeypatch.setenv(CLOCK_FILE_ENV, str(clock.path))
+    clock = FrozenClock(now)
     config = replace(program_config(db.url), timezone=NEW_YORK)
     out = tmp_path / "post.md"
-    assert export_command(config, "2025-03-01", None, out) == 0
+    assert export_command(config, "2025-03-01", None, out, clock=clock) == 0
     post = out.read_text(encoding="utf-8")
     assert 'title = "Project goals update: 2025-03-01 to 2025-03-20"' in post
     assert "yesterday's news" in post and "sent a minute ago" in post

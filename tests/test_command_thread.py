@@ -56,15 +56,15 @@ def test_a_reply_is_stored_while_a_slow_command_is_answered(
     runner.start()
     try:
         assert bot.ready.wait(15)
-        answer = bot.command_handler.handle_message  # the handler the running bot made
+        answer = bot.command_handler.answer  # the handler the running bot made
 
-        def held(message: dict[str, Any], handler: Any) -> None:
+        def held(message: dict[str, Any], handler: Any, command: Any) -> None:
             """The command takes its time (a slow database, a big answer): held until released."""
             entered.set()
             release.wait(30)
-            answer(message, handler)
+            answer(message, handler, command)
 
-        bot.command_handler.handle_message = held  # type: ignore[method-assign]
+        bot.command_handler.answer = held  # type: ignore[method-assign]
         server.send_direct_message(eve, [bot_user], "status polonius")
         assert entered.wait(15)
         reply = server.send_stream_message(ben, "project-goals", goal.zulip_topic, "TL;DR: done")
@@ -87,6 +87,51 @@ def test_a_reply_is_stored_while_a_slow_command_is_answered(
         runner.join(timeout=15)
         db.dispose()
     assert not runner.is_alive()
+
+
+def test_a_status_dm_is_parsed_once_on_its_way_to_the_answer(
+    tmp_path: Path, realm_server: tuple[FakeZulip, dict[str, User]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing reads the command; the handler answers that same parse, it does not read again."""
+    from zulip_goals_bot.commands import bot_handler, grammar
+
+    server, users = realm_server
+    bot_user, ben, eve = users["bot"], users["ben"], users["eve"]
+    conf = write_conf(tmp_path, server, bot_user, extra=QUIET)
+    config = load_config(conf)
+    db = database_for(conf)
+    add_goal(db, "polonius", "Polonius", [(ben.user_id, ben.email, ben.full_name)], issue=118)
+    parsed: list[str] = []
+    real_parse = grammar.parse
+
+    def counting(text: str, bot_name: str = "Goals Bot") -> grammar.Command:
+        parsed.append(text)
+        return real_parse(text, bot_name)
+
+    monkeypatch.setattr(grammar, "parse", counting)
+    monkeypatch.setattr(bot_handler, "parse", counting)
+    bot = GoalsBot(config, db, ZulipIO(config.zuliprc), ZulipIO(config.zuliprc), SystemClock())
+    runner = threading.Thread(target=bot.run, kwargs={"wake_ups": False}, daemon=True)
+    runner.start()
+    try:
+        assert bot.ready.wait(15)
+        parsed.clear()
+        server.send_direct_message(eve, [bot_user], "status polonius")
+
+        def answered() -> list[str]:
+            return [
+                m["content"]
+                for m in server.direct_messages_to(eve)
+                if m["sender_id"] == bot_user.user_id
+            ]
+
+        assert wait_until(lambda: bool(answered()))
+        assert "**Polonius**" in answered()[0]
+        assert parsed == ["status polonius"]
+    finally:
+        bot.stop.set()
+        runner.join(timeout=15)
+        db.dispose()
 
 
 def test_status_reads_without_a_write_transaction(

@@ -15,9 +15,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from fakezulip import FIELD_EXTERNAL_ACCOUNT, FakeZulip, Realm, User
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.dbs import new_database_url
 from tests.support import BotProcess, add_goal, database_for, run_cli, write_conf
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.engine import Database, alembic_config, upgrade
 from zulip_goals_bot.db.models import Delivery, DigestSubscription, Person
 from zulip_goals_bot.doctor import (

@@ -31,6 +31,7 @@ import pytest
 from sqlalchemy import select
 
 from fakezulip import FakeZulip, Realm, User
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import (
     BotProcess,
     add_goal,
@@ -40,7 +41,6 @@ from tests.support import (
     wait_until,
     write_conf,
 )
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
 from zulip_goals_bot.db.models import (
     PART_SEPARATOR,

@@ -14,8 +14,8 @@ import pytest
 
 from fakegithub import FakeGitHub
 from fakezulip import FakeZulip, Realm
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import add_goal, database_for, run_cli, write_conf
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 
 REPO = "rust-lang/rust-project-goals"
 TOKEN = "ghp_doctortoken0000000000000000000000000"

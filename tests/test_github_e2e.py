@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from fakegithub import FakeGitHub
 from fakezulip import FakeZulip, Realm, User
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.models import Person, Update
 from zulip_goals_bot.domain.states import UpdateSource
 

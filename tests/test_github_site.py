@@ -15,10 +15,11 @@ from selenium.webdriver.common.by import By
 
 from fakegithub import FakeGitHub
 from fakezulip import FakeZulip, Realm
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import add_goal, database_for, run_cli, write_conf
 from tests.test_site_browser import CHROMEDRIVER, CHROMIUM, Reader, serving
 from tests.test_site_browser import browser as browser  # the module's Chromium, shared
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock, FrozenClock
+from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.github.client import GitHubClient, TokenAuth
 from zulip_goals_bot.github.sync import sync
 

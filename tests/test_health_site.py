@@ -24,12 +24,12 @@ import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.dbs import new_database_url
 from tests.support import ROOT, add_goal, database_for, run_cli
 from tests.test_site_browser import CHROMEDRIVER, CHROMIUM, Reader, serving
 from tests.test_site_browser import browser as browser  # the module's Chromium, shared
 from zulip_goals_bot.bot.replies import extract_tldr
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import ScheduleConfig
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Goal, HealthReaction, Person, Update

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fakezulip import FakeZulip, Realm, User
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import run_cli, write_conf
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 
 STREAM = "project-goals"
 # A Thursday an hour after the default slot (14:00 UTC): the period runs to 2026-03-12 14:00.

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from fakezulip import FakeZulip, Realm, User
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from fakezulip.markdown import hash_encode
 from tests.support import BotProcess, database_for, run_cli, running_since, wait_until, write_conf
 from tests.test_security import OUR_CLIENT, addressed, unsafe_in
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.domain.markdown import StreamRef, topic_link
 
 STREAM = "project-goals"

@@ -24,11 +24,11 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import make_url
 
 from fakezulip import FakeZulip, Realm
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.dbs import new_postgres_url
 from tests.support import BotProcess, add_goal, database_for, running_since, wait_until, write_conf
 from zulip_goals_bot.bot import lease as lease_module
 from zulip_goals_bot.bot.lease import ADVISORY_LOCK_KEY, Lease
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.engine import Database, alembic_config, downgrade, upgrade
 from zulip_goals_bot.db.models import PART_SEPARATOR, Base, BotState, Delivery
 from zulip_goals_bot.domain.states import DeliveryState

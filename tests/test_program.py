@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select, update
 
 from fakezulip import FakeZulip, Realm, User
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import ScheduleConfig
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import GoalOwner, Person, Update

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from fakezulip import FakeZulip, Realm
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.dbs import new_database
 from tests.support import DATA, BotProcess, database_for, run_cli, wait_until, write_conf
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.zulip_io import ZulipIO
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.commands.dispatch import handle
 from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import load_config

@@ -33,6 +33,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
 from fakezulip import FakeZulip, Realm, User
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import (
     ROOT,
     BotProcess,
@@ -42,7 +43,6 @@ from tests.support import (
     wait_until,
     write_conf,
 )
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.db.models import Goal
 from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.sandbox.world import DEMO_START

@@ -24,6 +24,7 @@ import feedparser
 import jsonschema
 import pytest
 
+from fakezulip.clockfile import CLOCK_FILE_ENV
 from tests.support import ROOT, run_cli
 from tests.test_digest import (
     DIGEST_AT,
@@ -35,7 +36,6 @@ from tests.test_digest import (
     make_ctx,
     make_db,
 )
-from zulip_goals_bot.clock import CLOCK_FILE_ENV
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Update
 from zulip_goals_bot.domain.schedule import DueState

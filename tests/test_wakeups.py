@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import update
 
 from fakezulip import FakeZulip, Realm
+from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
 from zulip_goals_bot.bot.app import AFTER_COMMANDS_SECONDS, TICK_ENV
 from zulip_goals_bot.bot.prompts import next_wake, plan
-from zulip_goals_bot.clock import CLOCK_FILE_ENV, FileClock
 from zulip_goals_bot.config import Config, DigestConfig, ScheduleConfig
 from zulip_goals_bot.db.models import Goal
 from zulip_goals_bot.domain.program import Program

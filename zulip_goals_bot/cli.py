@@ -18,6 +18,7 @@ from zulip_goals_bot.errors import GoalsBotError
 if TYPE_CHECKING:
     from zulip_goals_bot.bot.context import Context
     from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.clock import Clock
     from zulip_goals_bot.config import Config
 
 Handler = Callable[[argparse.Namespace], int]
@@ -33,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from zulip_goals_bot.bot.app import run_bot
 
     config = _load(args)
-    return run_bot(config)
+    return run_bot(config, clock=args.clock)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -65,21 +66,21 @@ def cmd_goals_import(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         statuses=args.status,
         rollover=args.rollover,
+        clock=args.clock,
     )
 
 
 def cmd_goals_list(args: argparse.Namespace) -> int:
     from zulip_goals_bot.goals.listing import list_command
 
-    return list_command(_load(args), show_all=args.all, as_json=args.json)
+    return list_command(_load(args), show_all=args.all, as_json=args.json, clock=args.clock)
 
 
-def _connect(config: Config) -> tuple[Context, ZulipIO]:
+def _connect(config: Config, clock: Clock) -> tuple[Context, ZulipIO]:
     """A context for a one-off command: the bot's identity and stream ids from Zulip."""
     from zulip_goals_bot.bot.app import look_up_streams, open_database, setup_logging
     from zulip_goals_bot.bot.context import Context
     from zulip_goals_bot.bot.zulip_io import ZulipIO
-    from zulip_goals_bot.clock import default_clock
 
     setup_logging("WARNING")
     io = ZulipIO(config.zuliprc)
@@ -87,7 +88,7 @@ def _connect(config: Config) -> tuple[Context, ZulipIO]:
     ctx = Context(
         config,
         open_database(config),
-        default_clock(),
+        clock,
         io.site,
         int(me["user_id"]),
         str(me.get("full_name", "")),
@@ -101,7 +102,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     from zulip_goals_bot.bot.prompts import send_due
 
     config = _load(args)
-    ctx, io = _connect(config)
+    ctx, io = _connect(config, args.clock)
     sender = LockedSender(io)
     report = send_due(
         ctx,
@@ -135,7 +136,6 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from zulip_goals_bot.bot.context import Context
     from zulip_goals_bot.bot.outgoing import LockedSender
     from zulip_goals_bot.bot.zulip_io import site_from_zuliprc
-    from zulip_goals_bot.clock import default_clock
     from zulip_goals_bot.digest.delivery import send_digest
 
     config = _load(args)
@@ -149,11 +149,11 @@ def cmd_digest(args: argparse.Namespace) -> int:
     if args.dry_run:  # printed without connecting to Zulip: its links name streams by name
         setup_logging("WARNING")
         site = site_from_zuliprc(config.zuliprc)
-        ctx = Context(config, open_database(config), default_clock(), site, 0, "")
+        ctx = Context(config, open_database(config), args.clock, site, 0, "")
         report = send_digest(ctx, _NoSender(), dry_run=True, since=since, goals_period=args.period)
         print(report.render())
         return 0
-    ctx, io = _connect(config)
+    ctx, io = _connect(config, args.clock)
     # Once per digest week, like the scheduled one; --again posts anew on purpose.
     again = bool(args.again)
     report = send_digest(
@@ -174,7 +174,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from zulip_goals_bot.config import config_path
     from zulip_goals_bot.doctor import doctor_command
 
-    return doctor_command(config_path(args.config), as_json=args.json, fix=args.fix)
+    return doctor_command(
+        config_path(args.config), as_json=args.json, fix=args.fix, clock=args.clock
+    )
 
 
 def cmd_export_blog(args: argparse.Namespace) -> int:
@@ -187,19 +189,20 @@ def cmd_export_blog(args: argparse.Namespace) -> int:
         output=args.output,
         period=args.period,
         group_health=args.group_health,
+        clock=args.clock,
     )
 
 
 def cmd_people_import(args: argparse.Namespace) -> int:
     from zulip_goals_bot.people.importer import people_import_command
 
-    return people_import_command(_load(args), args.path, dry_run=args.dry_run)
+    return people_import_command(_load(args), args.path, dry_run=args.dry_run, clock=args.clock)
 
 
 def cmd_site_build(args: argparse.Namespace) -> int:
     from zulip_goals_bot.website.build import build_command
 
-    return build_command(_load(args), output=args.output, period=args.period)
+    return build_command(_load(args), output=args.output, period=args.period, clock=args.clock)
 
 
 def cmd_site_serve(args: argparse.Namespace) -> int:
@@ -213,13 +216,15 @@ def cmd_site_serve(args: argparse.Namespace) -> int:
 def cmd_github_sync(args: argparse.Namespace) -> int:
     from zulip_goals_bot.github.command import sync_command
 
-    return sync_command(_load(args), dry_run=args.dry_run, since=args.since, goal=args.goal)
+    return sync_command(
+        _load(args), dry_run=args.dry_run, since=args.since, goal=args.goal, clock=args.clock
+    )
 
 
 def cmd_github_mirror(args: argparse.Namespace) -> int:
     from zulip_goals_bot.github.command import mirror_command
 
-    return mirror_command(_load(args), dry_run=args.dry_run)
+    return mirror_command(_load(args), dry_run=args.dry_run, clock=args.clock)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -409,9 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> int:
+    """The command line; ``clock`` is the instant every command reads (the real clock unless a
+    caller injects one: the test launcher moves time by hand)."""
+    from zulip_goals_bot.clock import SYSTEM_CLOCK
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.clock = clock or SYSTEM_CLOCK
     try:
         result: int = args.func(args)
         return result

@@ -101,6 +101,18 @@ KEYS: tuple[Key, ...] = (
     Key("digest", "weekday", "monday", "Day the digest goes out."),
     Key("digest", "time", "09:00", "Time the digest goes out (HH:MM)."),
     Key("digest", "timezone", "", "Timezone of the digest time; empty means the program one."),
+    Key(
+        "health",
+        "alerts",
+        "true",
+        "DM a goal's champions once when it turns blocked or stays at risk for two periods.",
+    ),
+    Key(
+        "health",
+        "notify_leads",
+        "true",
+        "Also tell the leads of the goal's teams (`teams/*.toml` of the people_file team repo).",
+    ),
     Key("logging", "level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Key(
         "site",
@@ -150,6 +162,14 @@ class DigestConfig:
     weekday: int = 0
     at: time = time(9, 0)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Who hears of a goal that needs help (``bot.alerts``)."""
+
+    alerts: bool = True  # champions get one DM per change to blocked, or at risk for long
+    notify_leads: bool = True  # and so do the leads of the goal's teams
 
 
 DEFAULT_SITE_TITLE = "Project goals"
@@ -203,6 +223,7 @@ class Config:
     subscribe_owners: bool = False
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     digest: DigestConfig = field(default_factory=DigestConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     log_level: str = "INFO"
     site: SiteConfig = field(default_factory=SiteConfig)
     github: GitHubConfig = field(default_factory=GitHubConfig)
@@ -340,6 +361,10 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         at=r.clock_time("digest", "time"),
         timezone=r.zone("digest", "timezone", fallback=tz),
     )
+    health = HealthConfig(
+        alerts=r.boolean("health", "alerts"),
+        notify_leads=r.boolean("health", "notify_leads"),
+    )
     level = r.choice("logging", "level", ("debug", "info", "warning", "error")).upper()
     site_output = r.text("site", "output")
     site = SiteConfig(
@@ -389,6 +414,7 @@ def load_config(path: Path, *, must_exist: bool = True) -> Config:
         subscribe_owners=r.boolean("goals", "subscribe_owners"),
         schedule=schedule,
         digest=digest,
+        health=health,
         log_level=level,
         site=site,
         github=github,

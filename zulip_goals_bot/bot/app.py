@@ -8,10 +8,12 @@ sends acknowledgements and answers in order, so slow or rate-limited sending nev
 storage.  The *scheduler* (APScheduler) wakes the bot at the next instant something may be
 owed (a prompt slot, a reminder, an owner's DM hour, the digest slot; ``Program.next_wake``), after
 each catch-up with Zulip and soon after chat commands, with an hourly wake-up as a safety net.
-Each wake-up (a *tick*) sends whatever prompts, reminders and digests the database says are due,
-so a missed or doubled wake-up costs nothing.  With ``[github]``, the scheduler also runs the
-bridge's passes (``github.service``): at start, every ``sync_minutes``, soon after a stored update
-when mirroring; GitHub trouble is logged there and never reaches the Zulip threads.
+Each wake-up (a *tick*) sends whatever prompts, reminders, digests and health alerts (a blocked
+goal's champions and team leads, ``bot.alerts``) the database says are due, so a missed or
+doubled wake-up costs nothing; a stored update brings the next tick within seconds.
+With ``[github]``, the scheduler also runs the bridge's passes (``github.service``): at start,
+every ``sync_minutes``, soon after a stored update when mirroring; GitHub trouble is logged there
+and never reaches the Zulip threads.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from zulip_goals_bot.bot.outgoing import LockedSender, ReplyCollector, SendQueue
 from zulip_goals_bot.bot.replies import IncomingMessage, MalformedMessage
 from zulip_goals_bot.bot.store import BatchEffects, Router
 from zulip_goals_bot.bot.zulip_io import QueueLost, ZulipIO
-from zulip_goals_bot.clock import Clock, default_clock
+from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
@@ -75,6 +77,9 @@ AFTER_COMMANDS_SECONDS = 10.0
 # After an update is stored (mirror = to-github or both), the GitHub pass comes this soon:
 # replies arriving together share it, and the comment appears while the owner still looks.
 MIRROR_SOON_SECONDS = 2.0
+# After updates are stored (one may say blocked), the tick that tells the goal's champions comes
+# this soon: replies arriving together share it, and a tick that finds nothing owed costs little.
+ALERT_SOON_SECONDS = 2.0
 # Deliveries interrupted by a crash are finished on start-up unless they are older than this.
 STALE_PROMPT = timedelta(days=2)
 STALE_DIGEST = timedelta(days=6)
@@ -253,6 +258,9 @@ class GoalsBot:
         self.site.stored(events, count)
         if self.config.github.writes and changes_updates(events, count):
             self._github_soon()
+        if self.config.health.alerts and changes_updates(events, count):
+            # An update may have said blocked: its goal's champions hear of it within seconds.
+            self._wake_in(ALERT_SOON_SECONDS)
 
     def _after_commit(self, effects: BatchEffects) -> None:
         for mid in effects.acknowledge:
@@ -288,7 +296,7 @@ class GoalsBot:
         self.stats.commands += 1
         replies = ReplyCollector(self.bot_user_id, self.bot_name, self.bot_email)
         try:
-            self.command_handler.handle_message(msg.as_api_message(), replies)
+            self.command_handler.answer(msg.as_api_message(), replies, msg.command)
         except GoalsBotError as exc:
             log.error("command in message %s failed: %s", msg.id, exc)
             return
@@ -373,7 +381,8 @@ class GoalsBot:
                 self.stop.wait(EVENT_LOOP_RETRY_SECONDS)
 
     def tick(self) -> None:
-        """Send what is due now (prompts, reminders, the digest), then arm the next wake-up.
+        """Send what is due now (health alerts, prompts, reminders, the digest), then arm the
+        next wake-up.
 
         Safe to call any time, from any thread: ticks take turns, and the database says what
         is owed.  Logs one ``tick N done`` line, which tests count.
@@ -391,6 +400,8 @@ class GoalsBot:
 
     def _send_owed(self) -> _TickResult:
         done = _TickResult()
+        if self.config.health.alerts:
+            self._send_alerts(done)
         if not self.config.schedule.enabled and not self.config.digest.enabled:
             return done
         try:
@@ -425,6 +436,23 @@ class GoalsBot:
             log.exception("scheduled sending crashed; will retry on the next tick")
             done.failed += 1
         return done
+
+    def _send_alerts(self, done: _TickResult) -> None:
+        """Champions and team leads hear of goals that turned blocked or stayed at risk (in a
+        try of their own: trouble with prompts or the digest must not keep a blocker untold)."""
+        try:
+            from zulip_goals_bot.bot.alerts import send_alerts
+
+            alerts = send_alerts(self.ctx, self.sender)
+            done.add(alerts.sent, alerts.failed)
+        except Stopping as exc:
+            log.info("health alerts interrupted (%s); the next start finishes them", exc)
+        except GoalsBotError as exc:
+            log.error("health alerts failed: %s; will retry on the next tick", exc)
+            done.failed += 1
+        except Exception:
+            log.exception("health alerts crashed; will retry on the next tick")
+            done.failed += 1
 
     def _wake_in(self, seconds: float) -> None:
         """Make sure a tick runs within ``seconds`` (real time) once the scheduler runs."""
@@ -625,7 +653,7 @@ def open_database(config: Config) -> Database:
 def run_bot(config: Config, *, clock: Clock | None = None) -> int:
     """``zulip-goals-bot run``: connect, take the lease, and run until SIGTERM/SIGINT."""
     setup_logging(config.log_level)
-    clock = clock or default_clock()
+    clock = clock or SYSTEM_CLOCK
     listener = ZulipIO(config.zuliprc)
     sender_io = ZulipIO(config.zuliprc)
     listener.whoami()  # fail fast, with one clear line, on a wrong key

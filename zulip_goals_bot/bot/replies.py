@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from zulip_goals_bot.commands.grammar import MAX_GOAL_WORDS, Intent, classify, is_command
+from zulip_goals_bot.commands.grammar import (
+    MAX_GOAL_WORDS,
+    Command,
+    Intent,
+    command_in,
+    intent_of_prose,
+)
 from zulip_goals_bot.domain.events import is_goals_stream
 from zulip_goals_bot.domain.markdown import limit_items, neutralize, safe
 from zulip_goals_bot.domain.views import GoalName, SenderInfo
@@ -62,6 +68,9 @@ class IncomingMessage:
     sent_at: datetime
     recipient_ids: tuple[int, ...] = ()
     mentioned: bool = False
+    # The command routing read in it, handed to the command handler as parsed (None: routing
+    # found no well-formed one, and the handler's answer is help or "did you mean").
+    command: Command | None = None
 
     @property
     def sender(self) -> SenderInfo:
@@ -203,6 +212,7 @@ class Decision:
     candidates: tuple[int, ...] = ()
     evidence: Evidence | None = None
     unsure: bool = False  # stored, but it began like a command: say how to undo it
+    command: Command | None = None  # a COMMAND as routing parsed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +249,9 @@ def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
     if msg.is_stream:
         addressed = mentions_bot(msg, facts.bot_name, facts.bot_user_id)
         text = strip_bot_mention(msg.content, facts.bot_name)
-        if addressed and is_command(text, facts.bot_name):
-            return Decision(Route.COMMAND)
+        command = command_in(text, facts.bot_name) if addressed else None
+        if command is not None:
+            return Decision(Route.COMMAND, command=command)
         in_goals_stream = is_goals_stream(msg.stream, facts.goals_stream)
         if in_goals_stream and facts.topic_goal_id is not None:
             if facts.topic_goal_id in facts.owned_goal_ids:
@@ -267,9 +278,10 @@ def _route_direct(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
         choice = _pending_choice(text, facts)
         if choice is not None:
             return Decision(Route.ANSWER_PENDING, choice)
-    intent = classify(msg.content, facts.bot_name)
-    if intent is Intent.COMMAND:
-        return Decision(Route.COMMAND)
+    command = command_in(msg.content, facts.bot_name)
+    if command is not None:
+        return Decision(Route.COMMAND, command=command)
+    intent = intent_of_prose(msg.content, facts.bot_name)
     owned = facts.owned_goal_ids
     reply = short_reply(text)
     filed = facts.filed_goal_id is not None
@@ -283,7 +295,8 @@ def _route_direct(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
     if named is not None:  # a goal's name alone is never an update
         if filed:
             return Decision(Route.MOVE_FILED, named.id)
-        return Decision(Route.COMMAND, named.id, body=f"status {named.slug}")
+        status = Command("status", text=named.slug, typed="status")
+        return Decision(Route.COMMAND, named.id, body=f"status {named.slug}", command=status)
     if intent is Intent.NEAR_COMMAND or not owned:
         return Decision(Route.COMMAND)
     unsure = intent is Intent.UNSURE

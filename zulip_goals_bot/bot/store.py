@@ -559,7 +559,7 @@ def _store_part(
             effects.stored += 1
         elif decision.route is Route.COMMAND:
             # A goal's name alone is asked about as `status <goal>`: the body says so.
-            asked = m if decision.body is None else replace(m, content=decision.body)
+            asked = replace(m, content=decision.body or m.content, command=decision.command)
             effects.commands.append(asked)
         elif decision.route is Route.ASK_GOAL:
             kept = make_update(m, None, author, UpdateKind.PENDING)

@@ -14,7 +14,7 @@ from zulip_bots.lib import AbstractBotHandler
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.commands.answers import help_text
 from zulip_goals_bot.commands.dispatch import handle
-from zulip_goals_bot.commands.grammar import parse
+from zulip_goals_bot.commands.grammar import Command, parse
 from zulip_goals_bot.domain.views import SenderInfo
 
 
@@ -38,6 +38,16 @@ class GoalsBotHandler:
         """Nothing to set up: everything lives in the Context."""
 
     def handle_message(self, message: dict[str, Any], bot_handler: AbstractBotHandler) -> None:
+        self.answer(message, bot_handler, None)
+
+    def answer(
+        self,
+        message: dict[str, Any],
+        bot_handler: AbstractBotHandler,
+        command: Command | None,
+    ) -> None:
+        """Answer a message; ``command`` as the bot's routing parsed it (else it is parsed
+        here, as for a message that reached the handler some other way)."""
         sender = SenderInfo(
             user_id=int(message["sender_id"]),
             email=str(message.get("sender_email", "")),
@@ -50,7 +60,8 @@ class GoalsBotHandler:
         )
         topic = str(message.get("subject", message.get("topic", "")))
         in_topic = (str(recipient), topic) if is_stream and topic else None
-        command = parse(str(message.get("content", "")), bot_name=self.ctx.bot_name)
+        if command is None:
+            command = parse(str(message.get("content", "")), bot_name=self.ctx.bot_name)
         reply = handle(self.ctx, sender, command, in_topic=in_topic)
         for text in reply.messages:
             bot_handler.send_reply(message, text)

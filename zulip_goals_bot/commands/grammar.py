@@ -208,7 +208,13 @@ def _health_filter(sub: str, after: str) -> tuple[str, str]:
 
 
 def is_command(text: str, bot_name: str) -> bool:
-    """Whether a message is a command rather than an update (used for DMs and goal topics).
+    """Whether a message is a command rather than an update (see ``command_in``)."""
+    return command_in(text, bot_name) is not None
+
+
+def command_in(text: str, bot_name: str) -> Command | None:
+    """The command a message is, parsed once (routing hands it to the handler), or ``None``
+    when the message is not a command but an update or prose (used for DMs and goal topics).
 
     Only a one-line message whose first word is a known command, with arguments of the expected
     shape, counts: "status polonius" is a command, "Status: landed the PR" and "back from
@@ -217,13 +223,18 @@ def is_command(text: str, bot_name: str) -> bool:
     """
     body = strip_mention(text, bot_name)
     if not body:
-        return True
+        return Command("help")
     if "\n" in body or len(body) > MAX_COMMAND_CHARS:
-        return False
+        return None
     word = body.split()[0]
     if word.endswith((":", ",")):
-        return False
+        return None
     command = parse(body, bot_name)
+    return command if _well_formed(command, body) else None
+
+
+def _well_formed(command: Command, body: str) -> bool:
+    """Whether a parsed command's arguments have the shape its command expects."""
     rest = command.text.strip().rstrip("?!.").strip()
     match command.name:
         case "unknown":
@@ -436,6 +447,11 @@ def classify(text: str, bot_name: str) -> Intent:
     """
     if is_command(text, bot_name):
         return Intent.COMMAND
+    return intent_of_prose(text, bot_name)
+
+
+def intent_of_prose(text: str, bot_name: str) -> Intent:
+    """What a DM that is not a command asks for (``classify`` once ``command_in`` said no)."""
     body = strip_mention(text, bot_name)
     if "\n" in body.strip():
         return Intent.UPDATE

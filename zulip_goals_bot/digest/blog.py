@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from zulip_goals_bot.clock import default_clock
+from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.queries import goals_of_period, load_goals, updates_between
 from zulip_goals_bot.domain.health import GoalHealth, Health, goal_health
@@ -278,6 +278,7 @@ def export_command(
     period: str | None = None,
     *,
     group_health: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """`zulip-goals-bot export blog`: print the post, or write it to ``output``.
 
@@ -290,7 +291,7 @@ def export_command(
     tz = config.timezone
     first = parse_date(since, "--since")
     # Both days are included: without --until the post covers everything up to now.
-    last = parse_date(until, "--until") if until else default_clock().now().astimezone(tz).date()
+    last = parse_date(until, "--until") if until else clock.now().astimezone(tz).date()
     if last < first:
         raise ExportError(
             f"--until {last.isoformat()} is before --since {first.isoformat()} "

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.doctor.checks import (
     PERMISSIONS,
     STREAM_SETTINGS,
@@ -25,7 +26,6 @@ from zulip_goals_bot.doctor.report import Check, Report, Status
 
 if TYPE_CHECKING:
     from zulip_goals_bot.bot.zulip_io import ZulipIO
-    from zulip_goals_bot.clock import Clock
     from zulip_goals_bot.config import Config
     from zulip_goals_bot.db.engine import Database
 
@@ -96,12 +96,11 @@ def apply_fixes(io: ZulipIO, config: Config, facts: Facts) -> tuple[list[str], l
     return fixed, not_fixed
 
 
-def doctor_command(config_path: Path, *, as_json: bool, fix: bool) -> int:
+def doctor_command(
+    config_path: Path, *, as_json: bool, fix: bool, clock: Clock = SYSTEM_CLOCK
+) -> int:
     """``zulip-goals-bot doctor [--json] [--fix]``: print the report, exit 0, 1 or 2."""
-    from zulip_goals_bot.clock import default_clock
-
     logging.basicConfig(level=logging.ERROR)
-    clock = default_clock()
     facts = gather(config_path, clock)
     fixed: list[str] = []
     not_fixed: list[str] = []

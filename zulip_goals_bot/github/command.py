@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
-from ..clock import default_clock
+from ..clock import SYSTEM_CLOCK, Clock
 from ..config import Config
 from ..errors import ConfigError, GoalsBotError
 from .connect import github_client
@@ -20,14 +20,20 @@ def parse_since(text: str | None, config: Config) -> datetime | None:
     return datetime.combine(day, time(0), tzinfo=config.timezone)
 
 
-def sync_command(config: Config, *, dry_run: bool, since: str | None, goal: str | None) -> int:
+def sync_command(
+    config: Config,
+    *,
+    dry_run: bool,
+    since: str | None,
+    goal: str | None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> int:
     from ..bot.app import open_database, setup_logging
     from .sync import sync
 
     if not config.github.repository:
         raise ConfigError("no [github] repository in bot.conf: the GitHub bridge is off")
     setup_logging("WARNING")
-    clock = default_clock()
     db = open_database(config)
     with github_client(config.github, clock.now) as client:
         report = sync(
@@ -45,7 +51,7 @@ def sync_command(config: Config, *, dry_run: bool, since: str | None, goal: str 
     return 1 if report.stopped or any(r.error for r in report.issues) else 0
 
 
-def mirror_command(config: Config, *, dry_run: bool) -> int:
+def mirror_command(config: Config, *, dry_run: bool, clock: Clock = SYSTEM_CLOCK) -> int:
     """``github mirror``: post now what the owners' Zulip updates owe the tracking issues."""
     from ..bot.app import open_database, setup_logging
     from ..bot.zulip_io import site_from_zuliprc
@@ -59,7 +65,6 @@ def mirror_command(config: Config, *, dry_run: bool) -> int:
             "(set mirror = to-github or both)"
         )
     setup_logging("WARNING")
-    clock = default_clock()
     db = open_database(config)
     site = site_from_zuliprc(config.zuliprc)
     with github_client(config.github, clock.now) as client:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Goal
@@ -254,9 +255,10 @@ def import_goals(
     return report
 
 
-def post_closing_notes(config: Config, db: Database, io: ZulipIO | None) -> str | None:
+def post_closing_notes(
+    config: Config, db: Database, io: ZulipIO | None, clock: Clock = SYSTEM_CLOCK
+) -> str | None:
     """Post the closing notes owed for ended goals, or say who will; None when none is owed."""
-    from zulip_goals_bot.clock import default_clock
     from zulip_goals_bot.goals.rollover import owed_closing_notes, send_closing_notes
 
     owed = owed_closing_notes(db)
@@ -266,7 +268,7 @@ def post_closing_notes(config: Config, db: Database, io: ZulipIO | None) -> str 
     if io is None:
         return f"No Zulip connection here: {later}."
     try:
-        sent = send_closing_notes(db, io, config.stream, default_clock().now, owed)
+        sent = send_closing_notes(db, io, config.stream, clock.now, owed)
     except ZulipError as exc:
         return f"Zulip not reachable ({exc}): {later}."
     return f"{sent} closing note(s) posted in #{config.stream}."
@@ -280,10 +282,9 @@ def import_command(
     dry_run: bool,
     statuses: str | None = None,
     rollover: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """``zulip-goals-bot goals import``: print the report, return the exit code."""
-    from zulip_goals_bot.clock import default_clock
-
     chosen = parse_statuses(statuses) if statuses is not None else None
     io, why = open_zulip(config)
     members, fields, note = fetch_realm(config, io) if io is not None else (None, None, None)
@@ -297,7 +298,7 @@ def import_command(
         report = import_goals(
             db,
             paths,
-            now=default_clock().now(),
+            now=clock.now(),
             period=period,
             dry_run=dry_run,
             active_statuses=config.active_statuses,
@@ -311,7 +312,7 @@ def import_command(
             program=Program.from_config(config),
         )
         if not dry_run:
-            report = replace(report, closing_note=post_closing_notes(config, db, io))
+            report = replace(report, closing_note=post_closing_notes(config, db, io, clock))
     finally:
         db.dispose()
     print(report.render())

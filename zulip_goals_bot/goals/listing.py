@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.queries import load_champions, load_goals
@@ -113,12 +114,12 @@ def render_goal_table(outlooks: Sequence[Outlook], *, prompted_column: bool = Fa
     return "\n".join(lines)
 
 
-def list_command(config: Config, *, show_all: bool, as_json: bool) -> int:
+def list_command(
+    config: Config, *, show_all: bool, as_json: bool, clock: Clock = SYSTEM_CLOCK
+) -> int:
     """``zulip-goals-bot goals list``: active goals (``--all``: every goal, and whether it is
     prompted), or JSON."""
-    from zulip_goals_bot.clock import default_clock
-
-    now = default_clock().now()
+    now = clock.now()
     db = Database(config.database_url)
     try:
         db.upgrade()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.db.models import GoalChampion, GoalOwner, Person
 from zulip_goals_bot.people.files import load_people_file
 from zulip_goals_bot.people.teams import TeamPerson, read_team_folder
@@ -106,10 +107,11 @@ def _goal_handles(session: Session, handles: Sequence[str]) -> frozenset[str]:
     return frozenset(h for h in [*owners, *champions] if h)
 
 
-def people_import_command(config: Config, path: Path, *, dry_run: bool = False) -> int:
+def people_import_command(
+    config: Config, path: Path, *, dry_run: bool = False, clock: Clock = SYSTEM_CLOCK
+) -> int:
     """``zulip-goals-bot people import PATH``: link handles from team records (or a people
     file) and the realm's profiles, exactly as a goals import does; print the report."""
-    from zulip_goals_bot.clock import default_clock
     from zulip_goals_bot.db.engine import Database
     from zulip_goals_bot.people.linking import map_people
     from zulip_goals_bot.people.realm import fetch_realm
@@ -118,7 +120,7 @@ def people_import_command(config: Config, path: Path, *, dry_run: bool = False) 
     if folder is None:
         load_people_file(path)  # a people file: fail early, before touching anything
     members, profile_fields, note = fetch_realm(config)
-    now = default_clock().now()
+    now = clock.now()
     db = Database(config.database_url)
     try:
         db.upgrade()

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from zulip_goals_bot.bot.zulip_io import site_from_zuliprc
-from zulip_goals_bot.clock import default_clock
+from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.domain.program import Program
@@ -95,7 +95,9 @@ def output_folder(config: Config, given: Path | None) -> Path:
     return folder
 
 
-def build_command(config: Config, output: Path | None, period: str | None) -> int:
+def build_command(
+    config: Config, output: Path | None, period: str | None, clock: Clock = SYSTEM_CLOCK
+) -> int:
     """``zulip-goals-bot site build``: prints one line about what it built."""
     folder = output_folder(config, output)
     db = Database(config.database_url)
@@ -105,7 +107,7 @@ def build_command(config: Config, output: Path | None, period: str | None) -> in
             db,
             site_settings(config, zulip_url(config)),
             folder,
-            default_clock().now(),
+            clock.now(),
             period=period,
         )
     finally:
