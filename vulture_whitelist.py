@@ -95,3 +95,4 @@ _.linkify  # unused attribute (zulip_goals_bot/website/text.py:211)
 _.github_url  # unused property (zulip_goals_bot/website/views.py:64)
 IMPORT  # an update source the schema allows (0001); only Zulip sources are compared with Zulip
 _.disable_nagle_algorithm  # read by socketserver.StreamRequestHandler (fakegithub/server.py)
+__getattr__  # a module's lazy attributes (PEP 562, fakezulip/__init__.py)

@@ -44,23 +44,64 @@ The public surface, which is all that code outside this package uses:
 Everything else (``engine``, the HTTP handler, names starting with ``_``) is internal.
 """
 
-from fakezulip.engine import ApiError
-from fakezulip.realm import (
-    BOT_TYPE_GENERIC,
-    FIELD_EXTERNAL_ACCOUNT,
-    FIELD_LONG_TEXT,
-    FIELD_SHORT_TEXT,
-    FIELD_URL,
-    ROLE_ADMINISTRATOR,
-    ROLE_GUEST,
-    ROLE_MEMBER,
-    ROLE_MODERATOR,
-    ROLE_OWNER,
-    Realm,
-    Stream,
-    User,
-)
-from fakezulip.server import FakeZulip, Faults, FiredFault, QueueStatus
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fakezulip.engine import ApiError
+    from fakezulip.realm import (
+        BOT_TYPE_GENERIC,
+        FIELD_EXTERNAL_ACCOUNT,
+        FIELD_LONG_TEXT,
+        FIELD_SHORT_TEXT,
+        FIELD_URL,
+        ROLE_ADMINISTRATOR,
+        ROLE_GUEST,
+        ROLE_MEMBER,
+        ROLE_MODERATOR,
+        ROLE_OWNER,
+        Realm,
+        Stream,
+        User,
+    )
+    from fakezulip.server import FakeZulip, Faults, FiredFault, QueueStatus
+
+# Where each public name lives. Imported on first use (PEP 562): ``python -m fakezulip.launch``,
+# which starts the bot under test, must not load the emulator into the bot's process.
+_HOMES = {
+    "ApiError": "fakezulip.engine",
+    **dict.fromkeys(
+        (
+            "BOT_TYPE_GENERIC",
+            "FIELD_EXTERNAL_ACCOUNT",
+            "FIELD_LONG_TEXT",
+            "FIELD_SHORT_TEXT",
+            "FIELD_URL",
+            "ROLE_ADMINISTRATOR",
+            "ROLE_GUEST",
+            "ROLE_MEMBER",
+            "ROLE_MODERATOR",
+            "ROLE_OWNER",
+            "Realm",
+            "Stream",
+            "User",
+        ),
+        "fakezulip.realm",
+    ),
+    **dict.fromkeys(("FakeZulip", "Faults", "FiredFault", "QueueStatus"), "fakezulip.server"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'fakezulip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BOT_TYPE_GENERIC",

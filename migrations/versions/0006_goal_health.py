@@ -28,6 +28,7 @@ _HEALTH = sa.Enum(
 def upgrade() -> None:
     with op.batch_alter_table("updates") as batch:
         batch.add_column(sa.Column("health", _HEALTH, nullable=True))
+    op.create_index("ix_updates_health", "updates", ["health", "goal_id"])
     op.create_table(
         "health_reactions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -62,5 +63,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("health_reactions")
+    op.drop_index("ix_updates_health", table_name="updates")
     with op.batch_alter_table("updates") as batch:
         batch.drop_column("health")

@@ -40,9 +40,15 @@ from zulip_goals_bot.bot import outbox
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.zulip_io import Sender
 from zulip_goals_bot.db.models import Delivery, Person
-from zulip_goals_bot.db.queries import load_champions, load_goals, person_view
+from zulip_goals_bot.db.queries import (
+    goals_with_calls,
+    load_champions,
+    load_goals,
+    person_view,
+)
 from zulip_goals_bot.domain.health import (
     ATTENTION_PERIODS,
+    NEEDS_HELP,
     AlertReason,
     GoalHealth,
     HealthCall,
@@ -58,7 +64,7 @@ from zulip_goals_bot.domain.markdown import (
     shorten,
     topic_link,
 )
-from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.program import MAX_CADENCE_WEEKS, Program
 from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState, GoalState
 from zulip_goals_bot.domain.views import ChampionView, GoalView, PersonView
 from zulip_goals_bot.people.files import github_handle
@@ -69,6 +75,9 @@ log = logging.getLogger(__name__)
 # A change is told only while it is this recent: a goal blocked (or at risk long enough) before
 # that is history, and a first start or a backfill must not flood anyone with it.
 ALERT_WINDOW = timedelta(days=14)
+# How far back a run of trouble that is still news may have begun: an at-risk goal is told from
+# its second period on, which starts at most a (longest) period after its first call.
+ALERT_HORIZON = ALERT_WINDOW + timedelta(weeks=MAX_CADENCE_WEEKS)
 # The owner's words as quoted (the stored call is already cut at ``queries.CALL_WORDS``).
 WORDS_LIMIT = 500
 # A runaway title must not push the DM past Zulip's limit.
@@ -252,16 +261,7 @@ def plan_alerts(
 def told_call(health: GoalHealth) -> HealthCall:
     """The call whose words the DM quotes: the one that started the run, or when it has no words
     (a reaction) the newest call of the run that has some."""
-    if health.first.words:
-        return health.first
-    run = [c for c in health.calls if c.said_at >= health.since and c.health is health.health]
-    return next((c for c in reversed(run) if c.words), health.first)
-
-
-def _link_text(call: HealthCall) -> str:
-    if call.message_id is None:
-        return "view comment"
-    return "view prompt" if call.source is HealthSource.REACTION else "view message"
+    return health.voiced(first=True)
 
 
 def _and(items: Sequence[str]) -> str:
@@ -274,7 +274,7 @@ def _said(call: HealthCall, site: str) -> str:
     """Who said it, how, and where: the owner's words quoted, unable to ping anyone."""
     who = safe(call.author) if call.author else "An owner"
     link = call.link(site)
-    where = f" ([{_link_text(call)}]({link}))" if link else ""
+    where = f" ([{call.link_text}]({link}))" if link else ""
     if call.words:
         words = neutralize(shorten(call.words, WORDS_LIMIT))
         return f"{who} wrote{where}:\n{quote_block(words)}"
@@ -456,7 +456,11 @@ def send_alerts(ctx: Context, sender: Sender) -> AlertReport:
     now = ctx.clock.now()
     program = ctx.program
     with ctx.db.read() as session:
-        due = {g.id: d for g in load_goals(session) if (d := due_alert(g, program, now))}
+        # Only goals with a recent call of trouble can owe an alert: every tick asks, and most
+        # find none (one indexed statement instead of loading every goal).
+        candidates = goals_with_calls(session, NEEDS_HELP, now - ALERT_HORIZON)
+        goals = load_goals(session, goal_ids=sorted(candidates)) if candidates else []
+        due = {g.id: d for g in goals if (d := due_alert(g, program, now))}
     if not due:
         return report
     folder = teams_folder(ctx.config.people_file) if config.notify_leads else None

@@ -365,7 +365,9 @@ def load_batch_facts(
         names = goal_names(session)
         several = {g for pid in dm_senders if len(owned.get(pid, [])) > 1 for g in owned[pid]}
         if several:
-            loaded = {g.id: g for g in load_goals(session, goal_ids=sorted(several))}
+            loaded = {
+                g.id: g for g in load_goals(session, goal_ids=sorted(several), with_health=False)
+            }
             waiting = {g.id for g in loaded.values() if router.program.is_waiting(g, now)}
         since = min(m.sent_at for m in direct) - router.update_window
         recent, filed = latest_updates_by(session, dm_senders, since)

@@ -229,7 +229,11 @@ class Update(Base):
     __tablename__ = "updates"
     # Covers "the live owner updates of a goal by time" (latest per goal, carried summaries), so
     # the digest's newest-update-per-goal reads the index alone instead of 100,000 table rows.
-    __table_args__ = (Index("ix_updates_goal_kind_sent", "goal_id", "kind", "deleted", "sent_at"),)
+    __table_args__ = (
+        Index("ix_updates_goal_kind_sent", "goal_id", "kind", "deleted", "sent_at"),
+        # The few updates stating a health, found without reading the goals' other updates.
+        Index("ix_updates_health", "health", "goal_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Where it was written: a Zulip message, or (source GITHUB) a comment on the tracking issue.

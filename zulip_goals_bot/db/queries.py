@@ -7,7 +7,7 @@ and each loader issues a fixed number of SQL statements however many goals there
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -156,6 +156,7 @@ def load_goals(
     *,
     goal_ids: Sequence[int] | None = None,
     include_inactive: bool = False,
+    with_health: bool = True,
 ) -> list[GoalView]:
     """Goals with owners, latest update, skips and health: five statements whatever the number
     of goals."""
@@ -192,7 +193,8 @@ def load_goals(
         select(Skip.goal_id, Skip.period).where(Skip.goal_id.in_(ids))
     ):
         skips[goal_id].add(period)
-    health = load_health(session, ids)
+    # Storing a batch needs no health (only whether goals are due): it skips the statement.
+    health = load_health(session, ids if goal_ids is not None else None) if with_health else {}
     return [
         _goal_view(
             g,
@@ -211,10 +213,11 @@ def load_goals(
 CALL_WORDS = 300
 
 
-def load_health(session: Session, goal_ids: Sequence[int]) -> dict[int, GoalHealth]:
-    """Every goal's health calls (updates stating one, health reactions on prompts), in one
-    statement, and what they add up to."""
-    if not goal_ids:
+def load_health(session: Session, goal_ids: Sequence[int] | None) -> dict[int, GoalHealth]:
+    """The health calls of these goals (``None``: of every goal), updates stating one and
+    health reactions on prompts, in one statement, and what they add up to. The updates are
+    found by ``ix_updates_health`` (few of 100,000 updates state a health)."""
+    if goal_ids is not None and not goal_ids:
         return {}
     author = func.coalesce(Person.full_name, Update.author_login, Person.github)
     stated = (
@@ -230,26 +233,24 @@ def load_health(session: Session, goal_ids: Sequence[int]) -> dict[int, GoalHeal
         )
         .outerjoin(Person, Person.id == Update.author_id)
         .where(
-            Update.health.is_not(None),
+            Update.health.in_(list(Health)),
             Update.kind == UpdateKind.UPDATE,
             Update.deleted.is_(False),
-            Update.goal_id.in_(list(goal_ids)),
         )
     )
-    reacted = (
-        select(
-            HealthReaction.goal_id,
-            HealthReaction.health,
-            HealthReaction.reacted_at,
-            literal(HealthSource.REACTION.value),
-            null(),
-            HealthReaction.zulip_message_id,
-            null(),
-            func.coalesce(Person.full_name, Person.github),
-        )
-        .outerjoin(Person, Person.id == HealthReaction.person_id)
-        .where(HealthReaction.goal_id.in_(list(goal_ids)))
-    )
+    reacted = select(
+        HealthReaction.goal_id,
+        HealthReaction.health,
+        HealthReaction.reacted_at,
+        literal(HealthSource.REACTION.value),
+        null(),
+        HealthReaction.zulip_message_id,
+        null(),
+        func.coalesce(Person.full_name, Person.github),
+    ).outerjoin(Person, Person.id == HealthReaction.person_id)
+    if goal_ids is not None:
+        stated = stated.where(Update.goal_id.in_(list(goal_ids)))
+        reacted = reacted.where(HealthReaction.goal_id.in_(list(goal_ids)))
     calls: dict[int, list[HealthCall]] = defaultdict(list)
     row: Any
     for row in session.execute(union_all(stated, reacted)):
@@ -272,6 +273,21 @@ def load_health(session: Session, goal_ids: Sequence[int]) -> dict[int, GoalHeal
         if health is not None:
             out[goal_id] = health
     return out
+
+
+def goals_with_calls(session: Session, healths: Collection[Health], since: datetime) -> set[int]:
+    """The goals with a call of one of ``healths`` made at or after ``since``, in one statement
+    (``ix_updates_health``): the few a tick must look at closely, not all of them."""
+    stated = select(Update.goal_id).where(
+        Update.health.in_(list(healths)),
+        Update.kind == UpdateKind.UPDATE,
+        Update.deleted.is_(False),
+        Update.sent_at >= since,
+    )
+    reacted = select(HealthReaction.goal_id).where(
+        HealthReaction.health.in_(list(healths)), HealthReaction.reacted_at >= since
+    )
+    return {int(g) for g in session.execute(union_all(stated, reacted)).scalars() if g is not None}
 
 
 def _aware(when: datetime) -> datetime:

@@ -24,7 +24,6 @@ from zulip_goals_bot.domain.health import (
     GoalHealth,
     Health,
     HealthCall,
-    HealthSource,
     describe,
     periods_held,
     turned,
@@ -249,21 +248,14 @@ def _health_text(health: GoalHealth, now: datetime) -> str:
 def _shown_call(health: GoalHealth) -> HealthCall:
     """The call whose words and link the digest shows: the newest of the current run that has
     words (a reaction has none), else the newest."""
-    run = [c for c in health.calls if c.said_at >= health.since and c.health is health.health]
-    return next((c for c in reversed(run) if c.words), health.latest)
+    return health.voiced()
 
 
 def _call_link(call: HealthCall, site: str) -> str:
     link = call.link(site)
     if not link:
         return ""
-    if call.message_id is None:
-        text = "view comment"
-    elif call.source is HealthSource.REACTION:
-        text = "view prompt"
-    else:
-        text = "view message"
-    return f" ([{text}]({link}))"
+    return f" ([{call.link_text}]({link}))"
 
 
 def _turned(

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from rapidfuzz import fuzz, process
-
 from zulip_goals_bot.domain.markdown import message_link
 from zulip_goals_bot.domain.schedule import Period
 
@@ -126,6 +124,9 @@ def health_word(word: str) -> Health | None:
         return exact
     if len(text) < MIN_TYPO_LENGTH:  # too short to tell a typo from another word
         return None
+    # Imported here: rapidfuzz costs the bot 4 MB, and only a labelled typo needs it.
+    from rapidfuzz import fuzz, process
+
     found = process.extractOne(text, _TYPO_TARGETS, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
     return _WORDS[found[0]] if found is not None else None
 
@@ -222,6 +223,13 @@ class HealthCall:
             return message_link(site, self.message_id)
         return self.url or ""
 
+    @property
+    def link_text(self) -> str:
+        """What a link to the call says: the comment, the prompt reacted to, or the message."""
+        if self.message_id is None:
+            return "view comment"
+        return "view prompt" if self.source is HealthSource.REACTION else "view message"
+
 
 @dataclass(frozen=True, slots=True)
 class GoalHealth:
@@ -233,6 +241,18 @@ class GoalHealth:
     latest: HealthCall
     first: HealthCall  # the call that started the run (what the champions are told)
     calls: tuple[HealthCall, ...]  # the goal's calls, oldest first
+
+    @property
+    def run(self) -> tuple[HealthCall, ...]:
+        """The calls of the current run (since ``since``, all of this health), oldest first."""
+        return tuple(c for c in self.calls if c.said_at >= self.since and c.health is self.health)
+
+    def voiced(self, *, first: bool = False) -> HealthCall:
+        """The call of the run whose words to show: the newest with words (``first``: the one
+        that started the run, when it has words), else the newest; a reaction has no words."""
+        if first and self.first.words:
+            return self.first
+        return next((c for c in reversed(self.run) if c.words), self.latest)
 
     def at(self, when: datetime) -> Health | None:
         """The health as it stood at ``when`` (the latest call made by then)."""
