@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fakezulip import FakeZulip, Realm
-from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
-from tests.test_replies_e2e import QUIET, World, answers, dm
+from tests.support import wait_until
+from tests.test_replies_e2e import World, answers, dm, running_world
 
 NOTE = "Another note: the PR is merged."
 FILED = (
@@ -26,25 +25,18 @@ FILED = (
 )
 
 
+# Chloé owns three goals.
+GOALS = (
+    ("async", "Async closures", "chloe", 105),
+    ("docs", "Better docs", "chloe", 120),
+    ("rfl", "Rust for Linux", "chloe", 116),
+)
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    realm = Realm.demo()
-    with FakeZulip(realm, heartbeat_seconds=2.0) as server:
-        users = {
-            "bot": realm.user_by_email("goals-bot@example.com"),
-            "chloe": realm.user_by_name("Chloé Owner"),
-            "eve": realm.user_by_name("Eve Lead"),
-        }
-        conf = write_conf(tmp_path, server, users["bot"], extra=QUIET)
-        db = database_for(conf)
-        chloe = [(users["chloe"].user_id, users["chloe"].email, users["chloe"].full_name)]
-        goals = {
-            "async": add_goal(db, "async", "Async closures", chloe, issue=105),
-            "docs": add_goal(db, "docs", "Better docs", chloe, issue=120),
-            "rfl": add_goal(db, "rfl", "Rust for Linux", chloe, issue=116),
-        }
-        with BotProcess(conf) as bot:
-            yield World(server, db, bot, users, goals)
+    with running_world(tmp_path, GOALS) as w:
+        yield w
 
 
 def filed_by_the_bot(w: World) -> tuple[int, int]:

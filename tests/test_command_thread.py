@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.clock import SystemClock
 from zulip_goals_bot.config import load_config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import Update
+from zulip_goals_bot.db.models import Goal, Update
 
 QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n"
 
@@ -39,24 +41,58 @@ def realm_server() -> Iterator[tuple[FakeZulip, dict[str, User]]]:
         yield server, users  # type: ignore[misc]
 
 
-def test_a_reply_is_stored_while_a_slow_command_is_answered(
+@dataclass
+class Running:
+    """The bot running in this process against the emulator, with Polonius (Ben's goal)."""
+
+    server: FakeZulip
+    users: dict[str, User]
+    db: Database
+    bot: GoalsBot
+    goal: Goal
+
+    def answers_to(self, who: str) -> list[str]:
+        bot_id = self.users["bot"].user_id
+        return [
+            m["content"]
+            for m in self.server.direct_messages_to(self.users[who])
+            if m["sender_id"] == bot_id
+        ]
+
+
+@contextmanager
+def running_bot(
     tmp_path: Path, realm_server: tuple[FakeZulip, dict[str, User]]
-) -> None:
+) -> Iterator[Running]:
+    """Start the bot on its own thread, wait until it listens; stop it and check it stopped."""
     server, users = realm_server
-    bot_user, ben, eve = users["bot"], users["ben"], users["eve"]
-    conf = write_conf(tmp_path, server, bot_user, extra=QUIET)
+    ben = users["ben"]
+    conf = write_conf(tmp_path, server, users["bot"], extra=QUIET)
     config = load_config(conf)
     db = database_for(conf)
     goal = add_goal(
         db, "polonius", "Polonius", [(ben.user_id, ben.email, ben.full_name)], issue=118
     )
     bot = GoalsBot(config, db, ZulipIO(config.zuliprc), ZulipIO(config.zuliprc), SystemClock())
-    entered, release = threading.Event(), threading.Event()
     runner = threading.Thread(target=bot.run, kwargs={"wake_ups": False}, daemon=True)
     runner.start()
     try:
         assert bot.ready.wait(15)
-        answer = bot.command_handler.answer  # the handler the running bot made
+        yield Running(server, users, db, bot, goal)
+    finally:
+        bot.stop.set()
+        runner.join(timeout=15)
+        db.dispose()
+    assert not runner.is_alive()
+
+
+def test_a_reply_is_stored_while_a_slow_command_is_answered(
+    tmp_path: Path, realm_server: tuple[FakeZulip, dict[str, User]]
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    with running_bot(tmp_path, realm_server) as r:
+        users = r.users
+        answer = r.bot.command_handler.answer  # the handler the running bot made
 
         def held(message: dict[str, Any], handler: Any, command: Any) -> None:
             """The command takes its time (a slow database, a big answer): held until released."""
@@ -64,29 +100,19 @@ def test_a_reply_is_stored_while_a_slow_command_is_answered(
             release.wait(30)
             answer(message, handler, command)
 
-        bot.command_handler.answer = held  # type: ignore[method-assign]
-        server.send_direct_message(eve, [bot_user], "status polonius")
-        assert entered.wait(15)
-        reply = server.send_stream_message(ben, "project-goals", goal.zulip_topic, "TL;DR: done")
-        assert wait_until(lambda: stored(db, reply)), "the reply waited for the command"
-        assert not release.is_set()  # the command was still being answered
-        release.set()
-
-        def answered() -> list[str]:
-            return [
-                m["content"]
-                for m in server.direct_messages_to(eve)
-                if m["sender_id"] == bot_user.user_id
-            ]
-
-        assert wait_until(lambda: bool(answered()))
-        assert "Polonius" in answered()[0] and "done" in answered()[0]
-    finally:
-        release.set()
-        bot.stop.set()
-        runner.join(timeout=15)
-        db.dispose()
-    assert not runner.is_alive()
+        r.bot.command_handler.answer = held  # type: ignore[method-assign]
+        try:
+            r.server.send_direct_message(users["eve"], [users["bot"]], "status polonius")
+            assert entered.wait(15)
+            reply = r.server.send_stream_message(
+                users["ben"], "project-goals", r.goal.zulip_topic, "TL;DR: done"
+            )
+            assert wait_until(lambda: stored(r.db, reply)), "the reply waited for the command"
+            assert not release.is_set()  # the command was still being answered
+        finally:
+            release.set()
+        assert wait_until(lambda: bool(r.answers_to("eve")))
+        assert "Polonius" in r.answers_to("eve")[0] and "done" in r.answers_to("eve")[0]
 
 
 def test_a_status_dm_is_parsed_once_on_its_way_to_the_answer(
@@ -95,12 +121,6 @@ def test_a_status_dm_is_parsed_once_on_its_way_to_the_answer(
     """Routing reads the command; the handler answers that same parse, it does not read again."""
     from zulip_goals_bot.commands import bot_handler, grammar
 
-    server, users = realm_server
-    bot_user, ben, eve = users["bot"], users["ben"], users["eve"]
-    conf = write_conf(tmp_path, server, bot_user, extra=QUIET)
-    config = load_config(conf)
-    db = database_for(conf)
-    add_goal(db, "polonius", "Polonius", [(ben.user_id, ben.email, ben.full_name)], issue=118)
     parsed: list[str] = []
     real_parse = grammar.parse
 
@@ -110,28 +130,12 @@ def test_a_status_dm_is_parsed_once_on_its_way_to_the_answer(
 
     monkeypatch.setattr(grammar, "parse", counting)
     monkeypatch.setattr(bot_handler, "parse", counting)
-    bot = GoalsBot(config, db, ZulipIO(config.zuliprc), ZulipIO(config.zuliprc), SystemClock())
-    runner = threading.Thread(target=bot.run, kwargs={"wake_ups": False}, daemon=True)
-    runner.start()
-    try:
-        assert bot.ready.wait(15)
+    with running_bot(tmp_path, realm_server) as r:
         parsed.clear()
-        server.send_direct_message(eve, [bot_user], "status polonius")
-
-        def answered() -> list[str]:
-            return [
-                m["content"]
-                for m in server.direct_messages_to(eve)
-                if m["sender_id"] == bot_user.user_id
-            ]
-
-        assert wait_until(lambda: bool(answered()))
-        assert "**Polonius**" in answered()[0]
+        r.server.send_direct_message(r.users["eve"], [r.users["bot"]], "status polonius")
+        assert wait_until(lambda: bool(r.answers_to("eve")))
+        assert "**Polonius**" in r.answers_to("eve")[0]
         assert parsed == ["status polonius"]
-    finally:
-        bot.stop.set()
-        runner.join(timeout=15)
-        db.dispose()
 
 
 def test_status_reads_without_a_write_transaction(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -404,13 +405,27 @@ def make_world(tmp_path: Path, zulip: FakeZulip, clock: FileClock, extra: str = 
     return World(zulip, conf, clock, users, polonius.id, polonius.zulip_topic)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def start_clock(tmp_path: Path) -> FileClock:
     clock = FileClock(tmp_path / "clock")
     clock.set(SLOT + timedelta(days=1))  # a Friday, in a weekly period
+    return clock
+
+
+@contextmanager
+def emulated_world(
+    tmp_path: Path, extra: str = "", clock: FileClock | None = None
+) -> Iterator[World]:
+    """The emulator on the test's clock, with the world of ``make_world`` (and ``extra``)."""
+    clock = clock or start_clock(tmp_path)
     realm = Realm.demo()
     with FakeZulip(realm, clock=lambda: clock.now().timestamp(), heartbeat_seconds=2.0) as zulip:
-        yield make_world(tmp_path, zulip, clock)
+        yield make_world(tmp_path, zulip, clock, extra)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with emulated_world(tmp_path) as w:
+        yield w
 
 
 def test_blocked_is_told_once_to_champion_and_lead_across_ticks_and_a_restart(world: World) -> None:
@@ -493,24 +508,18 @@ def test_a_blocker_is_told_within_seconds_though_the_next_tick_is_an_hour_away(
 ) -> None:
     """As in production: only the hourly safety net and the wake-ups tick. A stored update
     brings a tick within seconds, and that tick tells the champion."""
-    clock = FileClock(tmp_path / "clock")
-    clock.set(SLOT + timedelta(days=1))
-    realm = Realm.demo()
-    with FakeZulip(realm, clock=lambda: clock.now().timestamp(), heartbeat_seconds=2.0) as zulip:
-        world = make_world(tmp_path, zulip, clock)
-        with BotProcess(world.conf, env={**world.env, TICK_ENV: "3600"}) as proc:
-            assert wait_until(lambda: proc.ticks() == 1), proc.log()  # the tick at start
-            ben = world.users["ben"]
-            zulip.send_stream_message(ben, "project-goals", world.topic, "Status: blocked")
-            assert wait_until(lambda: len(world.dms("chloe")) == 1, 20), proc.log()
+    with (
+        emulated_world(tmp_path) as world,
+        BotProcess(world.conf, env={**world.env, TICK_ENV: "3600"}) as proc,
+    ):
+        assert wait_until(lambda: proc.ticks() == 1), proc.log()  # the tick at start
+        ben = world.users["ben"]
+        world.zulip.send_stream_message(ben, "project-goals", world.topic, "Status: blocked")
+        assert wait_until(lambda: len(world.dms("chloe")) == 1, 20), proc.log()
 
 
 def test_with_notify_leads_off_only_champions_are_told(tmp_path: Path) -> None:
-    clock = FileClock(tmp_path / "clock")
-    clock.set(SLOT + timedelta(days=1))
-    realm = Realm.demo()
-    with FakeZulip(realm, clock=lambda: clock.now().timestamp(), heartbeat_seconds=2.0) as zulip:
-        world = make_world(tmp_path, zulip, clock, extra="[health]\nnotify_leads = false\n")
+    with emulated_world(tmp_path, extra="[health]\nnotify_leads = false\n") as world:
         assert not load_config(world.conf).health.notify_leads
         with world.bot() as proc:
             world.say(proc, "Status: blocked")
@@ -520,15 +529,13 @@ def test_with_notify_leads_off_only_champions_are_told(tmp_path: Path) -> None:
 
 
 def test_alerts_off_tells_nobody(tmp_path: Path) -> None:
-    clock = FileClock(tmp_path / "clock")
-    clock.set(SLOT + timedelta(days=1))
-    realm = Realm.demo()
-    with FakeZulip(realm, clock=lambda: clock.now().timestamp(), heartbeat_seconds=2.0) as zulip:
-        world = make_world(tmp_path, zulip, clock, extra="[health]\nalerts = false\n")
-        with world.bot() as proc:
-            world.say(proc, "Status: blocked")
-            proc.wait_ticks(3)
-            assert world.all_dms() == 0
+    with (
+        emulated_world(tmp_path, extra="[health]\nalerts = false\n") as world,
+        world.bot() as proc,
+    ):
+        world.say(proc, "Status: blocked")
+        proc.wait_ticks(3)
+        assert world.all_dms() == 0
 
 
 def test_alerts_left_claimed_by_a_crash_are_finished_at_start_and_each_sent_once(
@@ -575,36 +582,30 @@ TOKEN = "ghp_alerttoken00000000000000000000000000"
 def test_a_blocked_comment_stored_by_the_github_sync_is_told_on_the_next_tick(
     tmp_path: Path,
 ) -> None:
-    clock = FileClock(tmp_path / "clock")
-    clock.set(SLOT + timedelta(days=1))
-    realm = Realm.demo()
-    with (
-        FakeZulip(realm, clock=lambda: clock.now().timestamp(), heartbeat_seconds=2.0) as zulip,
-        FakeGitHub(clock=clock.now) as gh,
-    ):
+    clock = start_clock(tmp_path)
+    with FakeGitHub(clock=clock.now) as gh:
         gh.add_repo(REPO)
         gh.add_token(TOKEN, "goals-bot-operator")
         gh.add_issue(REPO, 118, "Polonius", "")
         github = f"[github]\nrepository = {REPO}\napi_url = {gh.url}\n"
-        world = make_world(tmp_path, zulip, clock, extra=github)
-        db = database_for(world.conf)
-        with db.write() as s:
-            ben = s.execute(
-                select(Person).where(Person.zulip_user_id == world.users["ben"].user_id)
-            ).scalar_one()
-            ben.github = "ben-gh"
-        db.dispose()
-        comment = gh.add_comment(
-            REPO, 118, "ben-gh", "TL;DR: blocked, the solver rewrite must land first."
-        )
-        env = {**world.env, "GITHUB_TOKEN": TOKEN}
-        with BotProcess(world.conf, env=env) as proc:
-            assert wait_until(lambda: "github pass 1 done" in proc.log(), 30), proc.log()
-            assert wait_until(lambda: bool(world.dms("chloe") and world.dms("eve"))), proc.log()
-            proc.wait_ticks(3)
-            assert world.all_dms() == 2
-        (dm,) = world.dms("chloe")
-        assert "the solver rewrite must land first" in dm
-        assert f"([view comment](https://github.com/{REPO}/issues/118#issuecomment-{comment}))" in (
-            dm
-        )
+        with emulated_world(tmp_path, github, clock) as world:
+            db = database_for(world.conf)
+            with db.write() as s:
+                ben = s.execute(
+                    select(Person).where(Person.zulip_user_id == world.users["ben"].user_id)
+                ).scalar_one()
+                ben.github = "ben-gh"
+            db.dispose()
+            comment = gh.add_comment(
+                REPO, 118, "ben-gh", "TL;DR: blocked, the solver rewrite must land first."
+            )
+            env = {**world.env, "GITHUB_TOKEN": TOKEN}
+            with BotProcess(world.conf, env=env) as proc:
+                assert wait_until(lambda: "github pass 1 done" in proc.log(), 30), proc.log()
+                assert wait_until(lambda: bool(world.dms("chloe") and world.dms("eve"))), proc.log()
+                proc.wait_ticks(3)
+                assert world.all_dms() == 2
+            (dm,) = world.dms("chloe")
+            assert "the solver rewrite must land first" in dm
+            link = f"https://github.com/{REPO}/issues/118#issuecomment-{comment}"
+            assert f"([view comment]({link}))" in dm

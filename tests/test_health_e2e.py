@@ -9,36 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from fakezulip import FakeZulip, Realm
-from tests.support import BotProcess, add_goal, database_for, run_cli, wait_until, write_conf
-from tests.test_replies_e2e import QUIET, World, dm, post
+from tests.support import BotProcess, run_cli, wait_until
+from tests.test_replies_e2e import GOALS, World, dm, post, running_world
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    realm = Realm.demo()
-    with FakeZulip(realm, heartbeat_seconds=2.0) as server:
-        users = {
-            "bot": realm.user_by_email("goals-bot@example.com"),
-            "ben": realm.user_by_name("Ben Owner"),
-            "chloe": realm.user_by_name("Chloé Owner"),
-            "eve": realm.user_by_name("Eve Lead"),
-        }
-        conf = write_conf(tmp_path, server, users["bot"], extra=QUIET)
-        db = database_for(conf)
-
-        def owner(key: str) -> tuple[int, str, str]:
-            u = users[key]
-            return (u.user_id, u.email, u.full_name)
-
-        goals = {
-            "polonius": add_goal(db, "polonius", "Scale Polonius", [owner("ben")], issue=118),
-            "async": add_goal(db, "async", "Async closures", [owner("chloe")], issue=105),
-        }
-        with BotProcess(conf) as bot:
-            w = World(server, db, bot, users, goals)
-            w.conf = conf  # type: ignore[attr-defined]
-            yield w
+    with running_world(tmp_path, GOALS[:2]) as w:  # Ben's Polonius, Chloé's async closures
+        yield w
 
 
 def ask(w: World, question: str) -> str:
@@ -111,7 +89,7 @@ def test_done_asks_the_owner_to_confirm_and_does_not_complete(world: World) -> N
 
 
 def prompt_message(w: World, slug: str) -> int:
-    done = run_cli(w.conf, "prompt", "--now", "--goal", slug)  # type: ignore[attr-defined]
+    done = run_cli(w.bot.conf, "prompt", "--now", "--goal", slug)
     assert done.returncode == 0, done.stdout + done.stderr
     with w.db.engine.connect() as conn:
         ids = conn.execute(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,30 +66,40 @@ class World:
         ]
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+# The demo realm's people these worlds use, by short name.
+PEOPLE = {"ben": "Ben Owner", "chloe": "Chloé Owner", "eve": "Eve Lead"}
+# (slug, title, owner, tracking issue) of the goals of ``world``.
+GoalSpec = tuple[str, str, str, int]
+GOALS: tuple[GoalSpec, ...] = (
+    ("polonius", "Scale Polonius", "ben", 118),
+    ("async", "Async closures", "chloe", 105),
+    ("docs", "Better docs", "chloe", 120),
+)
+
+
+@contextmanager
+def running_world(tmp_path: Path, goals: Iterable[GoalSpec]) -> Iterator[World]:
+    """The emulator with the demo realm, these goals in a fresh database, and the bot running
+    against them (schedule and digest off)."""
     realm = Realm.demo()
     with FakeZulip(realm, heartbeat_seconds=2.0) as server:
-        users = {
-            "bot": realm.user_by_email("goals-bot@example.com"),
-            "ben": realm.user_by_name("Ben Owner"),
-            "chloe": realm.user_by_name("Chloé Owner"),
-            "eve": realm.user_by_name("Eve Lead"),
-        }
+        users = {"bot": realm.user_by_email("goals-bot@example.com")}
+        users.update((key, realm.user_by_name(name)) for key, name in PEOPLE.items())
         conf = write_conf(tmp_path, server, users["bot"], extra=QUIET)
         db = database_for(conf)
-
-        def owner(key: str) -> tuple[int, str, str]:
-            u = users[key]
-            return (u.user_id, u.email, u.full_name)
-
-        goals = {
-            "polonius": add_goal(db, "polonius", "Scale Polonius", [owner("ben")], issue=118),
-            "async": add_goal(db, "async", "Async closures", [owner("chloe")], issue=105),
-            "docs": add_goal(db, "docs", "Better docs", [owner("chloe")], issue=120),
-        }
+        made = {}
+        for slug, title, who, issue in goals:
+            u = users[who]
+            assert u is not None
+            made[slug] = add_goal(db, slug, title, [(u.user_id, u.email, u.full_name)], issue=issue)
         with BotProcess(conf) as bot:
-            yield World(server, db, bot, users, goals)
+            yield World(server, db, bot, users, made)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with running_world(tmp_path, GOALS) as w:
+        yield w
 
 
 def post(w: World, who: str, goal: str, content: str) -> int:

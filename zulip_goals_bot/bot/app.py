@@ -25,8 +25,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -404,7 +404,7 @@ class GoalsBot:
             self._send_alerts(done)
         if not self.config.schedule.enabled and not self.config.digest.enabled:
             return done
-        try:
+        with _tick_step("scheduled sending", done):
             from zulip_goals_bot.goals.rollover import send_closing_notes
 
             # Goals that ended with a rollover get their closing note, whoever imported it.
@@ -427,32 +427,16 @@ class GoalsBot:
                     digest = send_digest(self.ctx, self.sender)
                     done.add(digest.sent, digest.failed)
                     self.site.request()
-        except Stopping as exc:
-            log.info("scheduled sending interrupted (%s); the next start finishes it", exc)
-        except GoalsBotError as exc:
-            log.error("scheduled sending failed: %s; will retry on the next tick", exc)
-            done.failed += 1
-        except Exception:
-            log.exception("scheduled sending crashed; will retry on the next tick")
-            done.failed += 1
         return done
 
     def _send_alerts(self, done: _TickResult) -> None:
         """Champions and team leads hear of goals that turned blocked or stayed at risk (in a
-        try of their own: trouble with prompts or the digest must not keep a blocker untold)."""
-        try:
+        step of their own: trouble with prompts or the digest must not keep a blocker untold)."""
+        with _tick_step("health alerts", done):
             from zulip_goals_bot.bot.alerts import send_alerts
 
             alerts = send_alerts(self.ctx, self.sender)
             done.add(alerts.sent, alerts.failed)
-        except Stopping as exc:
-            log.info("health alerts interrupted (%s); the next start finishes them", exc)
-        except GoalsBotError as exc:
-            log.error("health alerts failed: %s; will retry on the next tick", exc)
-            done.failed += 1
-        except Exception:
-            log.exception("health alerts crashed; will retry on the next tick")
-            done.failed += 1
 
     def _wake_in(self, seconds: float) -> None:
         """Make sure a tick runs within ``seconds`` (real time) once the scheduler runs."""
@@ -630,6 +614,22 @@ class _Waker:
             if self._pending is not None and self._pending[0] == job_id:
                 self._pending = None
         self.tick()
+
+
+@contextmanager
+def _tick_step(what: str, done: _TickResult) -> Iterator[None]:
+    """One step of a tick: its trouble is logged and counted, the tick goes on, and the next
+    tick tries again (what a stop interrupted, the next start finishes)."""
+    try:
+        yield
+    except Stopping as exc:
+        log.info("%s interrupted (%s); the next start finishes it", what, exc)
+    except GoalsBotError as exc:
+        log.error("%s failed: %s; will retry on the next tick", what, exc)
+        done.failed += 1
+    except Exception:
+        log.exception("%s crashed; will retry on the next tick", what)
+        done.failed += 1
 
 
 def setup_logging(level: str) -> None:

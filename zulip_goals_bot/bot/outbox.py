@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from zulip_goals_bot.bot.zulip_io import Sender
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import PART_SEPARATOR, Delivery
+from zulip_goals_bot.db.models import PART_SEPARATOR, Delivery, id_list
 from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
 from zulip_goals_bot.errors import ZulipError
 
@@ -172,7 +172,7 @@ def _recorded_ids(db: Database, targets: set[str]) -> set[int]:
                 Delivery.target.in_(targets), Delivery.zulip_message_ids.is_not(None)
             )
         ).scalars()
-        return {int(i) for row in rows for i in (row or "").split(",") if i}
+        return {i for row in rows for i in id_list(row)}
 
 
 def recover(
@@ -195,10 +195,10 @@ def recover(
         dest = Destination(
             stream=d.stream,
             topic=d.topic,
-            user_ids=tuple(int(u) for u in (d.recipients or "").split(",") if u),
+            user_ids=tuple(id_list(d.recipients)),
         )
         parts = d.content.split(PART_SEPARATOR)
-        ids = [int(i) for i in (d.zulip_message_ids or "").split(",") if i]
+        ids = id_list(d.zulip_message_ids)
         # The part after the last recorded one may have reached Zulip before the crash.
         if len(ids) < len(parts):
             found = find_sent(dest, parts[len(ids)])

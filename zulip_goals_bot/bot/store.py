@@ -45,6 +45,7 @@ from zulip_goals_bot.db.models import (
     Person,
     Update,
     goal_is_running,
+    id_list,
 )
 from zulip_goals_bot.db.queries import goal_names, load_goals
 from zulip_goals_bot.domain.events import is_goals_stream
@@ -788,7 +789,7 @@ def recent_prompts(session: Session, since: datetime) -> dict[int, int]:
             Delivery.claimed_at >= since,
         )
     ):
-        found.update((int(i), int(goal_id or 0)) for i in (ids or "").split(",") if i)
+        found.update((i, int(goal_id or 0)) for i in id_list(ids))
     return found
 
 

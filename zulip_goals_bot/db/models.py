@@ -437,3 +437,8 @@ HIGH_WATER_KEY = "high_water_message_id"
 FIRST_START_KEY = "first_started_at"
 # Separates the messages of a delivery that had to be split under Zulip's size limit.
 PART_SEPARATOR = "\n\x1e\n"
+
+
+def id_list(value: str | None) -> list[int]:
+    """The ids a comma-separated column holds (``zulip_message_ids``, ``recipients``)."""
+    return [int(i) for i in (value or "").split(",") if i]

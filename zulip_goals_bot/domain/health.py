@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import enum
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from zulip_goals_bot.domain.markdown import message_link
+from zulip_goals_bot.domain.markdown import days_ago, message_link
 from zulip_goals_bot.domain.schedule import Period
 
 
@@ -255,21 +256,18 @@ class GoalHealth:
         return next((c for c in reversed(self.run) if c.words), self.latest)
 
     def at(self, when: datetime) -> Health | None:
-        """The health as it stood at ``when`` (the latest call made by then)."""
-        return health_at(self.calls, when)
+        """The health as it stood at ``when`` (the latest call made before it)."""
+        return self.at_each((when,))[0]
 
-    def by_period(self, periods: Sequence[Period]) -> tuple[Health | None, ...]:
-        """The health at the end of each period (or now, for the one still running)."""
-        return tuple(health_at(self.calls, p.end) for p in periods)
-
-
-def health_at(calls: Sequence[HealthCall], when: datetime) -> Health | None:
-    found = None
-    for call in calls:
-        if call.said_at >= when:
-            break
-        found = call.health
-    return found
+    def at_each(self, instants: Sequence[datetime]) -> tuple[Health | None, ...]:
+        """The health standing at each instant, ``None`` before the first call: a binary search
+        per instant, since a site build asks it of every goal for every week and period."""
+        times = [c.said_at for c in self.calls]
+        found: list[Health | None] = []
+        for when in instants:
+            i = bisect_left(times, when)
+            found.append(self.calls[i - 1].health if i else None)
+        return tuple(found)
 
 
 def goal_health(calls: Iterable[HealthCall]) -> GoalHealth | None:
@@ -336,28 +334,16 @@ def turned(health: GoalHealth | None, since: datetime) -> bool:
     return health is not None and health.health.needs_help and health.since >= since
 
 
-def describe(health: GoalHealth | None, now: datetime) -> str:
-    """``:red_circle: blocked since 12 Nov (said 3 days ago)``, or that it never said."""
-    if health is None:
-        return "no health given yet"
+def describe(health: GoalHealth, now: datetime) -> str:
+    """``:red_circle: blocked since 12 Nov 2026 (last said 3 days ago)``; a goal that never said
+    is shown by each place in its own words (none of them a guess)."""
     text = f"{health.health.mark} {health.health.label} since {_day(health.since)}"
     if health.said_at > health.since:
-        text += f" (last said {ago(health.said_at, now)})"
+        text += f" (last said {days_ago(health.said_at, now)})"
     elif health.said_at < now:
-        text += f" ({ago(health.said_at, now)})"
+        text += f" ({days_ago(health.said_at, now)})"
     return text
 
 
 def _day(when: datetime) -> str:
     return f"{when.day} {when.strftime('%b %Y')}"
-
-
-def ago(when: datetime, now: datetime) -> str:
-    days = (now - when).days
-    if days <= 0:
-        return "today"
-    if days == 1:
-        return "yesterday"
-    if days < 14:
-        return f"{days} days ago"
-    return f"{days // 7} weeks ago"

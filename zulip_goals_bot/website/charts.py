@@ -51,6 +51,21 @@ def _num(x: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def _frame(css: str, ident: str, title: str, desc: str, top: int, base: float) -> list[str]:
+    """A weekly chart's opening: the labelled SVG, its base line and its two axis ticks."""
+    return [
+        f'<svg class="{css}" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
+        f'aria-labelledby="{ident}-title {ident}-desc" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{ident}-title">{title}</title>',
+        f'<desc id="{ident}-desc">{escape(desc)}</desc>',
+        f'<line class="axis" x1="{AXIS_LEFT}" y1="{_num(base)}" x2="{CHART_WIDTH}" '
+        f'y2="{_num(base)}"/>',
+        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(TOP_MARGIN + 4)}" '
+        f'text-anchor="end">{top}</text>',
+        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(base)}" text-anchor="end">0</text>',
+    ]
+
+
 def health_chart(bars: Sequence[WeekBar], *, ident: str = "health") -> str:
     """Grouped bars per week: goals updated, due and overdue at the week's end."""
     if not bars:
@@ -67,17 +82,7 @@ def health_chart(bars: Sequence[WeekBar], *, ident: str = "health") -> str:
         f"{latest.updated} goals updated, {latest.due} due, {latest.overdue} overdue. "
         "Each week: " + "; ".join(f"{b.label}: {b.updated}/{b.due}/{b.overdue}" for b in bars) + "."
     )
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
-        f'aria-labelledby="{ident}-title {ident}-desc" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="{ident}-title">Goals updated, due and overdue per week</title>',
-        f'<desc id="{ident}-desc">{escape(desc)}</desc>',
-        f'<line class="axis" x1="{AXIS_LEFT}" y1="{_num(base)}" x2="{CHART_WIDTH}" '
-        f'y2="{_num(base)}"/>',
-        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(TOP_MARGIN + 4)}" '
-        f'text-anchor="end">{top}</text>',
-        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(base)}" text-anchor="end">0</text>',
-    ]
+    parts = _frame("chart", ident, "Goals updated, due and overdue per week", desc, top, base)
     for i, bar in enumerate(bars):
         x0 = AXIS_LEFT + i * week_w + week_w * WEEK_GAP / 2
         values = (bar.updated, bar.due, bar.overdue)
@@ -170,17 +175,7 @@ def calls_chart(
         f"{len(weeks)} weeks from {weeks[0].label} to {latest.label}. Latest week: {said(latest)}. "
         "Each week: " + "; ".join(f"{w.label}: {said(w)}" for w in weeks) + "."
     )
-    parts = [
-        f'<svg class="chart calls" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
-        f'aria-labelledby="{ident}-title {ident}-desc" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="{ident}-title">{CALLS_TITLE}</title>',
-        f'<desc id="{ident}-desc">{escape(desc)}</desc>',
-        f'<line class="axis" x1="{AXIS_LEFT}" y1="{_num(base)}" x2="{CHART_WIDTH}" '
-        f'y2="{_num(base)}"/>',
-        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(TOP_MARGIN + 4)}" '
-        f'text-anchor="end">{top}</text>',
-        f'<text class="tick" x="{AXIS_LEFT - 4}" y="{_num(base)}" text-anchor="end">0</text>',
-    ]
+    parts = _frame("chart calls", ident, CALLS_TITLE, desc, top, base)
     for i, week in enumerate(weeks):
         x0 = AXIS_LEFT + i * week_w + week_w * WEEK_GAP / 2
         y: float = base

@@ -3,15 +3,13 @@ strip of the goal's reporting periods, and the program's calls at the end of eac
 
 A goal's health is the latest call its owners made (``domain.health``); a goal that never made
 one shows that it has none, and nothing here guesses one.  A period's (or a week's) health is
-the one standing at its end, as ``GoalHealth.by_period`` says; this module answers the same
-question for every goal and week of a build with a binary search over each goal's calls, and
-takes each goal's periods from ``Program.health_periods``, worked out once per cadence.  Pure
-functions over plain values.
+the one standing at its end, as ``GoalHealth.at_each`` says for every goal and week of a
+build; each goal's periods come from ``Program.health_periods``, worked out once per cadence.
+Pure functions over plain values.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,13 +47,7 @@ def states_at(health: GoalHealth | None, instants: Sequence[datetime]) -> tuple[
     ``GoalHealth.at`` gives it; None before the first call and for a goal that never said."""
     if health is None:
         return (None,) * len(instants)
-    calls = health.calls
-    times = [c.said_at for c in calls]
-    out: list[Health | None] = []
-    for when in instants:
-        i = bisect_left(times, when)
-        out.append(calls[i - 1].health if i else None)
-    return tuple(out)
+    return health.at_each(instants)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +96,7 @@ def goal_periods(
 
 
 def strip(goal: GoalView, periods: Sequence[Period], now: datetime) -> tuple[HealthCell, ...]:
-    """A cell per period, oldest first, with the health at its end (``by_period``)."""
+    """A cell per period, oldest first, with the health at its end."""
     states = states_at(goal.health, [p.end for p in periods])
     return tuple(
         HealthCell(period=p, state=s, current=p.contains(now))
