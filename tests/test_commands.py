@@ -18,7 +18,11 @@ from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.commands.answers import Reply
 from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
+from zulip_goals_bot.commands import dispatch
+from zulip_goals_bot.commands.call import Call
 from zulip_goals_bot.commands.dispatch import handle
+from zulip_goals_bot.commands.effects import Answer
+from zulip_goals_bot.commands.execute import HandlerWroteError
 from zulip_goals_bot.commands.grammar import (
     HISTORY_MAX,
     SPECS,
@@ -877,6 +881,32 @@ def test_away_and_back(world: World, cast: Cast) -> None:
     assert world.ask("away for 2 weeks", sender=EVE).startswith(
         "Got it: you are away until Monday 2025-03-24."
     )
+
+
+def test_a_handler_that_writes_itself_is_refused_and_changes_nothing(
+    world: World, cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands change rows only through the effects they return: a handler that sets a
+    column itself trips the check before anything is committed."""
+
+    def rogue(call: Call, command: Command) -> Answer:
+        call.me.away_until = date(2025, 4, 1)
+        return Answer.say("Got it.")
+
+    monkeypatch.setitem(dispatch.WRITERS, "away", rogue)  # type: ignore[index]
+    before = world.snapshot()
+    with pytest.raises(HandlerWroteError, match="`away` wrote rows"):
+        world.ask("away until 2025-04-01", sender=BEN)
+    assert world.snapshot() == before
+
+
+def test_a_refused_writing_command_returns_no_effects(world: World, cast: Cast) -> None:
+    """The answer is decided before anything is written: the same request, refused for
+    permission, leaves every table as it was."""
+    before = world.snapshot()
+    assert "Only the owners" in world.ask("pause polonius", sender=CHLOE)
+    assert "only bot admins" in world.ask("retire polonius", sender=BEN)
+    assert world.snapshot() == before
 
 
 def _state(world: World, goal_id: int) -> GoalState:

@@ -76,6 +76,20 @@ def test_a_placeholder_is_merged_into_the_claiming_account() -> None:
     assert plan.rows == (PersonRow(2, 42, "ferris", "claim"),)
 
 
+def test_the_goals_an_account_owns_after_linking_follow_the_moves() -> None:
+    """What `I am` answers before writing: a merged placeholder's goals arrive; an admin's
+    relink sends the account's old handle, with its goals, to a placeholder of its own."""
+    people = [PersonRow(1, None, "ferris", "file"), PersonRow(2, 42, None, None)]
+    merged = plan_links(people, [wanted("ferris", 42)])
+    assert merged.ownerships_at(2) == {1, 2}
+    nothing = plan_links([PersonRow(2, 42, None, None)], [wanted("ferris", 42)])
+    assert nothing.ownerships_at(2) == {2}
+    people = [PersonRow(1, None, "ferris", "file"), PersonRow(2, 42, "crab", "file")]
+    relinked = plan_links(people, [wanted("ferris", 42, MappedVia.ADMIN)])
+    assert relinked.outcomes[0].replaced == "crab"
+    assert relinked.ownerships_at(2) == {1}
+
+
 @pytest.mark.parametrize("holder_via", [None, "claim", "profile", "file", "admin"])
 def test_a_claim_never_takes_a_handle_another_account_holds(holder_via: str | None) -> None:
     people = [PersonRow(1, 7, "ferris", holder_via), PersonRow(2, 42, None, None)]

@@ -25,10 +25,11 @@ from zulip_goals_bot.bot.prompts import (
     compose_reminder,
     plan,
     send_due,
-    skip_goal,
 )
 from zulip_goals_bot.bot.zulip_io import Sender, ZulipIO
 from zulip_goals_bot.clock import FrozenClock
+from zulip_goals_bot.commands.effects import SkipPeriod
+from zulip_goals_bot.commands.execute import apply
 from zulip_goals_bot.config import Config, ScheduleConfig
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Delivery, Goal, GoalOwner, Person, Skip, Update
@@ -402,8 +403,12 @@ def test_skip_away_paused_completed_retired_get_no_prompt(world: World) -> None:
     start = slot_instant(PERIOD_START_DAY)
     world.clock.set(start - timedelta(days=1))  # skipping before the period starts...
     with world.db.write() as s:
-        key = skip_goal(s, skipped, ben, start + timedelta(hours=1), world.ctx)
-        assert skip_goal(s, skipped, ben, start + timedelta(hours=2), world.ctx) == key
+        [goal] = load_goals(s, goal_ids=[skipped])
+        key = world.ctx.program.period(goal, start + timedelta(hours=1)).key
+        assert world.ctx.program.period(goal, start + timedelta(hours=2)).key == key
+        skip = SkipPeriod(skipped, key, ben)
+        apply(s, [skip], now=start + timedelta(hours=1))
+        apply(s, [skip], now=start + timedelta(hours=2))  # a second skip is no second row
     assert key == PERIOD_START_DAY.isoformat()
     world.run(start, start + timedelta(days=7), timedelta(hours=4))
     assert {m.topic for m in world.rec.messages} == {"asked"}
@@ -418,9 +423,9 @@ def test_skip_away_paused_completed_retired_get_no_prompt(world: World) -> None:
     }
 
 
-def test_skip_goal_rejects_an_unknown_goal(world: World) -> None:
+def test_skipping_an_unknown_goal_is_refused(world: World) -> None:
     with world.db.write() as s, pytest.raises(LookupError):
-        skip_goal(s, 999, None, world.clock.now(), world.ctx)
+        apply(s, [SkipPeriod(999, "2026-01-02", 1)], now=world.clock.now())
 
 
 def test_owner_back_from_away_mid_period_is_prompted_then(world: World) -> None:

@@ -35,7 +35,7 @@ from zulip_goals_bot.bot import outbox
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.zulip_io import Sender
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.db.models import Delivery, Goal, Skip
+from zulip_goals_bot.db.models import Delivery
 from zulip_goals_bot.db.queries import load_goals
 from zulip_goals_bot.domain.health import describe, reaction_legend
 from zulip_goals_bot.domain.markdown import (
@@ -53,7 +53,6 @@ from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import (
     DueState,
     Period,
-    effective_cadence,
     local_instant,
     local_send_time,
     period_at,
@@ -613,24 +612,3 @@ def send_due(
             sent = load_sent(session, _oldest_key(all_goals, now, ctx.config))
     report.next_wake = next_wake(all_goals, sent, now, ctx.config)
     return report
-
-
-def skip_goal(
-    session: Session, goal_id: int, person_id: int | None, now: datetime, ctx: Context
-) -> str:
-    """Record that a goal skips its current period (idempotent); returns the period key.
-
-    Raises LookupError when the goal does not exist.  The caller owns the transaction.
-    """
-    goal = session.get(Goal, goal_id)
-    if goal is None:
-        raise LookupError(f"no goal with id {goal_id}")
-    cadence = effective_cadence(goal.cadence_weeks, ctx.config.schedule.cadence_weeks)
-    key = period_at(now, cadence, ctx.slot).key
-    exists = session.execute(
-        select(Skip.id).where(Skip.goal_id == goal_id, Skip.period == key)
-    ).first()
-    if exists is None:
-        session.add(Skip(goal_id=goal_id, period=key, person_id=person_id, created_at=now))
-        session.flush()
-    return key

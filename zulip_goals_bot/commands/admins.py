@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import select
 
 from zulip_goals_bot.commands.answers import goal_title, owner_text
 from zulip_goals_bot.commands.call import Call, resolve_goal
+from zulip_goals_bot.commands.effects import (
+    AddGoal,
+    Answer,
+    Link,
+    SetCadence,
+    SetGoalState,
+    SetOwners,
+    Who,
+)
 from zulip_goals_bot.commands.grammar import (
     OWNERS_ACTIONS,
     Command,
@@ -15,9 +25,9 @@ from zulip_goals_bot.commands.grammar import (
     parse_people,
     split_word,
 )
-from zulip_goals_bot.commands.people import find_people, person_text
-from zulip_goals_bot.db.models import DigestSubscription, Goal, GoalOwner, Person
-from zulip_goals_bot.db.queries import MANUAL_PERIOD, load_goals
+from zulip_goals_bot.commands.people import Named, find_people, named_view, person_text, who_of
+from zulip_goals_bot.db.models import DigestSubscription, Goal, Person
+from zulip_goals_bot.db.queries import MANUAL_PERIOD
 from zulip_goals_bot.domain.markdown import (
     SAFE_LENGTH,
     ZulipUser,
@@ -29,11 +39,12 @@ from zulip_goals_bot.domain.markdown import (
 )
 from zulip_goals_bot.domain.schedule import effective_cadence, next_prompt
 from zulip_goals_bot.domain.states import GoalState, OwnerRole
+from zulip_goals_bot.domain.views import OwnerView
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import echo
 from zulip_goals_bot.goals.topics import goal_topic
-from zulip_goals_bot.people.link_rules import LinkResult, MappedVia
-from zulip_goals_bot.people.linking import link_github
+from zulip_goals_bot.people.link_rules import LinkResult, MappedVia, WantedLink
+from zulip_goals_bot.people.linking import plan_link
 
 # Cadences an admin may set: weekly, every two weeks, every four weeks (as in bot.conf).
 CADENCES = (1, 2, 4)
@@ -46,10 +57,10 @@ MAX_SLUG = 100
 MAX_TITLE = 300
 
 
-def cmd_subscribers(call: Call, command: Command) -> list[str]:
+def cmd_subscribers(call: Call, command: Command) -> Answer:
     subs = call.session.execute(select(DigestSubscription)).scalars().all()
     if not subs:
-        return ["Nobody is subscribed to the digest by DM."]
+        return Answer.say("Nobody is subscribed to the digest by DM.")
     names = sorted(
         (
             ZulipUser(s.person.zulip_user_id, s.person.full_name or "user").mention(silent=True)
@@ -58,13 +69,13 @@ def cmd_subscribers(call: Call, command: Command) -> list[str]:
         )
         for s in subs
     )
-    return [
+    return Answer.say(
         f"{plural(len(names), 'subscriber')} to the digest by DM:\n"
         + limit_items([f"- {n}" for n in names], SAFE_LENGTH)
-    ]
+    )
 
 
-def cmd_map(call: Call, command: Command) -> list[str]:
+def cmd_map(call: Call, command: Command) -> Answer:
     words = command.text.split(None, 1)
     usage = "Say `map @github-handle @-mention` (or an email instead of the mention)."
     if len(words) != 2:
@@ -76,15 +87,10 @@ def cmd_map(call: Call, command: Command) -> list[str]:
     (target,) = find_people(call, refs, create=True)
     if target.zulip_user_id is None:
         raise CommandError(usage)
-    outcome = link_github(
-        call.session,
-        github=handle,
-        zulip_user_id=target.zulip_user_id,
-        via=MappedVia.ADMIN,
-        now=call.now,
-    )
+    wanted = WantedLink(handle, target.zulip_user_id, MappedVia.ADMIN, MappedVia.ADMIN.label)
+    (outcome,) = plan_link(call.session, wanted).outcomes
     if outcome.result is LinkResult.ALREADY:
-        return [f"GitHub @{handle} is already linked to {person_text(target)}."]
+        return Answer.say(f"GitHub @{handle} is already linked to {person_text(target)}.")
     if outcome.result is LinkResult.CONFLICT:  # an admin outranks every source; kept safe
         raise CommandError(f"GitHub @{handle} was not linked: {outcome.detail}.")
     notes = []
@@ -94,7 +100,10 @@ def cmd_map(call: Call, command: Command) -> list[str]:
     if holder is not None:
         notes.append(f"(moved from {person_text(holder)}, with its goals)")
     extra = (" " + " ".join(notes)) if notes else ""
-    return [f"GitHub @{handle} is now linked to {person_text(target)}{extra}."]
+    return Answer.say(
+        f"GitHub @{handle} is now linked to {person_text(target)}{extra}.",
+        effects=(Link(wanted, who_of(target)),),
+    )
 
 
 _PERIOD_OPTION = re.compile(r"(?:^|\s)--period(?:=|\s+)(\S+)")
@@ -103,7 +112,7 @@ _PERIOD_OPTION = re.compile(r"(?:^|\s)--period(?:=|\s+)(\S+)")
 _SLUG = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_SLUG - 1}}}$")
 
 
-def cmd_goal(call: Call, command: Command) -> list[str]:
+def cmd_goal(call: Call, command: Command) -> Answer:
     if command.sub != "add":
         raise CommandError("Say `goal add <slug> <title>` (and `--period <name>` if you like).")
     text = command.text
@@ -134,31 +143,15 @@ def cmd_goal(call: Call, command: Command) -> list[str]:
         raise CommandError(f"There is already a goal `{slug}` in period {period}.")
     taken = set(call.session.execute(select(Goal.zulip_topic)).scalars())
     topic = goal_topic(title, None, None, taken)
-    goal = Goal(
-        period=period,
-        slug=slug,
-        title=title,
-        short_title=None,
-        status="Accepted",
-        tracking_issue=None,
-        zulip_topic=topic,
-        teams="",
-        state=GoalState.ACTIVE,
-        active=True,
-        extra={},
-        created_at=call.now,
-        updated_at=call.now,
-    )
-    call.session.add(goal)
-    call.session.flush()
-    return [
+    return Answer.say(
         f"Added **{safe(title)}** (`{slug}`, period {period}); its topic is "
         f"{topic_link(call.moment.goals_stream, topic)}. Add owners with "
-        f"`owners add {slug} @github-handle`."
-    ]
+        f"`owners add {slug} @github-handle`.",
+        effects=(AddGoal(period, slug, title, topic),),
+    )
 
 
-def cmd_owners(call: Call, command: Command) -> list[str]:
+def cmd_owners(call: Call, command: Command) -> Answer:
     action = command.sub
     if action not in OWNERS_ACTIONS:
         raise CommandError(
@@ -170,49 +163,47 @@ def cmd_owners(call: Call, command: Command) -> list[str]:
         raise CommandError(f"Whom? Say for example `owners {action} polonius @lqd`.")
     goal = resolve_goal(call, command, query)
     people = find_people(call, refs, create=action != "remove")
-    rows = list(
-        call.session.execute(select(GoalOwner).where(GoalOwner.goal_id == goal.id)).scalars()
-    )
-    current = {r.person_id: r for r in rows}
-    wanted_ids = [p.id for p in people]
+    current = {o.person.person_id: o for o in goal.owners}
+    named = [who_of(p) for p in people]
     if action == "remove":
-        missing = [p for p in people if p.id not in current]
+        missing = [p for p, who in zip(people, named, strict=True) if who not in current]
         if missing:
             raise CommandError(
                 f"{', '.join(person_text(p) for p in missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} not an owner of {goal_title(goal)}; "
                 "nothing was changed."
             )
-        for pid in wanted_ids:
-            call.session.delete(current.pop(pid))
-    else:
-        if action == "set":
-            for pid in list(current):
-                if pid not in wanted_ids:
-                    call.session.delete(current.pop(pid))
-        position = max((r.position for r in current.values()), default=-1) + 1
-        for p in people:
-            if p.id in current:
-                continue
-            row = GoalOwner(
-                goal_id=goal.id, person_id=p.id, role=OwnerRole.OWNER, position=position
-            )
-            call.session.add(row)
-            current[p.id] = row
-            position += 1
-        if action == "set":
-            for i, pid in enumerate(wanted_ids):
-                current[pid].position = i
-    goal_row = call.session.get(Goal, goal.id)
-    assert goal_row is not None
-    goal_row.updated_at = call.now
-    call.session.flush()
-    after = load_goals(call.session, goal_ids=[goal.id], include_inactive=True)[0]
-    owners = ", ".join(owner_text(o, call.moment.today) for o in after.owners) or "nobody"
-    return [f"Owners of {goal_title(after)}: {owners}."]
+    after = _owners_after(action, goal.owners, people)
+    shown = ", ".join(owner_text(o, call.moment.today) for o, _ in after) or "nobody"
+    owners = tuple(who for _, who in after)
+    return Answer.say(
+        f"Owners of {goal_title(goal)}: {shown}.", effects=(SetOwners(goal.id, owners),)
+    )
 
 
-def cmd_cadence(call: Call, command: Command) -> list[str]:
+def _owners_after(
+    action: str, owners: Sequence[OwnerView], people: Sequence[Named]
+) -> list[tuple[OwnerView, Who]]:
+    """The goal's owners once ``owners <action>`` is done, in order, each with who they are."""
+    current = {o.person.person_id: o for o in owners}
+    named = [(p, who_of(p)) for p in people]
+    if action == "remove":
+        gone = {who for _, who in named}
+        return [(o, o.person.person_id) for o in owners if o.person.person_id not in gone]
+    kept: list[tuple[OwnerView, Who]] = []
+    if action != "set":
+        kept = [(o, o.person.person_id) for o in owners]
+    known = {who for _, who in kept}
+    for p, who in named:
+        if who in known:
+            continue
+        found = current.get(who) if isinstance(who, int) else None
+        kept.append((found or OwnerView(named_view(p), OwnerRole.OWNER), who))
+        known.add(who)
+    return kept
+
+
+def cmd_cadence(call: Call, command: Command) -> Answer:
     words = command.text.split()
     usage = "Say `cadence <goal> 1`, `2` or `4` (weeks between prompts), or `default`."
     if not words:
@@ -226,28 +217,22 @@ def cmd_cadence(call: Call, command: Command) -> list[str]:
     else:
         raise CommandError(f"'{echo(value)}' is not a cadence. {usage}")
     goal = resolve_goal(call, command, query)
-    row = call.session.get(Goal, goal.id)
-    assert row is not None
-    row.cadence_weeks = weeks
-    row.updated_at = call.now
     effective = effective_cadence(weeks, call.config.schedule.cadence_weeks)
     default = " (the default)" if weeks is None else ""
     upcoming = next_prompt(call.now, effective, call.moment.slot)
-    return [
+    return Answer.say(
         f"{goal_title(goal)} is now prompted every {plural(effective, 'week')}{default}. "
-        f"Next prompt: {time_tag(upcoming)}."
-    ]
+        f"Next prompt: {time_tag(upcoming)}.",
+        effects=(SetCadence(goal.id, weeks),),
+    )
 
 
-def cmd_retire(call: Call, command: Command) -> list[str]:
+def cmd_retire(call: Call, command: Command) -> Answer:
     goal = resolve_goal(call, command, command.text)
     if goal.state is GoalState.RETIRED:
-        return [f"{goal_title(goal)} is already retired."]
-    row = call.session.get(Goal, goal.id)
-    assert row is not None
-    row.state = GoalState.RETIRED
-    row.updated_at = call.now
-    return [
+        return Answer.say(f"{goal_title(goal)} is already retired.")
+    return Answer.say(
         f"{goal_title(goal)} is retired: no more prompts, and it leaves lists and the digest. "
-        "Its history stays."
-    ]
+        "Its history stays.",
+        effects=(SetGoalState(goal.id, GoalState.RETIRED),),
+    )

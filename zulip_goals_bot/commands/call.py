@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.replies import goal_topic_name
 from zulip_goals_bot.commands.answers import Moment, goal_title
+from zulip_goals_bot.commands.effects import Answer
 from zulip_goals_bot.commands.grammar import OWNERS, SPEC_BY_NAME, Command
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.models import Goal, GoalOwner, Person, goal_is_prompted
@@ -26,7 +27,8 @@ _RETYPE = frozenset({"status", "history", "skip", "pause", "resume", "complete",
 
 @dataclass
 class Call:
-    """A command being handled: who asked, where, and the open transaction."""
+    """A command being handled: who asked, where, and the open transaction (handlers only
+    read through it; what they change they return)."""
 
     ctx: Context
     session: Session
@@ -45,7 +47,10 @@ class Call:
         return self.ctx.config
 
 
-Handler = Callable[[Call, Command], list[str]]
+# A command that only reads answers in blocks of text; one that changes something returns its
+# answer with its effects, which ``execute.apply`` writes after it returned.
+Reader = Callable[[Call, Command], list[str]]
+Writer = Callable[[Call, Command], Answer]
 
 
 def _topic_goal(call: Call) -> GoalName | None:

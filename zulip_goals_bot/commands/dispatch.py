@@ -1,6 +1,7 @@
-"""Running one command: check who may use it, open one transaction, call its handler.
+"""Running one command: check who may use it, open one transaction, call its handler,
+apply what it decided.
 
-Anything a person got wrong raises ``CommandError`` inside that transaction, so the answer
+Anything a person got wrong raises ``CommandError`` before anything is written, so the answer
 explains the problem and nothing in the database changes.
 """
 
@@ -21,8 +22,9 @@ from zulip_goals_bot.commands.admins import (
     cmd_subscribers,
 )
 from zulip_goals_bot.commands.answers import Moment, Reply, help_text, unknown_text
-from zulip_goals_bot.commands.call import Call, Handler
-from zulip_goals_bot.commands.grammar import ADMINS, READ_ONLY, SPEC_BY_NAME, UNKNOWN, Command
+from zulip_goals_bot.commands.call import Call, Reader, Writer
+from zulip_goals_bot.commands.execute import apply, check_untouched
+from zulip_goals_bot.commands.grammar import ADMINS, SPEC_BY_NAME, UNKNOWN, Command
 from zulip_goals_bot.commands.owners import (
     cmd_away,
     cmd_back,
@@ -62,8 +64,11 @@ def _sender_is_admin(ctx: Context, session: Session, sender: SenderInfo) -> bool
 def handle(
     ctx: Context, sender: SenderInfo, command: Command, *, in_topic: tuple[str, str] | None
 ) -> Reply:
-    """Run one command in one write transaction; a refused or mistaken request changes nothing.
+    """Run one command; a refused or mistaken request changes nothing.
 
+    A command that only reads runs in a read transaction (it never waits for a writer); one
+    that changes something runs in one write transaction, where its handler reads and decides
+    and ``execute.apply`` then writes the effects it returned.
     Raises ``StorageError`` only when the database itself is unavailable.
     """
     if command.name == "help":
@@ -75,9 +80,10 @@ def handle(
     moment = Moment(
         now=now, config=ctx.config, site=ctx.site, program=ctx.program, streams=ctx.streams
     )
+    reader = READERS.get(command.name)
     try:
-        if command.name in READ_ONLY:
-            blocks = _read(ctx, sender, command, in_topic, moment)
+        if reader is not None:
+            blocks = _read(ctx, sender, command, in_topic, moment, reader)
             if blocks is not None:
                 return Reply.of(blocks, sep="\n\n")
         with ctx.db.write() as session:
@@ -89,8 +95,15 @@ def handle(
                     "Say `about` to see who the admins are."
                 )
             me = ensure_people(session, [sender], now)[sender.user_id]
+            session.flush()
             call = Call(ctx, session, sender, me, admin, in_topic, moment)
-            blocks = HANDLERS[command.name](call, command)
+            if reader is not None:  # the sender's first command: only their row is written
+                blocks = reader(call, command)
+            else:
+                answer = WRITERS[command.name](call, command)
+                check_untouched(session, command.name)
+                apply(session, answer.effects, now=now)
+                blocks = list(answer.blocks)
     except CommandError as exc:
         return Reply.of([str(exc)])
     return Reply.of(blocks, sep="\n\n")
@@ -102,9 +115,10 @@ def _read(
     command: Command,
     in_topic: tuple[str, str] | None,
     moment: Moment,
+    reader: Reader,
 ) -> list[str] | None:
-    """A command that only reads, in a read transaction (it never waits for a writer); None
-    when the sender is new to the bot, whose first command records them (the write path)."""
+    """A command that only reads, in a read transaction; None when the sender is new to the
+    bot, whose first command records them (the write path)."""
     with ctx.db.read() as session:
         me = session.execute(
             select(Person).where(Person.zulip_user_id == sender.user_id)
@@ -112,21 +126,24 @@ def _read(
         if me is None:
             return None
         admin = _sender_is_admin(ctx, session, sender)
-        return HANDLERS[command.name](
-            Call(ctx, session, sender, me, admin, in_topic, moment), command
-        )
+        return reader(Call(ctx, session, sender, me, admin, in_topic, moment), command)
 
 
-HANDLERS: Mapping[str, Handler] = {
+# The commands that only read: answered in a read transaction, which never waits for a writer.
+READERS: Mapping[str, Reader] = {
     "status": cmd_status,
     "history": cmd_history,
     "list": cmd_list,
     "mine": cmd_mine,
     "overdue": cmd_overdue,
+    "about": cmd_about,
+}
+
+# The commands that may change something: their handlers return the effects.
+WRITERS: Mapping[str, Writer] = {
     "subscribe": cmd_subscribe,
     "unsubscribe": cmd_unsubscribe,
     "iam": cmd_iam,
-    "about": cmd_about,
     "skip": cmd_skip,
     "away": cmd_away,
     "back": cmd_back,

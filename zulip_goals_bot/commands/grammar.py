@@ -41,8 +41,6 @@ class Spec:
 
 
 ANYONE, OWNERS, ADMINS = "anyone", "owners", "admins"
-# Commands that only read: answered in a read transaction, which never waits for a writer.
-READ_ONLY = frozenset({"status", "history", "list", "mine", "overdue", "about"})
 # Zulip's wildcard mentions (a regular-expression alternation).
 WILDCARDS = "all|everyone|channel|stream|topic"
 

@@ -8,11 +8,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from zulip_goals_bot.bot.prompts import skip_goal
 from zulip_goals_bot.bot.replies import already_filed_text, moved_text, quote_update
-from zulip_goals_bot.bot.store import move_update
 from zulip_goals_bot.commands.answers import DUE_TEXT, goal_title
 from zulip_goals_bot.commands.call import Call, require_owner, resolve_goal
+from zulip_goals_bot.commands.effects import (
+    Answer,
+    MoveUpdate,
+    RemoveUpdate,
+    SetAway,
+    SetGoalState,
+    SkipPeriod,
+)
 from zulip_goals_bot.commands.grammar import Command, parse_away
 from zulip_goals_bot.db.models import Goal, Update
 from zulip_goals_bot.domain.markdown import safe, time_tag
@@ -22,7 +28,7 @@ from zulip_goals_bot.errors import CommandError
 _SKIP_FILLER = re.compile(r"^(?:this|the|for)?\s*(?:week|period|time|round|update|one)?$", re.I)
 
 
-def cmd_skip(call: Call, command: Command) -> list[str]:
+def cmd_skip(call: Call, command: Command) -> Answer:
     query = command.text.strip()
     if _SKIP_FILLER.match(query):
         query = ""
@@ -30,36 +36,40 @@ def cmd_skip(call: Call, command: Command) -> list[str]:
     require_owner(call, goal, "skip")
     m = call.moment
     if not (goal.active and goal.state in PROMPTED_STATES):
-        return [f"{goal_title(goal)} is {DUE_TEXT[m.due(goal)]} — there is nothing to skip."]
+        return Answer.say(
+            f"{goal_title(goal)} is {DUE_TEXT[m.due(goal)]} — there is nothing to skip."
+        )
     period = m.program.period(goal, call.now)
     if period.key in goal.skipped_periods:
-        return [
+        return Answer.say(
             f"{goal_title(goal)} is already skipped this period. Next prompt: "
             f"{time_tag(period.end)}."
-        ]
-    skip_goal(call.session, goal.id, call.me.id, call.now, call.ctx)
-    return [
+        )
+    return Answer.say(
         f"OK: no update needed for {goal_title(goal)} this period. I'll ask again "
-        f"{time_tag(period.end)}."
-    ]
+        f"{time_tag(period.end)}.",
+        effects=(SkipPeriod(goal.id, period.key, call.me.id),),
+    )
 
 
-def cmd_away(call: Call, command: Command) -> list[str]:
+def cmd_away(call: Call, command: Command) -> Answer:
     until = parse_away(command.text, call.moment.today)
-    call.me.away_until = until
-    return [
+    return Answer.say(
         f"Got it: you are away until {until.strftime('%A')} {until.isoformat()}. I won't ask you "
         "for updates until then; a goal whose owners are all away shows as “owners away”. "
-        "Say `back` if you return earlier."
-    ]
+        "Say `back` if you return earlier.",
+        effects=(SetAway(call.me.id, until),),
+    )
 
 
-def cmd_back(call: Call, command: Command) -> list[str]:
+def cmd_back(call: Call, command: Command) -> Answer:
     was = call.me.away_until
-    call.me.away_until = None
+    back = (SetAway(call.me.id, None),) if was is not None else ()
     if was is None or was < call.moment.today:
-        return ["You weren't marked away; nothing to change. Welcome anyway!"]
-    return ["Welcome back! You'll get prompts again from the next period."]
+        return Answer.say(
+            "You weren't marked away; nothing to change. Welcome anyway!", effects=back
+        )
+    return Answer.say("Welcome back! You'll get prompts again from the next period.", effects=back)
 
 
 _TRANSITIONS: Mapping[str, tuple[tuple[GoalState, ...], GoalState, str]] = {
@@ -73,12 +83,12 @@ _TRANSITIONS: Mapping[str, tuple[tuple[GoalState, ...], GoalState, str]] = {
 }  # fmt: skip
 
 
-def cmd_transition(call: Call, command: Command) -> list[str]:
+def cmd_transition(call: Call, command: Command) -> Answer:
     goal = resolve_goal(call, command, command.text)
     require_owner(call, goal, command.name)
     allowed, target, said = _TRANSITIONS[command.name]
     if goal.state is target:
-        return [f"{goal_title(goal)} is already {target.value}; nothing to change."]
+        return Answer.say(f"{goal_title(goal)} is already {target.value}; nothing to change.")
     if goal.state is GoalState.RETIRED and not call.is_admin:
         raise CommandError(f"{goal_title(goal)} is retired; only a bot admin can bring it back.")
     if goal.state not in allowed and goal.state is not GoalState.RETIRED:
@@ -86,11 +96,10 @@ def cmd_transition(call: Call, command: Command) -> list[str]:
             f"{goal_title(goal)} is {goal.state.value}, so it can't be {command.name}d; "
             "nothing was changed."
         )
-    row = call.session.get(Goal, goal.id)
-    assert row is not None
-    row.state = target
-    row.updated_at = call.now
-    return [f"{goal_title(goal)} {said.format(slug=goal.slug)}"]
+    return Answer.say(
+        f"{goal_title(goal)} {said.format(slug=goal.slug)}",
+        effects=(SetGoalState(goal.id, target),),
+    )
 
 
 # How far back `move to` looks for the update to move: long enough to notice a misfiled update in
@@ -118,7 +127,7 @@ def _quoted(update: Update) -> str:
     return quote_update(update.content)
 
 
-def cmd_undo(call: Call, command: Command) -> list[str]:
+def cmd_undo(call: Call, command: Command) -> Answer:
     minutes = call.config.update_window_minutes
     row = _last_dm_update(call, call.now - timedelta(minutes=minutes))
     if row is None:
@@ -126,16 +135,16 @@ def cmd_undo(call: Call, command: Command) -> list[str]:
             f"Nothing to undo: you sent me no update by DM in the last {minutes} minutes. "
             "To remove an older update, delete your message in Zulip; I follow deletes."
         )
-    row.deleted = True
     name = call.session.get(Goal, row.goal_id) if row.goal_id is not None else None
     where = f" of **{safe(name.short_title or name.title)}**" if name is not None else ""
-    return [
+    return Answer.say(
         f"Removed your update{where} ({_quoted(row)}). It no longer counts as an update and "
-        "is left out of status, the digest and the site."
-    ]
+        "is left out of status, the digest and the site.",
+        effects=(RemoveUpdate(row.id),),
+    )
 
 
-def cmd_move(call: Call, command: Command) -> list[str]:
+def cmd_move(call: Call, command: Command) -> Answer:
     if not command.text.strip():
         raise CommandError("Say which goal: `move to <goal>`.")
     goal = resolve_goal(call, command, command.text)
@@ -149,6 +158,5 @@ def cmd_move(call: Call, command: Command) -> list[str]:
         )
     name = goal.short_title or goal.title
     if row.goal_id == goal.id:
-        return [already_filed_text(row.content, name)]
-    move_update(row, goal.id)
-    return [moved_text(row.content, name)]
+        return Answer.say(already_filed_text(row.content, name))
+    return Answer.say(moved_text(row.content, name), effects=(MoveUpdate(row.id, goal.id),))

@@ -19,6 +19,7 @@ from zulip_goals_bot.commands.answers import (
     schedule_text,
 )
 from zulip_goals_bot.commands.call import Call, owned_goal_ids, resolve_goal
+from zulip_goals_bot.commands.effects import Answer, Link, Subscribe, Unsubscribe
 from zulip_goals_bot.commands.grammar import (
     CHAMPION_DIGEST_WORDS,
     DIGEST_WORDS,
@@ -49,8 +50,8 @@ from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.grouping import RoadmapGroup, goal_groups, roadmap_groups
 from zulip_goals_bot.goals.matching import echo
 from zulip_goals_bot.people.handles import handles_of
-from zulip_goals_bot.people.link_rules import Conflict, LinkResult, MappedVia
-from zulip_goals_bot.people.linking import link_github
+from zulip_goals_bot.people.link_rules import Conflict, LinkResult, MappedVia, WantedLink
+from zulip_goals_bot.people.linking import plan_link
 
 
 def _zulip_people(session: Session, handles: Collection[str]) -> dict[str, ZulipUser]:
@@ -299,17 +300,15 @@ def _digest_words_ok(command: Command) -> str:
     )
 
 
-def cmd_subscribe(call: Call, command: Command) -> list[str]:
+def cmd_subscribe(call: Call, command: Command) -> Answer:
     scope = _digest_words_ok(command)
     existing = call.session.get(DigestSubscription, call.me.id)
     what = "the weekly digest" if scope == "all" else "the weekly digest of the goals you champion"
     if existing is not None and existing.scope == scope:
-        return [f"You are already subscribed to {what}. (`unsubscribe digest` stops it.)"]
+        return Answer.say(f"You are already subscribed to {what}. (`unsubscribe digest` stops it.)")
     if existing is not None:
-        existing.scope = scope
         said = f"Changed: from now on I'll DM you {what}."
     else:
-        call.session.add(DigestSubscription(person_id=call.me.id, created_at=call.now, scope=scope))
         said = f"Subscribed: I'll DM you {what}."
     note = "" if call.config.digest.enabled else " The digest is switched off right now."
     if scope == "champion":
@@ -322,31 +321,29 @@ def cmd_subscribe(call: Call, command: Command) -> list[str]:
             count = len(load_champions(call.session, github=call.me.github))
             note += f" You champion {plural(count, 'goal')} as GitHub @{call.me.github}."
     about = digest_text(call.config, call.moment.stream(call.config.digest.stream))
-    return [f"{said} {about}{note}"]
+    return Answer.say(f"{said} {about}{note}", effects=(Subscribe(call.me.id, scope),))
 
 
-def cmd_unsubscribe(call: Call, command: Command) -> list[str]:
+def cmd_unsubscribe(call: Call, command: Command) -> Answer:
     _digest_words_ok(command)
     existing = call.session.get(DigestSubscription, call.me.id)
     if existing is None:
-        return ["You weren't subscribed to the digest; nothing to change."]
-    call.session.delete(existing)
-    return ["Unsubscribed: no more digest DMs. (`subscribe digest` brings them back.)"]
+        return Answer.say("You weren't subscribed to the digest; nothing to change.")
+    return Answer.say(
+        "Unsubscribed: no more digest DMs. (`subscribe digest` brings them back.)",
+        effects=(Unsubscribe(call.me.id),),
+    )
 
 
-def cmd_iam(call: Call, command: Command) -> list[str]:
+def cmd_iam(call: Call, command: Command) -> Answer:
     handle = parse_handle(command.text)
     me = call.me
     assert me.zulip_user_id is not None  # call.me is the sender's own row
-    outcome = link_github(
-        call.session,
-        github=handle,
-        zulip_user_id=me.zulip_user_id,
-        via=MappedVia.CLAIM,
-        now=call.now,
-    )
+    wanted = WantedLink(handle, me.zulip_user_id, MappedVia.CLAIM, MappedVia.CLAIM.label)
+    plan = plan_link(call.session, wanted)
+    (outcome,) = plan.outcomes
     if outcome.result is LinkResult.ALREADY:
-        return [f"You are already linked to GitHub @{handle}."]
+        return Answer.say(f"You are already linked to GitHub @{handle}.")
     ask_admin = "ask a bot admin (say `about` to see who) to fix it with `map`."
     if outcome.conflict is Conflict.HAS_HANDLE:
         raise CommandError(
@@ -358,10 +355,13 @@ def cmd_iam(call: Call, command: Command) -> list[str]:
             f"GitHub @{handle} is already linked to another Zulip account, so I can't link it "
             f"to yours. If it is yours, {ask_admin}"
         )
-    owned = owned_names(call.session, me.id)
+    owned = owned_names(call.session, plan.ownerships_at(me.id))
     goals = (
         " You own: " + limit_items(owned, 3000, sep=", ") + "."
         if owned
         else " No goal lists that handle yet."
     )
-    return [f"Thanks! GitHub @{handle} is now linked to your Zulip account.{goals}"]
+    return Answer.say(
+        f"Thanks! GitHub @{handle} is now linked to your Zulip account.{goals}",
+        effects=(Link(wanted, me.id),),
+    )

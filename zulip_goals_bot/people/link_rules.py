@@ -123,6 +123,15 @@ class LinkPlan:
     def is_empty(self) -> bool:
         return not (self.rows or self.moves or self.deleted)
 
+    def ownerships_at(self, person_id: int) -> frozenset[int]:
+        """The rows whose goal ownerships sit on ``person_id`` once the moves are made, in
+        order (an account's old handle takes its goals away before a new one brings others)."""
+        at: dict[int, set[int]] = {}
+        for src, dst in self.moves:
+            at.setdefault(dst, {dst}).update(at.pop(src, {src}))
+            at[src] = set()
+        return frozenset(at.get(person_id, {person_id}))
+
     @property
     def merges(self) -> dict[int, int]:
         """Each deleted placeholder and the row that takes over its records."""

@@ -58,15 +58,27 @@ def link(
     """
     if not wanted:
         return ()
+    persons, plan = _plan(session, wanted, create_missing)
+    apply_links(session, plan, persons, now, members)
+    return plan.outcomes
+
+
+def plan_link(session: Session, wanted: WantedLink) -> LinkPlan:
+    """What ``link`` would do for one link typed in chat (the account's row made if missing),
+    written nowhere: a command answers from it and returns the link as an effect."""
+    return _plan(session, [wanted], True)[1]
+
+
+def _plan(
+    session: Session, wanted: Sequence[WantedLink], create_missing: bool
+) -> tuple[dict[int, Person], LinkPlan]:
+    """The people the links involve (one statement) and the plan for them."""
     handles = sorted({w.github for w in wanted})
     users = sorted({w.zulip_user_id for w in wanted})
     query = select(Person).where(or_(Person.github.in_(handles), Person.zulip_user_id.in_(users)))
     persons = {p.id: p for p in session.execute(query).scalars()}
-    plan = plan_links(
-        [person_row(p) for p in persons.values()], wanted, create_missing=create_missing
-    )
-    apply_links(session, plan, persons, now, members)
-    return plan.outcomes
+    rows = [person_row(p) for p in persons.values()]
+    return persons, plan_links(rows, wanted, create_missing=create_missing)
 
 
 def link_github(
