@@ -16,9 +16,9 @@ from tests.dbs import new_database
 from zulip_goals_bot import __version__
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
+from zulip_goals_bot.commands import dispatch
 from zulip_goals_bot.commands.answers import Reply
 from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
-from zulip_goals_bot.commands import dispatch
 from zulip_goals_bot.commands.call import Call
 from zulip_goals_bot.commands.dispatch import handle
 from zulip_goals_bot.commands.effects import Answer
