@@ -27,6 +27,7 @@ from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import DIGEST_WINDOW, load_digest_data
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.views import SenderInfo
 
 SITE = "https://zulip.example.com"
@@ -62,7 +63,7 @@ def run(sizes: Sizes, tmp: Path, out: dict[str, Figure], profile: Profile) -> No
             now=now,
         )
         config = Config(path=None, zuliprc=tmp / "zuliprc")
-        ctx = Context(config, db, FrozenClock(now), SITE, 1, "Goals Bot")
+        ctx = Context(Setting(config, SITE, 1, "Goals Bot"), db, FrozenClock(now))
         statements = 0
 
         def count(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
@@ -80,7 +81,7 @@ def run(sizes: Sizes, tmp: Path, out: dict[str, Figure], profile: Profile) -> No
                 loaded = time.perf_counter()
                 parts = compose_digest(
                     data,
-                    stream=ctx.stream(config.stream),
+                    stream=ctx.setting.stream(config.stream),
                     program=ctx.program,
                     site=SITE,
                 )

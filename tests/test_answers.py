@@ -8,6 +8,7 @@ with thanks, ok, yes or an emoji (nothing to store).  None of these is ever an u
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -21,11 +22,19 @@ from zulip_goals_bot.bot.replies import (
     short_reply,
     which_goal_text,
 )
+from zulip_goals_bot.config import Config
 from zulip_goals_bot.domain.markdown import contains_unsafe_mention
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.views import GoalName
 from zulip_goals_bot.goals.matching import names_goal
 
 BOT_ID, OWNER_ID = 2, 4
+SETTING = Setting(
+    Config(path=None, zuliprc=Path("zuliprc"), stream="project-goals"),
+    "https://zulip.example.com",
+    BOT_ID,
+    "Goals Bot",
+)
 RFL, POLONIUS, ASYNC, CARGO = 1, 2, 3, 4
 NAMES = (
     GoalName(RFL, "rfl", "Rust for Linux", None, 116, "Rust for Linux (goals#116)", True),
@@ -58,9 +67,7 @@ def facts(
 ) -> RoutingFacts:
     """``filed``: the bot filed a DM of the sender under that goal within the update window."""
     return RoutingFacts(
-        bot_user_id=BOT_ID,
-        bot_name="Goals Bot",
-        goals_stream="project-goals",
+        setting=SETTING,
         topic_goal_id=None,
         owned_goal_ids=owned,
         waiting_goal_ids=(),

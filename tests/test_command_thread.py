@@ -144,6 +144,7 @@ def test_status_reads_without_a_write_transaction(
     from zulip_goals_bot.bot.context import Context
     from zulip_goals_bot.commands.dispatch import handle
     from zulip_goals_bot.commands.grammar import parse
+    from zulip_goals_bot.domain.setting import Setting
     from zulip_goals_bot.domain.views import SenderInfo
 
     server, users = realm_server
@@ -151,7 +152,9 @@ def test_status_reads_without_a_write_transaction(
     conf = write_conf(tmp_path, server, users["bot"], extra=QUIET)
     db = database_for(conf)
     add_goal(db, "polonius", "Polonius", [(ben.user_id, ben.email, ben.full_name)], issue=118)
-    ctx = Context(load_config(conf), db, SystemClock(), "https://zulip.example", 2, "Goals Bot")
+    ctx = Context(
+        Setting(load_config(conf), "https://zulip.example", 2, "Goals Bot"), db, SystemClock()
+    )
     sender = SenderInfo(ben.user_id, ben.email, ben.full_name)
     begins: list[str] = []
     writes: list[str] = []

@@ -36,6 +36,7 @@ from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import DigestSubscription, Goal, GoalOwner, Person, Skip, Update
 from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
 from zulip_goals_bot.domain.views import GoalName, SenderInfo
 from zulip_goals_bot.goals.files import GoalStatus, read_goal_files
@@ -208,13 +209,15 @@ def make_world(
     clock = FrozenClock(NOW)
     config = Config(path=None, zuliprc=tmp_path / "zuliprc", stream=STREAM, admins=admins)
     ctx = Context(
-        config,
+        Setting(
+            config,
+            SITE,
+            bot_user_id=99,
+            bot_name="Goals Bot",
+            streams=(StreamRef(STREAM, STREAM_ID),),
+        ),
         db,
         clock,
-        SITE,
-        bot_user_id=99,
-        bot_name="Goals Bot",
-        streams=(StreamRef(STREAM, STREAM_ID),),
     )
     return World(ctx, clock, db)
 

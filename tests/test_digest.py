@@ -35,6 +35,7 @@ from zulip_goals_bot.digest.delivery import (
 )
 from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
 from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import (
     DeliveryKind,
     DeliveryState,
@@ -276,7 +277,7 @@ def make_db(tmp_path: Path) -> Database:
 
 def make_ctx(db: Database, clock: FrozenClock, **kwargs: Any) -> Context:
     config = program_config(db.url, **kwargs)
-    return Context(config, db, clock, SITE, 1, "Goals Bot", (GOALS_STREAM,))
+    return Context(Setting(config, SITE, 1, "Goals Bot", (GOALS_STREAM,)), db, clock)
 
 
 def goal_docs() -> list[GoalDoc]:
@@ -419,9 +420,9 @@ def compose_for(ctx: Context, now: datetime) -> list[str]:
         data = load_digest_data(session, ctx, now - timedelta(days=7), now)
     return compose_digest(
         data,
-        stream=ctx.stream(STREAM),
+        stream=ctx.setting.stream(STREAM),
         program=ctx.program,
-        site=ctx.site,
+        site=ctx.setting.site,
     )
 
 
@@ -948,7 +949,11 @@ def test_no_destination_means_not_due(tmp_path: Path) -> None:
     ctx = make_ctx(db, FrozenClock(DIGEST_AT), digest_topic="")
     assert digest_due(ctx, DIGEST_AT) == (False, "2025-03-17")
     disabled = replace(
-        ctx, config=replace(ctx.config, digest=replace(ctx.config.digest, enabled=False))
+        ctx,
+        setting=replace(
+            ctx.setting,
+            config=replace(ctx.config, digest=replace(ctx.config.digest, enabled=False)),
+        ),
     )
     assert digest_due(disabled, DIGEST_AT)[0] is False
 
@@ -1019,7 +1024,7 @@ def test_digest_end_to_end_topic_and_two_subscribers(tmp_path: Path) -> None:
         config = program_config(db.url)
         streams = look_up_streams(io, config)
         assert streams == (StreamRef(STREAM, goals_stream_id),)
-        ctx = Context(config, db, clock, io.site, bot.user_id, bot.full_name, streams)
+        ctx = Context(Setting(config, io.site, bot.user_id, bot.full_name, streams), db, clock)
         assert io.site == server.base_url  # message links point at the server, not its API
         expected = compose_for(ctx, clock.now())
         assert len(expected) == 2  # the realistic program needs two messages

@@ -27,6 +27,7 @@ from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import load_digest_data, send_digest
 from zulip_goals_bot.domain.markdown import ZulipUser, contains_unsafe_mention
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
 from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.importer import import_goals
@@ -86,7 +87,9 @@ def setup_goal(db: Database) -> int:
 
 def context(db: Database) -> Context:
     config = Config(path=None, zuliprc=Path("zuliprc"), stream=STREAM)
-    return Context(config, db, FrozenClock(NOW), SITE, bot_user_id=99, bot_name="Goals Bot")
+    return Context(
+        Setting(config, SITE, bot_user_id=99, bot_name="Goals Bot"), db, FrozenClock(NOW)
+    )
 
 
 def test_digest_status_and_blog_show_handles_as_their_readers_expect(db: Database) -> None:
@@ -96,7 +99,7 @@ def test_digest_status_and_blog_show_handles_as_their_readers_expect(db: Databas
         data = load_digest_data(s, ctx, NOW - timedelta(days=7), NOW)
         goals, updates = load_blog_data(s, NOW - timedelta(days=30), NOW)
     digest = "\n\n".join(
-        compose_digest(data, stream=ctx.stream(STREAM), program=ctx.program,
+        compose_digest(data, stream=ctx.setting.stream(STREAM), program=ctx.program,
                        site=SITE)
     )  # fmt: skip
     block = digest[digest.index("**Field access through smart pointers**") :]
@@ -130,7 +133,7 @@ def test_a_champion_subscribes_and_gets_only_the_goals_they_champion_by_dm(
         io = ZulipIO(rc, sleep=lambda _s: None)
         config = Config(path=None, zuliprc=rc, stream=STREAM,
                         digest=DigestConfig(stream=STREAM, topic=""))  # fmt: skip
-        ctx = Context(config, db, FrozenClock(NOW), io.site, bot.user_id, bot.full_name)
+        ctx = Context(Setting(config, io.site, bot.user_id, bot.full_name), db, FrozenClock(NOW))
         as_jonas = SenderInfo(jonas.user_id, jonas.email, jonas.full_name)
         as_eve = SenderInfo(eve.user_id, eve.email, eve.full_name)
 

@@ -57,7 +57,7 @@ def batch(h: Harness, n: int, ids: Iterator[int]) -> list[IncomingMessage]:
 
 def statements_for(h: Harness, messages: list[IncomingMessage]) -> list[str]:
     with counted(h.db) as statements, h.db.write() as session:
-        effects = store_messages(session, h.bot.router, messages, NOW)
+        effects = store_messages(session, h.bot.ctx.setting, messages, NOW)
     assert effects.stored + len(effects.commands) > 0
     return statements
 

@@ -33,6 +33,7 @@ from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import load_digest_data
 from zulip_goals_bot.domain.markdown import contains_unsafe_mention
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.files import GoalStatus, ProblemKind, parse_goal, read_pages
 from zulip_goals_bot.goals.grouping import GroupKind, canonical_names, goal_groups
@@ -68,7 +69,9 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 def context(db: Database, now: datetime) -> Context:
     config = Config(path=None, zuliprc=Path("zuliprc"), stream=STREAM)
-    return Context(config, db, FrozenClock(now), SITE, bot_user_id=99, bot_name="Goals Bot")
+    return Context(
+        Setting(config, SITE, bot_user_id=99, bot_name="Goals Bot"), db, FrozenClock(now)
+    )
 
 
 def ask(ctx: Context, text: str, sender: SenderInfo = HANA) -> str:
@@ -253,7 +256,7 @@ def test_flagship_themes_group_the_digest_the_blog_and_list_flagship(db: Databas
         "Unblocking dormant traits": ["trait-dormancy"],
     }
     digest = "\n\n".join(
-        compose_digest(data, stream=ctx.stream(STREAM), program=ctx.program, site=SITE)
+        compose_digest(data, stream=ctx.setting.stream(STREAM), program=ctx.program, site=SITE)
     )
     headings = re.findall(r"^\*\*(Flagship: [^*\n]+|Team [a-z-]+)\*\*$", digest, re.M)
     assert headings == [
@@ -303,7 +306,7 @@ def test_annual_folder_roadmaps_highlights_and_what_and_why(db: Database) -> Non
     with db.read() as s:
         data = load_digest_data(s, ctx, JANUARY, ctx.clock.now())
     digest = "\n\n".join(
-        compose_digest(data, stream=ctx.stream(STREAM), program=ctx.program, site=SITE)
+        compose_digest(data, stream=ctx.setting.stream(STREAM), program=ctx.program, site=SITE)
     )
     first = re.findall(r"^\*\*((?:Highlight|Flagship|Team)[^*\n]*|Other goals)\*\*$", digest, re.M)
     assert first[:2] == ["Highlight: Custom pointer types", "Flagship: Unblocking dormant traits"]

@@ -30,6 +30,7 @@ from zulip_goals_bot.db.models import (
 )
 from zulip_goals_bot.db.queries import load_champions
 from zulip_goals_bot.domain.markdown import StreamRef
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState, OwnerRole, UpdateKind
 from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.importer import import_goals
@@ -286,13 +287,15 @@ def program(tmp_path: Path, db: Database) -> Program:
         path=None, zuliprc=tmp_path / "zuliprc", stream=STREAM, admins=frozenset({ADMIN.email})
     )
     ctx = Context(
-        config,
+        Setting(
+            config,
+            "https://zulip.example.com",
+            bot_user_id=99,
+            bot_name="Goals Bot",
+            streams=(StreamRef(STREAM, 7),),
+        ),
         db,
         FrozenClock(NOW),
-        "https://zulip.example.com",
-        bot_user_id=99,
-        bot_name="Goals Bot",
-        streams=(StreamRef(STREAM, 7),),
     )
     return Program(db, ctx, folder, *ids)
 

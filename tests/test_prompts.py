@@ -35,6 +35,7 @@ from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Delivery, Goal, GoalOwner, Person, Skip, Update
 from zulip_goals_bot.db.queries import load_goals
 from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import (
     DeliveryKind,
     DeliveryState,
@@ -121,7 +122,9 @@ class World:
     @property
     def ctx(self) -> Context:
         site = "https://zulip.example"
-        return Context(self.config, self.db, self.clock, site, 1, "Goals Bot", self.streams)
+        return Context(
+            Setting(self.config, site, 1, "Goals Bot", self.streams), self.db, self.clock
+        )
 
     def person(
         self,

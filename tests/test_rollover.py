@@ -25,6 +25,7 @@ from zulip_goals_bot.commands.grammar import parse
 from zulip_goals_bot.config import load_config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Delivery, Goal, GoalPastPeriod, Update
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import DeliveryKind, GoalState, UpdateKind, UpdateSource
 from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.importer import import_goals
@@ -136,7 +137,9 @@ def test_rollover_continues_goals_and_ends_the_rest_with_one_closing_note(
 
     # `status` on an ended goal still answers.
     config = load_config(conf)
-    ctx = Context(config, db, clock, "https://zulip.example.com", bot.user_id, bot.full_name)
+    ctx = Context(
+        Setting(config, "https://zulip.example.com", bot.user_id, bot.full_name), db, clock
+    )
     eve = SenderInfo(16, "eve@example.com", "Eve Lead")
     answer = "\n".join(handle(ctx, eve, parse("status old-lints"), in_topic=None).messages)
     assert "**Ended** with period 2025h2: it did not continue into 2026" in answer

@@ -81,19 +81,19 @@ def _connect(config: Config, clock: Clock) -> tuple[Context, ZulipIO]:
     from zulip_goals_bot.bot.app import look_up_streams, open_database, setup_logging
     from zulip_goals_bot.bot.context import Context
     from zulip_goals_bot.bot.zulip_io import ZulipIO
+    from zulip_goals_bot.domain.setting import Setting
 
     setup_logging("WARNING")
     io = ZulipIO(config.zuliprc)
     me = io.whoami()
-    ctx = Context(
+    setting = Setting(
         config,
-        open_database(config),
-        clock,
         io.site,
         int(me["user_id"]),
         str(me.get("full_name", "")),
         look_up_streams(io, config),
     )
+    ctx = Context(setting, open_database(config), clock)
     return ctx, io
 
 
@@ -137,6 +137,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     from zulip_goals_bot.bot.outgoing import LockedSender
     from zulip_goals_bot.bot.zulip_io import site_from_zuliprc
     from zulip_goals_bot.digest.delivery import send_digest
+    from zulip_goals_bot.domain.setting import Setting
 
     config = _load(args)
     since = None
@@ -149,7 +150,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
     if args.dry_run:  # printed without connecting to Zulip: its links name streams by name
         setup_logging("WARNING")
         site = site_from_zuliprc(config.zuliprc)
-        ctx = Context(config, open_database(config), args.clock, site, 0, "")
+        ctx = Context(Setting(config, site, 0, ""), open_database(config), args.clock)
         report = send_digest(ctx, _NoSender(), dry_run=True, since=since, goals_period=args.period)
         print(report.render())
         return 0

@@ -479,8 +479,8 @@ def send_alerts(ctx: Context, sender: Sender) -> AlertReport:
         leads,
         program,
         now,
-        site=ctx.site,
-        stream=ctx.stream(ctx.config.stream),
+        site=ctx.setting.site,
+        stream=ctx.setting.goals_stream,
         sent=sent,
         notify_leads=config.notify_leads,
     )

@@ -41,7 +41,7 @@ from zulip_goals_bot.bot.ingest import Ingest, Stats
 from zulip_goals_bot.bot.lease import Lease
 from zulip_goals_bot.bot.outgoing import LockedSender, ReplyCollector, SendQueue
 from zulip_goals_bot.bot.replies import IncomingMessage, MalformedMessage
-from zulip_goals_bot.bot.store import BatchEffects, Router
+from zulip_goals_bot.bot.store import BatchEffects
 from zulip_goals_bot.bot.zulip_io import QueueLost, ZulipIO
 from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
 from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
@@ -50,6 +50,7 @@ from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import ACK_OWED, FIRST_START_KEY, BotState, Delivery, HandledMessage
 from zulip_goals_bot.domain.events import changes_updates
 from zulip_goals_bot.domain.markdown import StreamRef
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import DeliveryKind
 from zulip_goals_bot.errors import GoalsBotError, Stopping, ZulipError
 from zulip_goals_bot.people.accounts import sync_users
@@ -128,25 +129,13 @@ class GoalsBot:
         self.bot_name = str(me.get("full_name", ""))
         self.bot_email = str(me.get("email", ""))
         self.ctx = Context(
-            config=config,
-            db=db,
-            clock=clock,
-            site=listener.site,
-            bot_user_id=self.bot_user_id,
-            bot_name=self.bot_name,
+            Setting(config, listener.site, self.bot_user_id, self.bot_name), db, clock
         )
         self.command_handler = GoalsBotHandler(self.ctx)
-        self.router = Router(
-            bot_user_id=self.bot_user_id,
-            bot_name=self.bot_name,
-            goals_stream=config.stream,
-            program=self.ctx.program,
-            update_window=timedelta(minutes=config.update_window_minutes),
-        )
         # The goals website, rebuilt after stored updates and digests ([site] output).
         self.site = site_keeper(self.ctx, self.stop.is_set)
         self.ingest = Ingest(
-            db, self.router, listener, clock, self.stop, self._after_commit, self.stats,
+            db, self.ctx.setting, listener, clock, self.stop, self._after_commit, self.stats,
             on_stored=self._stored,
         )  # fmt: skip
         self._github_soon: Callable[[], None] = lambda: None
@@ -189,7 +178,9 @@ class GoalsBot:
         for outcome in report.linked:
             log.info("mapped %s", outcome.render(dict(report.names)))
         # Before any thread starts: links written from now on name the streams by id.
-        self.ctx = replace(self.ctx, streams=look_up_streams(self.listener, self.config))
+        streams = look_up_streams(self.listener, self.config)
+        self.ctx = replace(self.ctx, setting=replace(self.ctx.setting, streams=streams))
+        self.ingest.setting = self.ctx.setting
         self.command_handler = GoalsBotHandler(self.ctx)
         result = self.listener.call("users/me/subscriptions")
         self.ingest.stream_names = {

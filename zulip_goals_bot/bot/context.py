@@ -1,4 +1,4 @@
-"""What every handler needs to know about the running bot, in one small value."""
+"""The running bot for the shell: its setting, and the database and clock it acts with."""
 
 from __future__ import annotations
 
@@ -7,34 +7,20 @@ from dataclasses import dataclass
 from zulip_goals_bot.clock import Clock
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.domain.markdown import StreamRef, stream_ref
 from zulip_goals_bot.domain.program import Program
-from zulip_goals_bot.domain.schedule import Slot
+from zulip_goals_bot.domain.setting import Setting
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    config: Config
+    setting: Setting  # who the bot is, where, and its program: all the pure core is given
     db: Database
     clock: Clock
-    site: str  # the Zulip server's URL, for links
-    bot_user_id: int
-    bot_name: str
-    # The streams whose ids the bot looked up at start-up (the goals and digest streams), so
-    # that links name them by id; see ``markdown.topic_link``.
-    streams: tuple[StreamRef, ...] = ()
+
+    @property
+    def config(self) -> Config:
+        return self.setting.config
 
     @property
     def program(self) -> Program:
-        return Program.from_config(self.config)
-
-    @property
-    def slot(self) -> Slot:
-        return self.program.slot
-
-    def stream(self, name: str) -> StreamRef:
-        """The stream called ``name``, as links name it."""
-        return stream_ref(name, self.streams)
-
-    def is_admin_email(self, email: str | None) -> bool:
-        return bool(email) and str(email).lower() in self.config.admins
+        return self.setting.program

@@ -20,7 +20,6 @@ from zulip_goals_bot.bot.catchup import StoredMessage, missed_reactions, reconci
 from zulip_goals_bot.bot.replies import IncomingMessage, MalformedMessage
 from zulip_goals_bot.bot.store import (
     BatchEffects,
-    Router,
     Summary,
     SummaryKey,
     apply_delete,
@@ -39,6 +38,7 @@ from zulip_goals_bot.domain.events import (
     REACTION_EVENT,
     is_health_reaction,
 )
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import ZULIP_SOURCES
 from zulip_goals_bot.errors import StorageError
 
@@ -82,7 +82,7 @@ class Ingest:
     def __init__(
         self,
         db: Database,
-        router: Router,
+        setting: Setting,
         listener: ZulipIO,
         clock: Clock,
         stop: threading.Event,
@@ -91,7 +91,7 @@ class Ingest:
         on_stored: Callable[[Sequence[Mapping[str, Any]], int], None] = lambda _e, _n: None,
     ) -> None:
         self.db = db
-        self.router = router
+        self.setting = setting
         self.listener = listener
         self.clock = clock
         self.stop = stop
@@ -220,7 +220,7 @@ class Ingest:
                     # Chunks split at edits, which may change stored summaries: after the first,
                     # they are read back from the database.
                     known = {} if followed else summaries
-                    e = store_messages(session, self.router, chunk, now, known)
+                    e = store_messages(session, self.setting, chunk, now, known)
                     total.summaries.update(e.summaries)
                     total.acknowledge += e.acknowledge
                     total.commands += e.commands
@@ -272,7 +272,7 @@ class Ingest:
         try:
             with session.begin_nested():
                 if event.get("type") == "update_message":
-                    apply_edit(session, self.router, event, self.stream_names)
+                    apply_edit(session, self.setting, event, self.stream_names)
                 else:
                     apply_delete(session, event)
         except (KeyError, TypeError, ValueError) as exc:
@@ -348,7 +348,7 @@ class Ingest:
                 "deleted (is the bot still subscribed to #%s?): message ids %s",
                 len(found.withheld),
                 len(stored),
-                self.router.goals_stream,
+                self.setting.goals_stream.name,
                 found.withheld[:20],
             )
         if found.events:

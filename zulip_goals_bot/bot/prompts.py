@@ -580,7 +580,13 @@ def send_due(
         sent = load_sent(session, _oldest_key(goals, now, ctx.config)) if goals else {}
     all_goals = goals  # ``goal_slug`` narrows ``goals``; the next wake-up looks at all
     planned = plan(
-        goals, sent, subscribers, now, ctx.config, ctx.stream(ctx.config.stream), kickoff=kickoff
+        goals,
+        sent,
+        subscribers,
+        now,
+        ctx.config,
+        ctx.setting.goals_stream,
+        kickoff=kickoff,
     )
     if goal_slug is not None:
         wanted = {g.id for g in goals if g.slug.lower() == goal_slug.strip().lower()}

@@ -23,6 +23,7 @@ from zulip_goals_bot.commands.grammar import (
 )
 from zulip_goals_bot.domain.events import is_goals_stream
 from zulip_goals_bot.domain.markdown import limit_items, neutralize, safe
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.views import GoalName, SenderInfo
 from zulip_goals_bot.goals.matching import MatchKind, echo, match_goal, names_goal, normalize
 
@@ -219,9 +220,7 @@ class Decision:
 class RoutingFacts:
     """What routing needs to know beyond the message, all plain data loaded for the batch."""
 
-    bot_user_id: int
-    bot_name: str
-    goals_stream: str
+    setting: Setting  # who the bot is and which stream is the goals stream
     topic_goal_id: int | None  # the goal whose topic the message is in
     owned_goal_ids: tuple[int, ...]  # active goals the sender owns
     waiting_goal_ids: tuple[int, ...]  # of those, the ones that are due or overdue
@@ -244,15 +243,15 @@ class RoutingFacts:
 
 
 def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
-    if msg.sender_id == facts.bot_user_id:
+    if msg.sender_id == facts.setting.bot_user_id:
         return Decision(Route.IGNORE)
     if msg.is_stream:
-        addressed = mentions_bot(msg, facts.bot_name, facts.bot_user_id)
-        text = strip_bot_mention(msg.content, facts.bot_name)
-        command = command_in(text, facts.bot_name) if addressed else None
+        addressed = mentions_bot(msg, facts.setting.bot_name, facts.setting.bot_user_id)
+        text = strip_bot_mention(msg.content, facts.setting.bot_name)
+        command = command_in(text, facts.setting.bot_name) if addressed else None
         if command is not None:
             return Decision(Route.COMMAND, command=command)
-        in_goals_stream = is_goals_stream(msg.stream, facts.goals_stream)
+        in_goals_stream = is_goals_stream(msg.stream, facts.setting.goals_stream.name)
         if in_goals_stream and facts.topic_goal_id is not None:
             if facts.topic_goal_id in facts.owned_goal_ids:
                 return Decision(Route.UPDATE, facts.topic_goal_id)
@@ -264,7 +263,7 @@ def route(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
 def _route_direct(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
     """A DM: a command, an answer to what the bot just said, or an update for the goal the
     evidence points to, or a question."""
-    text = strip_bot_mention(msg.content, facts.bot_name)
+    text = strip_bot_mention(msg.content, facts.setting.bot_name)
     prefixed = _UPDATE_PREFIX.match(text)
     if prefixed:
         goal_id = facts.match_goal(prefixed.group("goal"))
@@ -278,10 +277,10 @@ def _route_direct(msg: IncomingMessage, facts: RoutingFacts) -> Decision:
         choice = _pending_choice(text, facts)
         if choice is not None:
             return Decision(Route.ANSWER_PENDING, choice)
-    command = command_in(msg.content, facts.bot_name)
+    command = command_in(msg.content, facts.setting.bot_name)
     if command is not None:
         return Decision(Route.COMMAND, command=command)
-    intent = intent_of_prose(msg.content, facts.bot_name)
+    intent = intent_of_prose(msg.content, facts.setting.bot_name)
     owned = facts.owned_goal_ids
     reply = short_reply(text)
     filed = facts.filed_goal_id is not None

@@ -51,7 +51,7 @@ from zulip_goals_bot.db.queries import goal_names, load_goals
 from zulip_goals_bot.domain.events import is_goals_stream
 from zulip_goals_bot.domain.health import REACTION_HEALTH, Health, parse_health
 from zulip_goals_bot.domain.markdown import neutralize
-from zulip_goals_bot.domain.program import Program
+from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import DeliveryKind, UpdateKind, UpdateSource
 from zulip_goals_bot.domain.views import GoalName, GoalView
 from zulip_goals_bot.people.accounts import person_ids
@@ -267,20 +267,6 @@ def unfile_update(row: Update) -> None:
     set_content(row, row.content, None)
 
 
-@dataclass(frozen=True, slots=True)
-class Router:
-    """Everything ``store_messages`` needs besides the session: the bot's identity and program."""
-
-    bot_user_id: int
-    bot_name: str
-    goals_stream: str
-    program: Program  # judges which of an owner's goals wait for an update
-    # Owner messages this close together form one update: a follow-up keeps the TL;DR and
-    # help-wanted lines of the message before it (status and the digest show the latest row),
-    # a DM naming no goal is filed with the goal updated just before, and `undo` works this long.
-    update_window: timedelta = timedelta(minutes=10)
-
-
 class Latest(NamedTuple):
     """A person's latest update: where it is filed, when it was sent, and its message."""
 
@@ -318,7 +304,7 @@ class BatchFacts:
         if known is None or sent_at >= known.sent_at:
             self.filed[person_id] = Latest(goal_id, sent_at, message_id)
 
-    def updated(self, router: Router, goal_id: int, sent_at: datetime, now: datetime) -> None:
+    def updated(self, setting: Setting, goal_id: int, sent_at: datetime, now: datetime) -> None:
         """A goal got an update earlier in the batch: later messages route as if it were stored
         (a batch routes the same as its messages one at a time)."""
         goal = self.goals.get(goal_id)
@@ -326,14 +312,14 @@ class BatchFacts:
             return
         last = goal.last_update.sent_at if goal.last_update else None
         latest = sent_at if last is None else max(last, sent_at)
-        if router.program.state_then(goal, now, now, latest).is_waiting:
+        if setting.program.state_then(goal, now, now, latest).is_waiting:
             self.waiting.add(goal_id)
         else:
             self.waiting.discard(goal_id)
 
 
 def load_batch_facts(
-    session: Session, router: Router, todo: Sequence[IncomingMessage], now: datetime
+    session: Session, setting: Setting, todo: Sequence[IncomingMessage], now: datetime
 ) -> BatchFacts:
     """Everything routing needs for ``todo``: the same statements for one message or 5,000."""
     people = person_ids(session, [m.sender for m in todo], now)
@@ -369,8 +355,8 @@ def load_batch_facts(
             loaded = {
                 g.id: g for g in load_goals(session, goal_ids=sorted(several), with_health=False)
             }
-            waiting = {g.id for g in loaded.values() if router.program.is_waiting(g, now)}
-        since = min(m.sent_at for m in direct) - router.update_window
+            waiting = {g.id for g in loaded.values() if setting.program.is_waiting(g, now)}
+        since = min(m.sent_at for m in direct) - setting.update_window
         recent, filed = latest_updates_by(session, dm_senders, since)
     return BatchFacts(
         people, topics, owned, topic_owners, pending, names, waiting, recent, loaded, filed
@@ -439,7 +425,7 @@ def _ask_done(session: Session, effects: BatchEffects) -> None:
 
 def store_messages(
     session: Session,
-    router: Router,
+    setting: Setting,
     messages: Sequence[IncomingMessage],
     now: datetime,
     summaries: Mapping[SummaryKey, Summary] | None = None,
@@ -462,15 +448,15 @@ def store_messages(
     seen = handled_ids(session, [m.id for m in messages])
     unique = list({m.id: m for m in messages if m.id not in seen}.values())
     effects.duplicates = len(messages) - len(unique)
-    todo = [m for m in unique if m.sender_id != router.bot_user_id]
-    outcomes: dict[int, str] = {m.id: "own" for m in unique if m.sender_id == router.bot_user_id}
+    todo = [m for m in unique if m.sender_id != setting.bot_user_id]
+    outcomes: dict[int, str] = {m.id: "own" for m in unique if m.sender_id == setting.bot_user_id}
     if not todo:
         _record_handled(session, outcomes, now)
         return effects
     start = 0
     while start < len(todo):
         known = {} if effects.summaries_stale else summaries
-        start += _store_part(session, router, todo[start:], now, known, effects, outcomes)
+        start += _store_part(session, setting, todo[start:], now, known, effects, outcomes)
     _ask_done(session, effects)
     # The messages acknowledged now owe a reaction until the sender thread made it.
     answered = [mid for mid in effects.acknowledge if mid not in outcomes]
@@ -490,7 +476,7 @@ def store_messages(
 
 def _store_part(
     session: Session,
-    router: Router,
+    setting: Setting,
     todo: Sequence[IncomingMessage],
     now: datetime,
     summaries: Mapping[SummaryKey, Summary] | None,
@@ -500,20 +486,20 @@ def _store_part(
     """Route and store ``todo`` up to and including the first message that changes updates
     stored before it (files kept DMs, moves or takes back a filed one); returns how many
     messages it handled."""
-    facts = load_batch_facts(session, router, todo, now)
+    facts = load_batch_facts(session, setting, todo, now)
     names = {g.id: g.name for g in facts.names}
     pending = facts.pending
     new_updates: list[NewUpdate] = []  # owners' updates, for carry_summaries
     fresh: list[NewUpdate] = []  # every new row, updates and comments, in message order
 
     def flush() -> None:
-        effects.summaries = carry_summaries(session, new_updates, router.update_window, summaries)
+        effects.summaries = carry_summaries(session, new_updates, setting.update_window, summaries)
         _insert_updates(session, fresh)
 
     for index, m in enumerate(todo):
         author = facts.people[m.sender_id]  # the sender's person id
         topic_goal = None
-        if m.is_stream and is_goals_stream(m.stream, router.goals_stream):
+        if m.is_stream and is_goals_stream(m.stream, setting.goals_stream.name):
             topic_goal = facts.topics.get(goal_topic_name(m.topic or "").lower())
         own = facts.owned.get(author, [])
         if topic_goal is not None:
@@ -522,13 +508,11 @@ def _store_part(
             own = [*own, topic_goal] if is_owner else own
         recent = facts.recent.get(author)
         filed = facts.filed.get(author)
-        window = router.update_window
+        window = setting.update_window
         decision = route(
             m,
             RoutingFacts(
-                bot_user_id=router.bot_user_id,
-                bot_name=router.bot_name,
-                goals_stream=router.goals_stream,
+                setting=setting,
                 topic_goal_id=topic_goal,
                 owned_goal_ids=tuple(dict.fromkeys(own)),
                 waiting_goal_ids=tuple(sorted(g for g in own if g in facts.waiting)),
@@ -551,7 +535,7 @@ def _store_part(
             facts.note_recent(author, decision.goal_id, m.sent_at)
             if not m.is_stream:
                 facts.note_filed(author, m.id, decision.goal_id, m.sent_at)
-            facts.updated(router, decision.goal_id, m.sent_at, now)
+            facts.updated(setting, decision.goal_id, m.sent_at, now)
             note = filed_note(decision, names.get(decision.goal_id, ""), window)
             if note is not None:
                 effects.direct_replies.append((m.sender_id, note))
@@ -702,7 +686,7 @@ def carry_summaries(
 
 
 def apply_edit(
-    session: Session, router: Router, event: Mapping[str, Any], stream_names: Mapping[int, str]
+    session: Session, setting: Setting, event: Mapping[str, Any], stream_names: Mapping[int, str]
 ) -> list[int]:
     """Follow an ``update_message`` event; returns the ids of updates it changed.
 
@@ -736,7 +720,7 @@ def apply_edit(
     topic = str(new_topic) if new_topic is not None else None
     topics = load_topic_goals(session)
     goal_id: int | None = None
-    if is_goals_stream(stream, router.goals_stream):
+    if is_goals_stream(stream, setting.goals_stream.name):
         target_topic = topic if topic is not None else (rows[0].topic or "")
         goal_id = topics.get(goal_topic_name(target_topic).lower())
     owners = owners_of(session, [goal_id]) if goal_id is not None else {}

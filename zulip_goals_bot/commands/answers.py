@@ -36,13 +36,12 @@ from zulip_goals_bot.domain.markdown import (
     shorten,
     split_blocks,
     stream_link,
-    stream_ref,
     time_tag,
     topic_link,
 )
-from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.schedule import DueState, Slot, next_prompt
+from zulip_goals_bot.domain.setting import Moment
 from zulip_goals_bot.domain.states import PROMPTED_STATES, OwnerRole, UpdateKind
 from zulip_goals_bot.domain.views import ChampionView, GoalName, GoalView, OwnerView, UpdateView
 from zulip_goals_bot.goals.matching import echo
@@ -79,41 +78,6 @@ class Reply:
     @classmethod
     def of(cls, blocks: Iterable[str], sep: str = "\n") -> Reply:
         return cls(split_blocks(blocks, SAFE_LENGTH, sep=sep) or ["(nothing to say)"])
-
-
-@dataclass(frozen=True, slots=True)
-class Moment:
-    """The settings and the instant an answer is computed for."""
-
-    now: datetime
-    config: Config
-    site: str
-    program: Program
-    streams: tuple[StreamRef, ...] = ()  # see Context.streams
-
-    def stream(self, name: str) -> StreamRef:
-        return stream_ref(name, self.streams)
-
-    @property
-    def goals_stream(self) -> StreamRef:
-        return self.stream(self.config.stream)
-
-    @property
-    def slot(self) -> Slot:
-        return self.program.slot
-
-    @property
-    def today(self) -> date:
-        return self.program.today(self.now)
-
-    def cadence(self, goal: GoalView) -> int:
-        return self.program.cadence(goal)
-
-    def due(self, goal: GoalView) -> DueState:
-        return self.program.state(goal, self.now)
-
-    def next_prompt(self, goal: GoalView) -> datetime | None:
-        return self.program.next_prompt(goal, self.now)
 
 
 DUE_TEXT: Mapping[DueState, str] = {

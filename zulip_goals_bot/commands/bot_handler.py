@@ -31,7 +31,7 @@ class GoalsBotHandler:
     def usage(self) -> str:
         return (
             "Goals Bot asks goal owners for progress updates and answers questions about goals.\n\n"
-            + help_text(self.ctx.bot_name)
+            + help_text(self.ctx.setting.bot_name)
         )
 
     def initialize(self, bot_handler: AbstractBotHandler) -> None:
@@ -61,7 +61,7 @@ class GoalsBotHandler:
         topic = str(message.get("subject", message.get("topic", "")))
         in_topic = (str(recipient), topic) if is_stream and topic else None
         if command is None:
-            command = parse(str(message.get("content", "")), bot_name=self.ctx.bot_name)
+            command = parse(str(message.get("content", "")), bot_name=self.ctx.setting.bot_name)
         reply = handle(self.ctx, sender, command, in_topic=in_topic)
         for text in reply.messages:
             bot_handler.send_reply(message, text)

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.replies import goal_topic_name
-from zulip_goals_bot.commands.answers import Moment, goal_title
+from zulip_goals_bot.commands.answers import goal_title
 from zulip_goals_bot.commands.effects import Answer
 from zulip_goals_bot.commands.grammar import OWNERS, SPEC_BY_NAME, Command
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.models import Goal, GoalOwner, Person, goal_is_prompted
 from zulip_goals_bot.db.queries import goal_names, load_goals
+from zulip_goals_bot.domain.setting import Moment
 from zulip_goals_bot.domain.views import GoalName, GoalView, SenderInfo
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.goals.matching import MatchKind, MatchResult, match_goal

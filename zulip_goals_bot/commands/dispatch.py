@@ -21,7 +21,7 @@ from zulip_goals_bot.commands.admins import (
     cmd_retire,
     cmd_subscribers,
 )
-from zulip_goals_bot.commands.answers import Moment, Reply, help_text, unknown_text
+from zulip_goals_bot.commands.answers import Reply, help_text, unknown_text
 from zulip_goals_bot.commands.call import Call, Reader, Writer
 from zulip_goals_bot.commands.execute import apply, check_untouched
 from zulip_goals_bot.commands.grammar import ADMINS, SPEC_BY_NAME, UNKNOWN, Command
@@ -47,13 +47,14 @@ from zulip_goals_bot.commands.readers import (
 from zulip_goals_bot.db.models import (
     Person,
 )
+from zulip_goals_bot.domain.setting import Moment
 from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.errors import CommandError
 from zulip_goals_bot.people.accounts import ensure_people
 
 
 def _sender_is_admin(ctx: Context, session: Session, sender: SenderInfo) -> bool:
-    if sender.is_realm_admin or ctx.is_admin_email(sender.email):
+    if sender.is_realm_admin or ctx.setting.is_admin_email(sender.email):
         return True
     flag = session.execute(
         select(Person.is_admin).where(Person.zulip_user_id == sender.user_id)
@@ -72,14 +73,12 @@ def handle(
     Raises ``StorageError`` only when the database itself is unavailable.
     """
     if command.name == "help":
-        return Reply.of([help_text(ctx.bot_name)])
+        return Reply.of([help_text(ctx.setting.bot_name)])
     if command.name == UNKNOWN:
-        return Reply.of([unknown_text(command, ctx.bot_name)])
+        return Reply.of([unknown_text(command, ctx.setting.bot_name)])
     spec = SPEC_BY_NAME[command.name]
     now = ctx.clock.now()
-    moment = Moment(
-        now=now, config=ctx.config, site=ctx.site, program=ctx.program, streams=ctx.streams
-    )
+    moment = ctx.setting.at(now)
     reader = READERS.get(command.name)
     try:
         if reader is not None:

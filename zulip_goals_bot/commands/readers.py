@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from zulip_goals_bot import __version__
 from zulip_goals_bot.commands.answers import (
     DUE_TEXT,
-    Moment,
     digest_text,
     goal_title,
     render_goal_list,
@@ -44,6 +43,7 @@ from zulip_goals_bot.domain.markdown import (
     topic_link,
 )
 from zulip_goals_bot.domain.schedule import DueState
+from zulip_goals_bot.domain.setting import Moment
 from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.domain.views import ChampionView, GoalView
 from zulip_goals_bot.errors import CommandError
@@ -250,8 +250,8 @@ def cmd_about(call: Call, command: Command) -> list[str]:
     else:
         contact = "Ask an organization administrator about this bot."
     return [
-        f"**{safe(call.ctx.bot_name)}** {__version__}: asks goal owners for progress updates, "
-        "keeps them, and sums them up in a weekly digest. Say `help` for the commands.",
+        f"**{safe(call.ctx.setting.bot_name)}** {__version__}: asks goal owners for progress "
+        "updates, keeps them, and sums them up in a weekly digest. Say `help` for the commands.",
         schedule_text(config, call.moment.slot, call.now, call.moment.goals_stream),
         digest_text(config, call.moment.stream(config.digest.stream)),
         contact,

@@ -330,9 +330,9 @@ def send_digest(
     def compose(d: DigestData, title: str, health_first: bool = False) -> list[str]:
         return compose_digest(
             d,
-            stream=ctx.stream(cfg.stream),
+            stream=ctx.setting.stream(cfg.stream),
             program=ctx.program,
-            site=ctx.site,
+            site=ctx.setting.site,
             title=title,
             health_first=health_first,
         )

@@ -127,7 +127,9 @@ class Sandbox:
     def next_prompt(self) -> datetime:
         from zulip_goals_bot.domain.schedule import next_prompt
 
-        return next_prompt(self.clock.now(), self.config.schedule.cadence_weeks, self.bot.ctx.slot)
+        return next_prompt(
+            self.clock.now(), self.config.schedule.cadence_weeks, self.bot.ctx.setting.slot
+        )
 
     def next_digest(self) -> datetime:
         from zulip_goals_bot.digest.delivery import digest_period

@@ -147,7 +147,7 @@ class SiteRebuilder:
 
         moment = self._moment()
         try:
-            settings = site_settings(self.ctx.config, self.ctx.site or None)
+            settings = site_settings(self.ctx.config, self.ctx.setting.site or None)
             if self._markdown is None:
                 self._markdown = ZulipMarkdown(settings.zulip_url)
             report = build_site(
