@@ -27,7 +27,7 @@ from zulip_goals_bot.commands.grammar import (
     HISTORY_MAX,
     SPECS,
     Command,
-    is_command,
+    command_in,
     parse,
     parse_away,
     parse_people,
@@ -325,7 +325,7 @@ def test_parse_shapes() -> None:
     ],
 )
 def test_is_command_accepts_commands(text: str) -> None:
-    assert is_command(text, "Goals Bot")
+    assert None is not command_in(text, "Goals Bot")
 
 
 @pytest.mark.parametrize(
@@ -344,7 +344,7 @@ def test_is_command_accepts_commands(text: str) -> None:
     ],
 )
 def test_is_command_leaves_updates_alone(text: str) -> None:
-    assert not is_command(text, "Goals Bot")
+    assert None is command_in(text, "Goals Bot")
 
 
 def test_parse_away_dates() -> None:

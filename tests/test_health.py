@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from zulip_goals_bot.commands.grammar import is_command, parse
+from zulip_goals_bot.commands.grammar import command_in, parse
 from zulip_goals_bot.domain.health import (
     AlertReason,
     Health,
@@ -189,12 +189,12 @@ def test_champions_hear_of_blocked_at_once_and_of_at_risk_in_its_second_period()
 )
 def test_list_takes_a_health_however_it_is_written(text: str, sub: str) -> None:
     assert parse(text).sub == sub
-    assert is_command(text, "Goals Bot")
+    assert None is not command_in(text, "Goals Bot")
 
 
 def test_a_status_line_in_a_dm_is_an_update_not_the_status_command() -> None:
-    assert not is_command("Status: blocked", "Goals Bot")
-    assert not is_command("[blocked] waiting on review", "Goals Bot")
+    assert None is command_in("Status: blocked", "Goals Bot")
+    assert None is command_in("[blocked] waiting on review", "Goals Bot")
 
 
 def test_health_call_links_to_its_message_or_comment() -> None:

@@ -205,11 +205,6 @@ def _health_filter(sub: str, after: str) -> tuple[str, str]:
     return sub, after
 
 
-def is_command(text: str, bot_name: str) -> bool:
-    """Whether a message is a command rather than an update (see ``command_in``)."""
-    return command_in(text, bot_name) is not None
-
-
 def command_in(text: str, bot_name: str) -> Command | None:
     """The command a message is, parsed once (routing hands it to the handler), or ``None``
     when the message is not a command but an update or prose (used for DMs and goal topics).
@@ -388,7 +383,6 @@ def parse_people(text: str) -> tuple[str, list[PersonRef]]:
 
 
 class Intent(enum.StrEnum):
-    COMMAND = "command"  # parses as a command
     NEAR_COMMAND = "near command"  # short and starts like a command: answer it, store nothing
     UNSURE = "unsure"  # starts like a command but is long enough to be news: store, offer undo
     UPDATE = "update"
@@ -435,21 +429,14 @@ def near_command(word: str) -> str | None:
     return best[1] if best else None
 
 
-def classify(text: str, bot_name: str) -> Intent:
-    """What a direct message from an owner asks for; pure.
-
-    A command, or a short one-line message that starts like one (a command word or a typo of
-    one, the bot's mention, a wildcard mention), is answered and never stored: the person wanted
-    an answer. A longer line that starts like a command is stored, with a word on how to undo it.
-    Anything else is an update.
-    """
-    if is_command(text, bot_name):
-        return Intent.COMMAND
-    return intent_of_prose(text, bot_name)
-
-
 def intent_of_prose(text: str, bot_name: str) -> Intent:
-    """What a DM that is not a command asks for (``classify`` once ``command_in`` said no)."""
+    """What a direct message that ``command_in`` did not read as a command asks for; pure.
+
+    A short one-line message that starts like a command (a command word or a typo of one, the
+    bot's mention, a wildcard mention) is answered and never stored: the person wanted an
+    answer.  A longer line that starts like a command is stored, with a word on how to undo
+    it.  Anything else is an update.
+    """
     body = strip_mention(text, bot_name)
     if "\n" in body.strip():
         return Intent.UPDATE

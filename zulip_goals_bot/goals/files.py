@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from zulip_goals_bot.domain.views import RoadmapRef
 from zulip_goals_bot.goals.cells import (
     Cell,
     dedup,
@@ -73,14 +74,6 @@ class GoalStatus(enum.Enum):
             if member is not cls.OTHER and squash(member.value) == key:
                 return member
         return cls.OTHER
-
-
-@dataclass(frozen=True, slots=True)
-class RoadmapRef:
-    """A goal's ``Roadmap`` row: the roadmap's name, and its page's slug when it links to one."""
-
-    name: str
-    slug: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
