@@ -114,11 +114,7 @@ def _goal_view(g: Goal, owners: Sequence[OwnerView], last: UpdateView | None,
         skipped_periods=skips,
         highlight=g.highlight,
         summary=g.summary,
-        roadmaps=tuple(
-            RoadmapRef(str(r.get("name", "")), str(r.get("slug") or "") or None)
-            for r in (g.roadmaps or [])
-            if r.get("name")
-        ),
+        roadmaps=RoadmapRef.from_stored(g.roadmaps),
         ended_in=g.ended_in,
         progress=progress,
         health=health,

@@ -7,9 +7,10 @@ takes them as plain values, with no session behind them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from zulip_goals_bot.domain.health import GoalHealth
 from zulip_goals_bot.domain.markdown import ZulipUser, message_link
@@ -96,6 +97,22 @@ class RoadmapRef:
 
     name: str
     slug: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+    def stored(self) -> dict[str, str]:
+        """The form a goal's ``roadmaps`` column keeps (``""``: no page)."""
+        return {"name": self.name, "slug": self.slug or ""}
+
+    @classmethod
+    def from_stored(cls, rows: Iterable[Mapping[str, Any]] | None) -> tuple[RoadmapRef, ...]:
+        """A goal's ``roadmaps`` column read back; rows without a name are skipped."""
+        return tuple(
+            cls(str(r["name"]), str(r.get("slug") or "") or None)
+            for r in rows or ()
+            if r.get("name")
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zulip_goals_bot.domain.states import RUNNING_STATES, GoalState, OwnerRole
+from zulip_goals_bot.domain.views import RoadmapRef
 from zulip_goals_bot.errors import GoalsBotError
 from zulip_goals_bot.goals.continuation import continued_goal
 from zulip_goals_bot.goals.files import GoalDoc, GoalStatus
@@ -56,17 +57,6 @@ class ChampionSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class RoadmapSpec:
-    """A Roadmap row: the roadmap's name and the slug of the page it links to ("" if none)."""
-
-    name: str
-    slug: str = ""
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True, slots=True)
 class GoalFields:
     """Everything an import sets on a goal (the topic and the admin's settings are not here)."""
 
@@ -85,7 +75,7 @@ class GoalFields:
     owners: tuple[OwnerSpec, ...]
     highlight: str | None = None
     summary: str | None = None
-    roadmaps: tuple[RoadmapSpec, ...] = ()
+    roadmaps: tuple[RoadmapRef, ...] = ()
     champions: tuple[ChampionSpec, ...] = ()
 
 
@@ -260,7 +250,7 @@ def fields_from_doc(
         owners=owner_specs(doc),
         highlight=doc.highlight[:_HIGHLIGHT_MAX] if doc.highlight else None,
         summary=doc.summary,
-        roadmaps=tuple(RoadmapSpec(r.name, r.slug or "") for r in doc.roadmaps),
+        roadmaps=doc.roadmaps,
         champions=tuple(ChampionSpec(c.team or "", c.github.lower()) for c in doc.champions),
     )
 

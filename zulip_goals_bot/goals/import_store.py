@@ -27,6 +27,7 @@ from zulip_goals_bot.db.models import (
 )
 from zulip_goals_bot.db.queries import MANUAL_PERIOD
 from zulip_goals_bot.domain.states import GoalState
+from zulip_goals_bot.domain.views import RoadmapRef
 from zulip_goals_bot.goals.files import RoadmapDoc
 from zulip_goals_bot.goals.import_plan import (
     SLUG_MAX,
@@ -34,7 +35,6 @@ from zulip_goals_bot.goals.import_plan import (
     GoalFields,
     ImportPlan,
     OwnerSpec,
-    RoadmapSpec,
     StoredGoal,
     parse_statuses,
 )
@@ -99,10 +99,7 @@ def load_stored(session: Session, where: ColumnElement[bool]) -> list[StoredGoal
                 owners=tuple(owners.get(g.id, ())),
                 highlight=g.highlight,
                 summary=g.summary,
-                roadmaps=tuple(
-                    RoadmapSpec(str(r.get("name", "")), str(r.get("slug") or ""))
-                    for r in (g.roadmaps or [])
-                ),
+                roadmaps=RoadmapRef.from_stored(g.roadmaps),
                 champions=tuple(champions.get(g.id, ())),
             ),
             state=g.state,
@@ -152,7 +149,7 @@ def _set_fields(goal: Goal, f: GoalFields) -> None:
     goal.source_path = f.source_path
     goal.highlight = f.highlight
     goal.summary = f.summary
-    goal.roadmaps = [{"name": r.name, "slug": r.slug} for r in f.roadmaps] or None
+    goal.roadmaps = [r.stored() for r in f.roadmaps] or None
 
 
 def _champion_rows(goal_id: int, f: GoalFields) -> list[GoalChampion]:
