@@ -65,7 +65,7 @@ from zulip_goals_bot.domain.markdown import (
     topic_link,
 )
 from zulip_goals_bot.domain.program import MAX_CADENCE_WEEKS, Program
-from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState, GoalState
+from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState
 from zulip_goals_bot.domain.views import ChampionView, GoalView, PersonView
 from zulip_goals_bot.people.files import github_handle
 from zulip_goals_bot.people.teams import PEOPLE_SUBFOLDER
@@ -152,10 +152,10 @@ class DueAlert:
 
 
 def due_alert(goal: GoalView, program: Program, now: datetime) -> DueAlert | None:
-    """The alert ``goal`` owes at ``now``, if any: a running goal, a health champions must hear
-    of, and a change recent enough to be news."""
+    """The alert ``goal`` owes at ``now``, if any: a goal still asked for updates, a health
+    champions must hear of, and a change recent enough to be news."""
     health = goal.health
-    if health is None or goal.state is not GoalState.ACTIVE or not goal.active:
+    if health is None or not goal.is_prompted:
         return None
     periods = program.periods(goal, health.since, now)
     reason = alert_reason(health, periods)

@@ -42,7 +42,7 @@ from zulip_goals_bot.domain.markdown import (
 from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.schedule import DueState, Slot, next_prompt
 from zulip_goals_bot.domain.setting import Moment
-from zulip_goals_bot.domain.states import PROMPTED_STATES, OwnerRole, UpdateKind
+from zulip_goals_bot.domain.states import OwnerRole, UpdateKind
 from zulip_goals_bot.domain.views import ChampionView, GoalName, GoalView, OwnerView, UpdateView
 from zulip_goals_bot.goals.matching import echo
 from zulip_goals_bot.people.handles import render_handles
@@ -226,7 +226,7 @@ def render_status(
     cadence = plural(m.cadence(goal), "week")
     if upcoming is not None:
         blocks.append(f"**Next prompt**: {time_tag(upcoming)} (every {cadence})")
-    elif goal.active and goal.state in PROMPTED_STATES:
+    elif goal.is_prompted:
         blocks.append("**Next prompt**: none, scheduled prompts are switched off")
     return blocks
 

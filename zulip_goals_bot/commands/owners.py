@@ -22,7 +22,7 @@ from zulip_goals_bot.commands.effects import (
 from zulip_goals_bot.commands.grammar import Command, parse_away
 from zulip_goals_bot.db.models import Goal, Update
 from zulip_goals_bot.domain.markdown import safe, time_tag
-from zulip_goals_bot.domain.states import PROMPTED_STATES, GoalState, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.states import GoalState, UpdateKind, UpdateSource
 from zulip_goals_bot.errors import CommandError
 
 _SKIP_FILLER = re.compile(r"^(?:this|the|for)?\s*(?:week|period|time|round|update|one)?$", re.I)
@@ -35,7 +35,7 @@ def cmd_skip(call: Call, command: Command) -> Answer:
     goal = resolve_goal(call, command, query, own_default=True)
     require_owner(call, goal, "skip")
     m = call.moment
-    if not (goal.active and goal.state in PROMPTED_STATES):
+    if not goal.is_prompted:
         return Answer.say(
             f"{goal_title(goal)} is {DUE_TEXT[m.due(goal)]} — there is nothing to skip."
         )

@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 from zulip_goals_bot.commands.call import Call
 from zulip_goals_bot.commands.effects import NewPerson, Who
 from zulip_goals_bot.commands.grammar import PersonRef
-from zulip_goals_bot.db.models import Goal, GoalOwner, Person
+from zulip_goals_bot.db.models import Goal, GoalOwner, Person, goal_is_listed
 from zulip_goals_bot.db.queries import person_view
 from zulip_goals_bot.domain.markdown import safe
-from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.domain.views import PersonView
 from zulip_goals_bot.errors import CommandError
 
@@ -34,7 +33,7 @@ def owned_names(session: Session, person_ids: Collection[int]) -> list[str]:
             Goal.id.in_(
                 select(GoalOwner.goal_id).where(GoalOwner.person_id.in_(sorted(person_ids)))
             ),
-            Goal.state != GoalState.RETIRED,
+            goal_is_listed(),
         )
         .order_by(Goal.id)
     )

@@ -25,7 +25,6 @@ from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.queries import goals_of_period, load_goals, updates_between
 from zulip_goals_bot.domain.health import GoalHealth, Health, goal_health
 from zulip_goals_bot.domain.markdown import neutralize, outside_code, plural
-from zulip_goals_bot.domain.states import GoalState
 from zulip_goals_bot.domain.views import GoalView, PersonView, UpdateView
 from zulip_goals_bot.errors import GoalsBotError
 from zulip_goals_bot.goals.grouping import goal_groups
@@ -262,11 +261,7 @@ def load_blog_data(
     with_news = {u.goal_id for u in updates}
     everything = load_goals(session, include_inactive=True)
     everything, _chosen = goals_of_period(session, everything, period)
-    goals = [
-        g
-        for g in everything
-        if g.id in with_news or (g.active and g.state is not GoalState.RETIRED and not g.ended_in)
-    ]
+    goals = [g for g in everything if g.id in with_news or (g.is_listed and not g.ended_in)]
     return goals, updates
 
 

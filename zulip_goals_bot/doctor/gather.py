@@ -246,7 +246,6 @@ def gather(config_path: Path, clock: Clock) -> Facts:
 def github_facts(config: Config, goals: Sequence[GoalView], clock: Clock) -> GitHubFacts:
     """Ask GitHub about the token, the repository, each running goal's issue and the rate
     limit: read-only requests (``/rate_limit`` does not count against the limit)."""
-    from zulip_goals_bot.domain.states import RUNNING_STATES
     from zulip_goals_bot.errors import GitHubError, GoalsBotError
     from zulip_goals_bot.github.connect import github_client
     from zulip_goals_bot.github.issues import parse_issue_ref
@@ -268,7 +267,7 @@ def github_facts(config: Config, goals: Sequence[GoalView], clock: Clock) -> Git
         can_push = bool(permissions.get("push")) if isinstance(permissions, dict) else None
         issues: list[IssueFacts] = []
         for goal in goals:
-            if not goal.active or goal.state not in RUNNING_STATES:
+            if not goal.is_running:
                 continue
             ref = parse_issue_ref(goal.tracking_issue, goal.tracking_url, cfg.repository)
             if ref is None:

@@ -79,3 +79,17 @@ PROMPTED_STATES = frozenset({GoalState.ACTIVE})
 RUNNING_STATES = frozenset({GoalState.ACTIVE, GoalState.PAUSED})
 # Shown in lists and answered about: everything but a retired goal.
 LISTED_STATES = frozenset(set(GoalState) - {GoalState.RETIRED})
+
+
+# A goal gone from its files (not ``active``) is never live, whatever its state.  The SQL
+# filters of the same names (``db.models.goal_is_prompted`` ...) say the same of a row.
+def is_prompted(active: bool, state: GoalState) -> bool:
+    return active and state in PROMPTED_STATES
+
+
+def is_running(active: bool, state: GoalState) -> bool:
+    return active and state in RUNNING_STATES
+
+
+def is_listed(active: bool, state: GoalState) -> bool:
+    return active and state in LISTED_STATES

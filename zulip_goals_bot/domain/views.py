@@ -16,7 +16,15 @@ from zulip_goals_bot.domain.health import GoalHealth
 from zulip_goals_bot.domain.markdown import ZulipUser, message_link
 from zulip_goals_bot.domain.progress import Progress
 from zulip_goals_bot.domain.schedule import GoalFacts, effective_cadence
-from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind, UpdateSource
+from zulip_goals_bot.domain.states import (
+    GoalState,
+    OwnerRole,
+    UpdateKind,
+    UpdateSource,
+    is_listed,
+    is_prompted,
+    is_running,
+)
 
 
 class OwnerContact(enum.StrEnum):
@@ -180,6 +188,21 @@ class GoalView:
     @property
     def is_flagship(self) -> bool:
         return self.flagship is not None
+
+    @property
+    def is_prompted(self) -> bool:
+        """Asked for updates on schedule."""
+        return is_prompted(self.active, self.state)
+
+    @property
+    def is_running(self) -> bool:
+        """Active or paused: the owners' replies are updates."""
+        return is_running(self.active, self.state)
+
+    @property
+    def is_listed(self) -> bool:
+        """Shown in lists and answers."""
+        return is_listed(self.active, self.state)
 
     @property
     def poc(self) -> tuple[PersonView, ...]:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from ..db.engine import Database
 from ..db.models import BotState, GitHubMirror, Goal, Person, Update, goal_is_listed
 from ..domain.markdown import message_link, neutralize
-from ..domain.states import LISTED_STATES, ZULIP_SOURCES, MirrorState, UpdateKind
+from ..domain.states import ZULIP_SOURCES, MirrorState, UpdateKind, is_listed
 from ..errors import GitHubAmbiguous, GitHubError, GoalsBotError
 from .client import GitHubClient
 from .issues import Comment, IssueRef, marked_update_id, mirror_body, parse_issue_ref
@@ -251,7 +251,7 @@ def load_candidates(
             continue
         targets[gid] = ref
         issue_goals[ref].add(gid)
-        if active and state in LISTED_STATES:
+        if is_listed(active, state):
             listed.add(gid)
 
     def candidate(
