@@ -9,7 +9,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.replies import goal_topic_name
 from zulip_goals_bot.commands.answers import goal_title
 from zulip_goals_bot.commands.effects import Answer
@@ -28,10 +27,9 @@ _RETYPE = frozenset({"status", "history", "skip", "pause", "resume", "complete",
 
 @dataclass
 class Call:
-    """A command being handled: who asked, where, and the open transaction (handlers only
-    read through it; what they change they return)."""
+    """A command being handled: who asked, where, when, and the open transaction.  Handlers
+    read through it and return what they change; they are given no database to write to."""
 
-    ctx: Context
     session: Session
     sender: SenderInfo
     me: Person
@@ -45,7 +43,7 @@ class Call:
 
     @property
     def config(self) -> Config:
-        return self.ctx.config
+        return self.moment.config
 
 
 # A command that only reads answers in blocks of text; one that changes something returns its

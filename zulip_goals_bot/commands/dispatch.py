@@ -95,7 +95,7 @@ def handle(
                 )
             me = ensure_people(session, [sender], now)[sender.user_id]
             session.flush()
-            call = Call(ctx, session, sender, me, admin, in_topic, moment)
+            call = Call(session, sender, me, admin, in_topic, moment)
             if reader is not None:  # the sender's first command: only their row is written
                 blocks = reader(call, command)
             else:
@@ -125,7 +125,7 @@ def _read(
         if me is None:
             return None
         admin = _sender_is_admin(ctx, session, sender)
-        return reader(Call(ctx, session, sender, me, admin, in_topic, moment), command)
+        return reader(Call(session, sender, me, admin, in_topic, moment), command)
 
 
 # The commands that only read: answered in a read transaction, which never waits for a writer.

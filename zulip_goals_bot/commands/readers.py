@@ -250,7 +250,7 @@ def cmd_about(call: Call, command: Command) -> list[str]:
     else:
         contact = "Ask an organization administrator about this bot."
     return [
-        f"**{safe(call.ctx.setting.bot_name)}** {__version__}: asks goal owners for progress "
+        f"**{safe(call.moment.setting.bot_name)}** {__version__}: asks goal owners for progress "
         "updates, keeps them, and sums them up in a weekly digest. Say `help` for the commands.",
         schedule_text(config, call.moment.slot, call.now, call.moment.goals_stream),
         digest_text(config, call.moment.stream(config.digest.stream)),
