@@ -14,7 +14,7 @@ from sqlalchemy import text
 from fakezulip import FakeZulip, Realm
 from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import Goal, HandledMessage
+from zulip_goals_bot.db.models import COMMAND_ANSWERED, Goal, HandledMessage
 from zulip_goals_bot.domain.markdown import contains_unsafe_mention
 
 STREAM = "project-goals"
@@ -35,7 +35,7 @@ class Chat:
         before = len(self._answers(user))
         mid = self.server.send_direct_message(user, [self.users["bot"]], content)
         # The bot records a command as answered once the last part of its answer is sent.
-        assert wait_until(lambda: self._outcome(mid) == "command answered"), self.bot.log()[-2000:]
+        assert wait_until(lambda: self._outcome(mid) == COMMAND_ANSWERED), self.bot.log()[-2000:]
         return "\n".join(self._answers(user)[before:])
 
     def _outcome(self, message_id: int) -> str | None:

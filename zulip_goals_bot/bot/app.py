@@ -39,8 +39,8 @@ from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.eventstream import EventsInterrupted
 from zulip_goals_bot.bot.ingest import Ingest, Stats
 from zulip_goals_bot.bot.lease import Lease
-from zulip_goals_bot.bot.outgoing import LockedSender, ReplyCollector, SendQueue
-from zulip_goals_bot.bot.replies import IncomingMessage, MalformedMessage
+from zulip_goals_bot.bot.outgoing import LockedSender, ReplyCollector, SendQueue, answered
+from zulip_goals_bot.bot.replies import IncomingMessage, MalformedMessage, Route
 from zulip_goals_bot.bot.store import BatchEffects
 from zulip_goals_bot.bot.zulip_io import QueueLost, ZulipIO
 from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
@@ -226,7 +226,8 @@ class GoalsBot:
             ids = list(
                 session.execute(
                     select(HandledMessage.zulip_message_id).where(
-                        HandledMessage.outcome == "command", HandledMessage.handled_at >= since
+                        HandledMessage.outcome == Route.COMMAND.value,
+                        HandledMessage.handled_at >= since,
                     )
                 ).scalars()
             )
@@ -295,22 +296,13 @@ class GoalsBot:
             log.exception("command in message %s crashed", msg.id)
             self.stats.errors += 1
             return
-        mark = self._mark_command_done(msg.id)
+        mark = answered(self.db, msg.id)
         for i, part in enumerate(replies.texts):
             after = mark if i == len(replies.texts) - 1 else None
             if msg.is_stream:
                 self.outgoing.stream(msg.stream, msg.topic, part, after)
             else:
                 self.outgoing.dm([msg.sender_id], part, after)
-
-    def _mark_command_done(self, message_id: int) -> Callable[[], None]:
-        def mark() -> None:
-            with self.db.write() as session:
-                row = session.get(HandledMessage, message_id)
-                if row is not None:
-                    row.outcome = "command answered"
-
-        return mark
 
     # -- the threads ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from zulip_bots.lib import BotIdentity, BotStorage
 
 from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.db.engine import Database
-from zulip_goals_bot.db.models import ACK_DONE, ACK_OWED, HandledMessage
+from zulip_goals_bot.db.models import ACK_DONE, ACK_OWED, COMMAND_ANSWERED, HandledMessage
 from zulip_goals_bot.errors import GoalsBotError, Stopping
 
 log = logging.getLogger("zulip_goals_bot")
@@ -94,6 +94,19 @@ class ReplyCollector:
 
     def quit(self, message: str = "") -> None:
         raise NotImplementedError("the goals bot stops on SIGTERM")
+
+
+def answered(db: Database, message_id: int) -> Callable[[], None]:
+    """What to run once the last reply to a command is sent: its message stops waiting for an
+    answer (a restart answers the commands still waiting)."""
+
+    def mark() -> None:
+        with db.write() as session:
+            row = session.get(HandledMessage, message_id)
+            if row is not None:
+                row.outcome = COMMAND_ANSWERED
+
+    return mark
 
 
 @dataclass

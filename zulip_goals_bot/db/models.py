@@ -429,6 +429,9 @@ GOALS_STAMP = "goals"
 # ones, so a crash between the commit and the reaction loses no acknowledgement.
 ACK_OWED = "ack owed"
 ACK_DONE = "acknowledged"
+# A command's message is stored with routing's outcome ("command") until its answer is sent;
+# start-up answers those still waiting.
+COMMAND_ANSWERED = "command answered"
 
 
 HIGH_WATER_KEY = "high_water_message_id"
