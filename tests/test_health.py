@@ -12,6 +12,7 @@ from zulip_goals_bot.domain.health import (
     AlertReason,
     Health,
     HealthCall,
+    HealthSource,
     alert_reason,
     describe,
     goal_health,
@@ -88,6 +89,51 @@ def test_short_words_must_be_exact() -> None:
     assert health_word("off track") is Health.AT_RISK
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("~~~\nStatus: blocked\n~~~", None),  # a tilde fence is a code block too
+        ("- the log:\n  ```\n  Status: blocked\n  ```", None),  # a fence inside a list item
+        # The update opens after a quote of someone else: its first own line is the bracket.
+        ("> How is it going?\n\n[blocked] waiting for review", Health.BLOCKED),
+        ("  > How is it going?\n[at risk] the CI budget ran out", Health.AT_RISK),
+    ],
+)
+def test_code_and_quotes_are_skipped_however_they_are_indented(
+    text: str, expected: Health | None
+) -> None:
+    assert parse_health(text) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Status: unblocked",
+        "Status: not on track",
+        "Status: Not-On-Track",
+        "[incomplete] two PRs left",
+        "TL;DR: unfinished, two PRs left",
+        "Health: uncompleted",
+    ],
+)
+def test_a_negated_health_word_is_not_a_typo_of_it(text: str) -> None:
+    # Each scores 80 or more against the word it negates: read as a typo, it said the opposite.
+    assert parse_health(text) is None
+
+
+def test_a_typo_is_a_misspelt_word_not_a_phrase_that_holds_one() -> None:
+    assert health_word("yelow") is Health.AT_RISK  # five letters: the shortest typo taken
+    assert health_word("stuk") is None  # four: only exact words
+    # A health word inside a longer value is not a typo of it (it may say the opposite).
+    assert parse_health("Status: on track to slip") is None
+    assert health_word("**done**.") is Health.DONE  # emphasis and punctuation around the word
+
+
+def test_a_health_in_text_reads_as_its_label() -> None:
+    assert f"{Health.AT_RISK}" == "at risk" and Health.AT_RISK.value == "at-risk"
+    assert f"[{Health.ON_TRACK:>10}]" == "[  on track]"
+
+
 def test_the_prompt_names_its_three_reactions() -> None:
     assert reaction_legend() == (
         ":green_circle: on track, :yellow_circle: at risk, :red_circle: blocked"
@@ -130,6 +176,36 @@ def test_an_update_without_a_health_keeps_the_last_one_and_says_how_old() -> Non
     assert describe(health, at(20)) == ":yellow_circle: at risk since 2 Nov 2026 (18 days ago)"
 
 
+def test_a_call_made_now_or_later_shows_no_age() -> None:
+    health = goal_health([call(20, Health.AT_RISK)])
+    assert health is not None
+    assert describe(health, at(20)) == ":yellow_circle: at risk since 20 Nov 2026"
+    assert describe(health, at(19)) == ":yellow_circle: at risk since 20 Nov 2026"
+
+
+def test_the_words_shown_are_the_runs_newest_or_its_first_and_a_reaction_has_none() -> None:
+    def reaction(day: int, health: Health) -> HealthCall:
+        return HealthCall(1, health, at(day), source=HealthSource.REACTION, message_id=day)
+
+    calls = [
+        call(2, Health.AT_RISK),
+        call(9, Health.BLOCKED),
+        reaction(12, Health.BLOCKED),
+        call(16, Health.BLOCKED),
+        reaction(18, Health.BLOCKED),
+    ]
+    health = goal_health(calls)
+    assert health is not None
+    assert [c.said_at.day for c in health.run] == [9, 12, 16, 18]
+    assert health.voiced().words == "said on 16"  # the newest words, not the newer reaction
+    assert health.voiced(first=True).words == "said on 9"  # what started the run
+    # Turned blocked by a reaction: no words of this run, and never the at-risk words before it.
+    reacted = goal_health([call(2, Health.AT_RISK), reaction(9, Health.BLOCKED)])
+    assert reacted is not None
+    assert reacted.voiced() is reacted.latest and reacted.voiced(first=True) is reacted.latest
+    assert reacted.latest.link_text == "view prompt"
+
+
 SLOT = Slot(weekday=3, at=time(14), tz=ZoneInfo("UTC"))  # Thursdays 14:00
 
 
@@ -154,6 +230,16 @@ def test_blocked_for_two_periods_needs_attention_and_one_does_not() -> None:
     assert since_last_week is not None
     assert periods_held(since_last_week, periods) == 2
     assert turned(this_week, periods[-1].start) and not turned(since_last_week, periods[-1].start)
+
+
+def test_a_call_at_the_instant_a_period_starts_counts_from_that_period() -> None:
+    periods = weekly(at(20), 4)
+    assert periods[-1].start == at(19, 14)  # the prompt instant: the previous period's end
+    risky = goal_health([call(19, Health.AT_RISK, 14)])
+    assert risky is not None
+    assert periods_held(risky, periods) == 1
+    assert alert_reason(risky, periods) is None  # not yet two periods at risk
+    assert turned(risky, periods[-1].start)  # this period's news
 
 
 def test_champions_hear_of_blocked_at_once_and_of_at_risk_in_its_second_period() -> None:
@@ -183,6 +269,7 @@ def test_champions_hear_of_blocked_at_once_and_of_at_risk_in_its_second_period()
         ("list blokced", "blocked"),
         ("list on track", "on-track"),
         ("list done", "done"),
+        ("list done.", "done"),
         ("list due", "due"),
         ("list paused", "paused"),
     ],
@@ -202,4 +289,6 @@ def test_health_call_links_to_its_message_or_comment() -> None:
     github = HealthCall(1, Health.BLOCKED, at(2), url="https://github.com/o/r/issues/1#c")
     assert zulip.link("https://chat.example") == "https://chat.example/#narrow/id/42"
     assert github.link("https://chat.example") == "https://github.com/o/r/issues/1#c"
+    assert (zulip.link_text, github.link_text) == ("view message", "view comment")
+    assert HealthCall(1, Health.BLOCKED, at(2)).link("https://chat.example") == ""  # nowhere
     assert at(2) - timedelta(days=1) < zulip.said_at

@@ -98,6 +98,10 @@ TYPO_SCORE = 80
 MIN_TYPO_LENGTH = 5
 _TYPO_TARGETS = tuple(w for w in _WORDS if len(w) >= MIN_TYPO_LENGTH + 1)
 _NOT_HEALTH = frozenset({"good progress", "tbd", "n/a"})
+# A health word behind a negation is its opposite, not a typo of it: "unblocked" (87 against
+# "blocked"), "incomplete", "unfinished" (89 against "complete", "finished"), "not on track" (80,
+# the cutoff). No health word starts so: only a typo in the first letters ("in track") is lost.
+_NEGATIONS = ("un", "in", "no")
 
 # `Status: at risk`, `**Health**: blocked`, `- Status - on track.` on a line of its own.
 _LABELLED = re.compile(
@@ -124,6 +128,8 @@ def health_word(word: str) -> Health | None:
     if exact is not None:
         return exact
     if len(text) < MIN_TYPO_LENGTH:  # too short to tell a typo from another word
+        return None
+    if text.startswith(_NEGATIONS):
         return None
     # Imported here: rapidfuzz costs the bot 4 MB, and only a labelled typo needs it.
     from rapidfuzz import fuzz, process
@@ -176,11 +182,8 @@ def parse_health(content: str) -> Health | None:
 
 def _tldr_health(rest: str) -> Health | None:
     """A health opening a TL;DR counts when punctuation, a bracket or the end follows it:
-    "on track, parser merged" does; "blocked on review" does not (that is prose)."""
-    rest = rest.lstrip(" *_")
-    bracketed = _BRACKETED.match(rest)
-    if bracketed:
-        return health_word(bracketed.group("word"))
+    "on track, parser merged" does; "blocked on review" does not (that is prose).  ``rest``
+    starts at the word: ``_AFTER_TLDR`` has taken the emphasis and an opening bracket."""
     m = _TWO_WORDS.match(rest)
     if m is None:
         return None
