@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fakezulip import FakeZulip, harness
 from fakezulip.harness import write_bot_conf
@@ -20,6 +21,9 @@ from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import FIRST_START_KEY, BotState, Goal, GoalOwner, Person
 from zulip_goals_bot.domain.states import GoalState, OwnerRole
 from zulip_goals_bot.goals.topics import goal_topic
+from zulip_goals_bot.people.files import github_handle
+from zulip_goals_bot.people.link_rules import LinkOutcome, MappedVia, WantedLink
+from zulip_goals_bot.people.linking import link
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real data the tests read, kept in the repository (tests/data/SOURCES.md says where from).
@@ -157,3 +161,13 @@ def run_cli(conf: Path | None, *args: str, env: dict[str, str] | None = None,
     )
     OUTPUTS.append(lambda: done.stdout + done.stderr)
     return done
+
+
+def link_handle(
+    session: Session, *, github: str, zulip_user_id: int, via: MappedVia, now: datetime
+) -> LinkOutcome:
+    """``linking.link`` for one handle as a person types it (``@ferris``, a profile URL)."""
+    handle = github_handle(github)
+    assert handle is not None, github
+    (outcome,) = link(session, [WantedLink(handle, zulip_user_id, via, via.label)], now=now)
+    return outcome

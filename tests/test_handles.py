@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from fakezulip import FakeZulip, Realm
 from tests.dbs import new_database
-from tests.support import DATA
+from tests.support import DATA, link_handle
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.zulip_io import ZulipIO
 from zulip_goals_bot.clock import FrozenClock
@@ -34,7 +34,6 @@ from zulip_goals_bot.goals.importer import import_goals
 from zulip_goals_bot.people.accounts import ensure_people
 from zulip_goals_bot.people.handles import handles_in, render_handles
 from zulip_goals_bot.people.link_rules import MappedVia
-from zulip_goals_bot.people.linking import link_github
 
 H2, ANNUAL = DATA / "goalfiles-later" / "2025h2", DATA / "goalfiles-later" / "2026"
 NOW = datetime(2025, 9, 22, 9, 0, tzinfo=UTC)  # a Monday: the digest slot
@@ -76,7 +75,7 @@ def setup_goal(db: Database) -> int:
     import_goals(db, [H2], now=NOW - timedelta(days=20), statuses=("Accepted", "Proposed"))
     with db.write() as s:
         ensure_people(s, [ALICIA], NOW)
-        link_github(s, github="alicia-dev", zulip_user_id=201, via=MappedVia.FILE, now=NOW)
+        link_handle(s, github="alicia-dev", zulip_user_id=201, via=MappedVia.FILE, now=NOW)
         goal = s.execute(select(Goal).where(Goal.slug == "field-places")).scalar_one()
         s.add(Update(zulip_message_id=9001, goal_id=goal.id, kind=UpdateKind.UPDATE,
                      source=UpdateSource.TOPIC, content=UPDATE, help_wanted=UPDATE.split(": ")[-1],

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.dbs import new_database, new_database_url
-from tests.support import DATA, run_cli
+from tests.support import DATA, link_handle, run_cli
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
 from zulip_goals_bot.commands.dispatch import handle
@@ -42,7 +42,6 @@ from zulip_goals_bot.goals.importer import import_goals
 from zulip_goals_bot.goals.outlook import Reason
 from zulip_goals_bot.people.accounts import ensure_people
 from zulip_goals_bot.people.link_rules import MappedVia
-from zulip_goals_bot.people.linking import link_github
 
 LATER = DATA / "goalfiles-later"
 H2, ANNUAL = LATER / "2025h2", LATER / "2026"
@@ -85,7 +84,7 @@ def link(db: Database, handle_: str, who: SenderInfo) -> None:
     """Link a GitHub handle to a Zulip account, as a people file or an admin's `map` does."""
     with db.write() as s:
         ensure_people(s, [who], JANUARY)
-        link_github(s, github=handle_, zulip_user_id=who.user_id, via=MappedVia.FILE, now=JANUARY)
+        link_handle(s, github=handle_, zulip_user_id=who.user_id, via=MappedVia.FILE, now=JANUARY)
 
 
 # ---------------------------------------------------------------------------------------------

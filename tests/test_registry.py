@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.dbs import new_database, new_database_url
+from tests.support import link_handle
 from zulip_goals_bot.config import load_config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Goal, GoalOwner, Person, Update
@@ -37,7 +38,7 @@ from zulip_goals_bot.people.link_rules import (
     WantedLink,
     plan_links,
 )
-from zulip_goals_bot.people.linking import link_github, map_people
+from zulip_goals_bot.people.linking import map_people
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "rust-project-goals"
@@ -598,11 +599,11 @@ def test_sources_rank_file_over_profile_over_claim(tmp_path: Path) -> None:
         ensure_people(s, [SenderInfo(7, "u7@x.org", "Seven"), SenderInfo(8, "u8@x.org", "Ei")], NOW)
         # Seven claims @carol in chat.
         assert (
-            link_github(s, github="@carol", zulip_user_id=7, via=MappedVia.CLAIM, now=NOW).result
+            link_handle(s, github="@carol", zulip_user_id=7, via=MappedVia.CLAIM, now=NOW).result
             is LinkResult.LINKED
         )
         # Eight's claim of the same handle does not take it away.
-        lost = link_github(s, github="carol", zulip_user_id=8, via=MappedVia.CLAIM, now=NOW)
+        lost = link_handle(s, github="carol", zulip_user_id=8, via=MappedVia.CLAIM, now=NOW)
         assert lost.result is LinkResult.CONFLICT and "by the claim" in lost.detail
     assert owners_of(db, "beta")[1] == ("carol", 7, OwnerRole.POINT_OF_CONTACT)
 
@@ -628,7 +629,7 @@ def test_sources_rank_file_over_profile_over_claim(tmp_path: Path) -> None:
 
     # A later claim cannot undo what the file decided.
     with db.write() as s:
-        out = link_github(s, github="alice", zulip_user_id=9, via=MappedVia.CLAIM, now=LATER)
+        out = link_handle(s, github="alice", zulip_user_id=9, via=MappedVia.CLAIM, now=LATER)
     assert out.result is LinkResult.CONFLICT and "people file" in out.detail
     assert owners_of(db, "alpha") == [("alice", 7, OwnerRole.POINT_OF_CONTACT)]
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from zulip_goals_bot.db.models import Delivery, DigestSubscription, GoalOwner, Person, Skip, Update
 from zulip_goals_bot.domain.states import OwnerRole
 from zulip_goals_bot.domain.views import ADMIN_ROLES
-from zulip_goals_bot.people.files import github_handle, load_people_file
+from zulip_goals_bot.people.files import load_people_file
 from zulip_goals_bot.people.link_rules import (
     LinkOutcome,
     LinkPlan,
@@ -79,21 +79,6 @@ def _plan(
     persons = {p.id: p for p in session.execute(query).scalars()}
     rows = [person_row(p) for p in persons.values()]
     return persons, plan_links(rows, wanted, create_missing=create_missing)
-
-
-def link_github(
-    session: Session, *, github: str, zulip_user_id: int, via: MappedVia, now: datetime
-) -> LinkOutcome:
-    """``link`` for one handle as a person typed it (``@ferris``, a github.com URL): what
-    ``I am`` (a claim) and ``map`` (an admin) call.
-
-    Raises ValueError for text that is not a GitHub handle; chat commands check it first.
-    """
-    handle = github_handle(github)
-    if handle is None:
-        raise ValueError(f"{github!r} is not a GitHub handle")
-    (outcome,) = link(session, [WantedLink(handle, zulip_user_id, via, via.label)], now=now)
-    return outcome
 
 
 def person_row(p: Person) -> PersonRow:
