@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mentions import contains_unsafe_mention
 from zulip_goals_bot.bot.replies import (
     IncomingMessage,
     Route,
@@ -23,7 +24,6 @@ from zulip_goals_bot.bot.replies import (
     which_goal_text,
 )
 from zulip_goals_bot.config import Config
-from zulip_goals_bot.domain.markdown import contains_unsafe_mention
 from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.views import GoalName
 from zulip_goals_bot.goals.matching import names_goal

@@ -13,6 +13,7 @@ from sqlalchemy import event, inspect, select, text
 from zulip_bots.test_lib import StubBotHandler
 
 from tests.dbs import new_database
+from tests.mentions import contains_unsafe_mention
 from zulip_goals_bot import __version__
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
@@ -35,7 +36,7 @@ from zulip_goals_bot.commands.grammar import (
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import DigestSubscription, Goal, GoalOwner, Person, Skip, Update
-from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef
 from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
 from zulip_goals_bot.domain.views import GoalName, SenderInfo

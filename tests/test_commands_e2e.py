@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import text
 
 from fakezulip import FakeZulip, Realm
+from tests.mentions import contains_unsafe_mention
 from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import COMMAND_ANSWERED, Goal, HandledMessage
-from zulip_goals_bot.domain.markdown import contains_unsafe_mention
 
 STREAM = "project-goals"
 QUIET = "[schedule]\nenabled = false\n[digest]\nenabled = false\n"

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import event, insert, select
 
 from tests.dbs import new_database
+from tests.mentions import contains_unsafe_mention
 from zulip_goals_bot.bot import outbox
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
@@ -33,7 +34,7 @@ from zulip_goals_bot.digest.delivery import (
     run_due_digest,
     send_digest,
 )
-from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import (

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from fakezulip import FakeZulip, Realm
 from tests.dbs import new_database
+from tests.mentions import contains_unsafe_mention
 from tests.support import DATA, link_handle
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.bot.zulip_io import ZulipIO
@@ -26,7 +27,7 @@ from zulip_goals_bot.db.models import Goal, Update
 from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import load_digest_data, send_digest
-from zulip_goals_bot.domain.markdown import ZulipUser, contains_unsafe_mention
+from zulip_goals_bot.domain.markdown import ZulipUser
 from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import UpdateKind, UpdateSource
 from zulip_goals_bot.domain.views import SenderInfo

@@ -23,6 +23,7 @@ from fakegithub import FakeGitHub
 from fakezulip import FakeZulip, Realm, User
 from fakezulip.clockfile import CLOCK_FILE_ENV, FileClock
 from fakezulip.harness import TICK_ENV
+from tests.mentions import contains_unsafe_mention
 from tests.support import BotProcess, add_goal, database_for, wait_until, write_conf
 from zulip_goals_bot.bot import alerts
 from zulip_goals_bot.bot.alerts import (
@@ -44,7 +45,7 @@ from zulip_goals_bot.domain.health import (
     HealthSource,
     goal_health,
 )
-from zulip_goals_bot.domain.markdown import StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.markdown import StreamRef
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.states import DeliveryKind, DeliveryState, GoalState, OwnerRole
 from zulip_goals_bot.domain.views import ChampionView, GoalView, OwnerView, PersonView

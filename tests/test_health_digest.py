@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from tests.mentions import contains_unsafe_mention
 from tests.test_digest import (
     CREATED,
     DIGEST_AT,
@@ -45,7 +46,7 @@ from zulip_goals_bot.db.models import (
 )
 from zulip_goals_bot.digest.delivery import CHAMPION_TITLE, load_digest_data, send_digest
 from zulip_goals_bot.domain.health import Health
-from zulip_goals_bot.domain.markdown import contains_unsafe_mention, topic_link
+from zulip_goals_bot.domain.markdown import topic_link
 from zulip_goals_bot.domain.states import GoalState, OwnerRole, UpdateKind
 
 CHAMPION_ID = 500

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.dbs import new_database, new_database_url
+from tests.mentions import contains_unsafe_mention
 from tests.support import DATA, link_handle, run_cli
 from zulip_goals_bot.bot.context import Context
 from zulip_goals_bot.clock import FrozenClock
@@ -32,7 +33,6 @@ from zulip_goals_bot.db.queries import load_goals
 from zulip_goals_bot.digest.blog import compose_blog, load_blog_data
 from zulip_goals_bot.digest.compose import compose_digest
 from zulip_goals_bot.digest.delivery import load_digest_data
-from zulip_goals_bot.domain.markdown import contains_unsafe_mention
 from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.views import SenderInfo
 from zulip_goals_bot.goals.files import GoalStatus, ProblemKind, parse_goal, read_pages

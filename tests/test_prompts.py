@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from fakezulip import FakeZulip, Realm, User
 from tests.dbs import new_database
+from tests.mentions import contains_unsafe_mention
 from zulip_goals_bot.bot import outbox
 from zulip_goals_bot.bot.app import look_up_streams
 from zulip_goals_bot.bot.context import Context
@@ -34,7 +35,7 @@ from zulip_goals_bot.config import Config, ScheduleConfig
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import Delivery, Goal, GoalOwner, Person, Skip, Update
 from zulip_goals_bot.db.queries import load_goals
-from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef, contains_unsafe_mention
+from zulip_goals_bot.domain.markdown import MAX_MESSAGE_LENGTH, StreamRef
 from zulip_goals_bot.domain.setting import Setting
 from zulip_goals_bot.domain.states import (
     DeliveryKind,

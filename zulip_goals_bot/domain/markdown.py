@@ -36,19 +36,6 @@ def safe(text: str) -> str:
     return neutralize(text).replace("**", "")
 
 
-def contains_unsafe_mention(text: str, allowed_ids: Iterable[int] = ()) -> bool:
-    """True when ``text`` would notify anyone other than ``allowed_ids`` (wildcards included)."""
-    allowed = {str(i) for i in allowed_ids}
-    for m in re.finditer(r"@(_?)\*\*([^*]+?)\*\*", text):
-        if m.group(1):  # silent mention: notifies nobody
-            continue
-        name = m.group(2)
-        ident = name.rsplit("|", 1)[1] if "|" in name else None
-        if ident is None or ident not in allowed:
-            return True
-    return bool(re.search(r"@\*[^*]+\*", text))  # user group mention
-
-
 @dataclass(frozen=True, slots=True)
 class ZulipUser:
     """A Zulip account as the bot names it."""
