@@ -200,6 +200,19 @@ to 9 below come from that machine: they bring ingest, the digest and replies dur
 acknowledgement burst back within their goals there (about 8,000 updates/s, 200 ms, 62 ms);
 status stays slightly above its goal there (p99 10–12 ms).
 
+### Round three: start-up memory 72.0 → 66.6 MB, `run` ready 0.92 → 0.74 s
+
+Measured with `--only ingest,lifecycle --runs 3` on this machine before and after (medians).
+The start-up checks no longer load goal views: `queries.load_outlines` reads only what they
+judge (each listed goal's schedule fields, its owners and the time of its newest update, one
+index seek per goal) as plain rows into `GoalOutline`s, which the due rule judges through the
+same `GoalFacts` as a `GoalView` (`tests/test_startup_reads.py` holds the two to the same
+answers): 3.5 MB and 50 ms instead of 10 MB and 0.2 s, and 2 MB of that is SQLite's page
+cache, which live ingest fills anyway.  `sync_users` compares the 1,500 users as plain rows and
+writes only those that changed, where it built a `Person` object for each (5 MB and 60 ms →
+0.6 MB and 8 ms).  The chat commands' modules are imported at the first command (1 MB, 30 ms).
+Ingest and the burst's memory are as before (82.4 MB at 20,000 queued).
+
 ### Round two: the house rebuilt, and the goals of that round
 
 Round one's figures (the report of 2026-11-29) beside this round's, both on 2-core machines of
@@ -250,24 +263,24 @@ What changed (py-spy on the bot during the burst, tracemalloc and `/proc` for me
    Alembic to learn the newest migration and opened a second database; they now read the
    migration with plain SQL and use the bot's own database.  What is left is below.
 
-### The goal missed: peak RSS at start-up (69.3 MB; goal < 60 MB)
+### The goal missed: peak RSS at start-up (66.6 MB; goal < 60 MB)
 
 The bot's resident memory, sampled every 5 ms from `/proc` during a start-up with 1,000 goals,
 1,500 owners and 100,000 updates, against its log:
 
-* **56.5 MB** once imported: the interpreter 10.9 MB and SQLAlchemy with its ORM 32.8 MB (of
-  which the ORM is 6 MB over Core, and Core pulls in `asyncio`); the rest is `zulip` with
-  `requests`, `ssl` and `charset_normalizer`, APScheduler, ijson and the bot's own 44 modules.
-* **+11 MB** during the start-up checks: they load the 1,000 goals with their owners and latest
-  updates (tracemalloc: 4.4 MB of views held, 7.4 MB at the peak), and SQLite's page cache fills
-  with what that read.  With the schedule on, the first tick loads the same goals anyway.
-* **+2 MB** reading the 1,500 users; live ingest adds less than 1 MB.
+* **52.5 MB** for the dependencies once imported: the interpreter 10.6 MB, then SQLAlchemy with
+  its ORM (of which the ORM is 6 MB over Core, and Core pulls in `asyncio`), `zulip` with
+  `requests`, `ssl` and `charset_normalizer`, ijson and APScheduler.
+* **+4.7 MB** for the bot's own modules, **+1 MB** opening SQLite; a bot started without any
+  start-up checks still peaks at 64.9 MB.
+* The rest is not Python objects (traced Python memory stays flat through the live phase):
+  SQLite's page cache (2 MB; a 200 kB cache saves exactly that, at the cost of the reads of
+  100,000 updates that the digest and the website make), a second connection opened when the
+  first tick overlaps a batch (1.1 MB), and allocator memory in the other threads.
 
-At the size of the Rust project's program (50 goals, 80 owners, 2,000 updates) the same
-start-up peaks at 59.9 MB.  Under 60 MB at 1,000 goals would need the imports under about
-50 MB, that is a bot without SQLAlchemy's ORM.  Tried and dropped: a SQLite page cache of
-500 kB a connection instead of 2 MB saved 1.5 MB, at the cost of the reads of 100,000 updates
-that the digest and the website make.
+Under 60 MB at 1,000 goals needs a bot without SQLAlchemy's ORM.  Tried and dropped: a LIFO
+connection pool, 16 cached statements per connection instead of 128, `MALLOC_ARENA_MAX` 1 or
+2, a garbage collection after the checks; none moved the peak beyond the noise.
 
 ### Round one: fixes made
 

@@ -89,7 +89,12 @@ class BotProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait_ready: bool = True, timeout: float = READY_TIMEOUT) -> BotProcess:
-        """Spawn the bot; with ``wait_ready``, return once it listens (else ``BotNotReady``)."""
+        """Spawn the bot; with ``wait_ready``, return once it listens (else ``BotNotReady``).
+
+        One process per object: a second start would leave the first running, unwatched.
+        """
+        if self.alive():
+            raise RuntimeError("this bot process is already running; stop it first")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "fakezulip.launch", "--config", str(self.conf), "run"],

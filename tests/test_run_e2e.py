@@ -103,7 +103,7 @@ def test_long_polls_and_acknowledgements_keep_their_connections(
     conf = write_conf(tmp_path, server, bot, extra="[schedule]\nenabled = false\n")
     goal = add_goal(database_for(conf), "polonius", "Polonius",
                     [(ben.user_id, ben.email, ben.full_name)], issue=118)  # fmt: skip
-    with BotProcess(conf).start() as proc:
+    with BotProcess(conf) as proc:
         first = server.send_stream_message(ben, "project-goals", goal.zulip_topic, "TL;DR: 0")
         assert wait_until(lambda: bool(server.message(first)["reactions"])), proc.log()
         opened = server.connections_opened

@@ -44,7 +44,6 @@ from zulip_goals_bot.bot.replies import IncomingMessage, MalformedMessage, Route
 from zulip_goals_bot.bot.store import BatchEffects
 from zulip_goals_bot.bot.zulip_io import QueueLost, ZulipIO
 from zulip_goals_bot.clock import SYSTEM_CLOCK, Clock
-from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
 from zulip_goals_bot.config import Config
 from zulip_goals_bot.db.engine import Database
 from zulip_goals_bot.db.models import ACK_OWED, FIRST_START_KEY, BotState, Delivery, HandledMessage
@@ -58,6 +57,7 @@ from zulip_goals_bot.people.linking import map_people
 from zulip_goals_bot.website.rebuild import site_keeper
 
 if TYPE_CHECKING:
+    from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
     from zulip_goals_bot.github.service import GitHubBridge
 
 log = logging.getLogger("zulip_goals_bot")
@@ -131,7 +131,7 @@ class GoalsBot:
         self.ctx = Context(
             Setting(config, listener.site, self.bot_user_id, self.bot_name), db, clock
         )
-        self.command_handler = GoalsBotHandler(self.ctx)
+        self._command_handler: GoalsBotHandler | None = None
         # The goals website, rebuilt after stored updates and digests ([site] output).
         self.site = site_keeper(self.ctx, self.stop.is_set)
         self.ingest = Ingest(
@@ -142,6 +142,16 @@ class GoalsBot:
         # Chat commands waiting for the command thread (None: stop); see ``_command_loop``.
         self._commands: queue.Queue[IncomingMessage | None] = queue.Queue()
         self._command_thread: threading.Thread | None = None
+
+    @property
+    def command_handler(self) -> GoalsBotHandler:
+        """The chat commands' handler, made at the first command: the commands' modules (1 MB,
+        30 ms) are imported then, not during the start-up, whose memory peak they raised."""
+        if self._command_handler is None:
+            from zulip_goals_bot.commands.bot_handler import GoalsBotHandler
+
+            self._command_handler = GoalsBotHandler(self.ctx)
+        return self._command_handler
 
     def _count_error(self) -> None:
         self.stats.errors += 1
@@ -181,7 +191,7 @@ class GoalsBot:
         streams = look_up_streams(self.listener, self.config)
         self.ctx = replace(self.ctx, setting=replace(self.ctx.setting, streams=streams))
         self.ingest.setting = self.ctx.setting
-        self.command_handler = GoalsBotHandler(self.ctx)
+        self._command_handler = None  # made again with these streams
         result = self.listener.call("users/me/subscriptions")
         self.ingest.stream_names = {
             int(s["stream_id"]): str(s["name"]) for s in result.get("subscriptions", [])
@@ -403,11 +413,10 @@ class GoalsBot:
             else:
                 done.next_wake = self.ctx.program.next_wake((), {}, self.clock.now())
             if self.config.digest.enabled:
-                from zulip_goals_bot.digest.delivery import digest_due, send_digest
+                from zulip_goals_bot.digest.delivery import run_due_digest
 
-                due, _key = digest_due(self.ctx, self.clock.now())
-                if due:
-                    digest = send_digest(self.ctx, self.sender)
+                digest = run_due_digest(self.ctx, self.sender)
+                if digest is not None:
                     done.add(digest.sent, digest.failed)
                     self.site.request()
         return done

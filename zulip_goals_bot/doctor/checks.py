@@ -22,7 +22,7 @@ from zulip_goals_bot.doctor.permissions import (
 from zulip_goals_bot.doctor.report import Check, error, ok, warn
 from zulip_goals_bot.domain.program import Program
 from zulip_goals_bot.domain.schedule import DueState, Slot, period_at
-from zulip_goals_bot.domain.views import GoalView, OwnerContact, PersonView
+from zulip_goals_bot.domain.views import GoalOutline, OwnerContact, PersonView
 
 if TYPE_CHECKING:
     from zulip_goals_bot.config import Config
@@ -319,15 +319,15 @@ class OwnedGoals:
 
 
 def prompted_goals(
-    goals: Sequence[GoalView], now: datetime, config: Config
-) -> list[tuple[GoalView, DueState]]:
+    goals: Sequence[GoalOutline], now: datetime, config: Config
+) -> list[tuple[GoalOutline, DueState]]:
     """The goals the schedule asks about, with their due state (as the ``Program`` judges it)."""
     program = Program.from_config(config)
     states = ((g, program.state(g, now)) for g in goals)
     return [(g, state) for g, state in states if state not in _NOT_PROMPTED]
 
 
-def owners_of(rows: Sequence[tuple[GoalView, DueState]]) -> dict[int, OwnedGoals]:
+def owners_of(rows: Sequence[tuple[GoalOutline, DueState]]) -> dict[int, OwnedGoals]:
     """The owners of these goals, by person id."""
     owners: dict[int, OwnedGoals] = {}
     for g, _state in rows:
@@ -368,7 +368,10 @@ def check_goals(facts: Facts, config: Config) -> list[Check]:
 
 
 def _check_owners(
-    rows: Sequence[tuple[GoalView, DueState]], z: ZulipFacts | None, config: Config, now: datetime
+    rows: Sequence[tuple[GoalOutline, DueState]],
+    z: ZulipFacts | None,
+    config: Config,
+    now: datetime,
 ) -> list[Check]:
     owners = owners_of(rows)
     today = now.astimezone(config.timezone).date()

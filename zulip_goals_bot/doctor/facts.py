@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zulip_goals_bot.domain.views import GoalView
+from zulip_goals_bot.domain.views import GoalOutline
 
 if TYPE_CHECKING:
     from zulip_goals_bot.config import Config
@@ -65,7 +65,7 @@ class DbFacts:
     missing_file: bool = False  # SQLite file not created yet (doctor does not create it)
     current: str | None = None
     head: str | None = None
-    goals: tuple[GoalView, ...] = ()
+    goals: tuple[GoalOutline, ...] = ()
     goals_error: str | None = None
     # What the bot's last GitHub syncs recorded per goal: (slug, when, why it failed or None).
     github_syncs: tuple[tuple[str, datetime | None, str | None], ...] = ()

@@ -19,7 +19,7 @@ from zulip_goals_bot.doctor.facts import (
     ZulipFacts,
 )
 from zulip_goals_bot.domain.events import is_goals_stream
-from zulip_goals_bot.domain.views import GoalView
+from zulip_goals_bot.domain.views import GoalOutline
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -190,7 +190,7 @@ def _read_db(db: Database, where: str) -> DbFacts:
     # The newest migration this code knows (a test holds it equal to Alembic's head), so that
     # checking does not import Alembic (8 MB a running bot would keep).
     from zulip_goals_bot.db.engine import SCHEMA_HEAD
-    from zulip_goals_bot.db.queries import load_goals
+    from zulip_goals_bot.db.queries import load_outlines
 
     head = SCHEMA_HEAD
     try:
@@ -201,7 +201,7 @@ def _read_db(db: Database, where: str) -> DbFacts:
         return DbFacts(where, current=None, head=head, goals_error="no tables yet")
     try:
         with db.read() as session:
-            goals = tuple(load_goals(session))
+            goals = tuple(load_outlines(session))
             syncs = tuple(_github_syncs(session))
     except SQLAlchemyError as exc:
         return DbFacts(where, current=current, head=head, goals_error=str(exc).splitlines()[0])
@@ -243,7 +243,7 @@ def gather(config_path: Path, clock: Clock) -> Facts:
     return Facts(files, now, config, zulip, db, github)
 
 
-def github_facts(config: Config, goals: Sequence[GoalView], clock: Clock) -> GitHubFacts:
+def github_facts(config: Config, goals: Sequence[GoalOutline], clock: Clock) -> GitHubFacts:
     """Ask GitHub about the token, the repository, each running goal's issue and the rate
     limit: read-only requests (``/rate_limit`` does not count against the limit)."""
     from zulip_goals_bot.errors import GitHubError, GoalsBotError

@@ -27,7 +27,7 @@ from zulip_goals_bot.domain.schedule import (
     reminder_time,
     zone,
 )
-from zulip_goals_bot.domain.views import GoalView, OwnerContact, PersonView
+from zulip_goals_bot.domain.views import GoalOutline, GoalView, OwnerContact, PersonView
 
 # The digest is weekly: its period grid has one-week cells anchored on the digest slot.
 DIGEST_WEEKS = 1
@@ -79,7 +79,7 @@ class Program:
         """The reporting period of ``goal`` that contains ``now``."""
         return period_at(now, self.cadence(goal), self.slot)
 
-    def state(self, goal: GoalView, now: datetime) -> DueState:
+    def state(self, goal: GoalView | GoalOutline, now: datetime) -> DueState:
         """Why ``goal`` is or is not waiting for an update at ``now``."""
         facts = goal.facts(self.schedule.cadence_weeks, self.today(now))
         return due_state(facts, now, self.slot, self.schedule.grace_days)

@@ -7,7 +7,7 @@ takes them as plain values, with no session behind them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -207,26 +207,79 @@ class GoalView:
     @property
     def poc(self) -> tuple[PersonView, ...]:
         """Points of contact; when the file named none, every owner."""
-        main = tuple(o.person for o in self.owners if o.role is not OwnerRole.TASK)
-        return main or tuple(o.person for o in self.owners)
+        return points_of_contact(self.owners)
 
     def prompted_owners(self) -> tuple[PersonView, ...]:
         """Who is asked for updates: points of contact (task owners only if there are none)."""
         return self.poc
 
     def facts(self, default_cadence: int, today: date) -> GoalFacts:
-        asked = self.prompted_owners()
-        return GoalFacts(
-            goal_id=self.id,
-            state=self.state.value,
-            active=self.active,
-            created_at=self.created_at,
-            cadence_weeks=effective_cadence(self.cadence_weeks, default_cadence),
-            last_update_at=self.last_update.sent_at if self.last_update else None,
-            owners_total=len(asked),
-            owners_reachable=sum(1 for p in asked if p.contact(today) is OwnerContact.REACHABLE),
-            skipped_periods=self.skipped_periods,
-        )
+        last = self.last_update.sent_at if self.last_update else None
+        return _goal_facts(self, last, default_cadence, today)
+
+
+@dataclass(frozen=True, slots=True)
+class GoalOutline:
+    """A goal as the set-up checks judge it: whether the schedule asks about it, and whom.
+
+    ``doctor`` and ``run``'s start-up checks look at every goal but need none of the texts, the
+    latest update or the health a ``GoalView`` carries; at 1,000 goals this is a fraction of the
+    memory, and ``queries.load_outlines`` reads it without ORM objects.
+    """
+
+    id: int
+    slug: str
+    title: str
+    short_title: str | None
+    state: GoalState
+    active: bool
+    cadence_weeks: int | None
+    created_at: datetime
+    tracking_issue: int | None = None
+    tracking_url: str | None = None
+    owners: tuple[OwnerView, ...] = ()
+    last_update_at: datetime | None = None  # the newest owner update's
+    skipped_periods: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return self.short_title or self.title
+
+    @property
+    def is_running(self) -> bool:
+        """Active or paused: the owners' replies are updates."""
+        return is_running(self.active, self.state)
+
+    def prompted_owners(self) -> tuple[PersonView, ...]:
+        """As ``GoalView.prompted_owners``: the points of contact."""
+        return points_of_contact(self.owners)
+
+    def facts(self, default_cadence: int, today: date) -> GoalFacts:
+        return _goal_facts(self, self.last_update_at, default_cadence, today)
+
+
+def _goal_facts(
+    goal: GoalView | GoalOutline, last_update_at: datetime | None, default_cadence: int, today: date
+) -> GoalFacts:
+    """What the due computation needs of either view of a goal."""
+    asked = goal.prompted_owners()
+    return GoalFacts(
+        goal_id=goal.id,
+        state=goal.state.value,
+        active=goal.active,
+        created_at=goal.created_at,
+        cadence_weeks=effective_cadence(goal.cadence_weeks, default_cadence),
+        last_update_at=last_update_at,
+        owners_total=len(asked),
+        owners_reachable=sum(1 for p in asked if p.contact(today) is OwnerContact.REACHABLE),
+        skipped_periods=goal.skipped_periods,
+    )
+
+
+def points_of_contact(owners: Sequence[OwnerView]) -> tuple[PersonView, ...]:
+    """The owners asked for updates: the points of contact; when the file named none, all."""
+    main = tuple(o.person for o in owners if o.role is not OwnerRole.TASK)
+    return main or tuple(o.person for o in owners)
 
 
 @dataclass(frozen=True, slots=True)
