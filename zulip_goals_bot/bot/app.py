@@ -125,12 +125,9 @@ class GoalsBot:
         self._subscribers: frozenset[int] | None = None
         self._subscribers_at = 0.0
         me = listener.whoami()
-        self.bot_user_id = int(me["user_id"])
-        self.bot_name = str(me.get("full_name", ""))
         self.bot_email = str(me.get("email", ""))
-        self.ctx = Context(
-            Setting(config, listener.site, self.bot_user_id, self.bot_name), db, clock
-        )
+        setting = Setting(config, listener.site, int(me["user_id"]), str(me.get("full_name", "")))
+        self.ctx = Context(setting, db, clock)
         self._command_handler: GoalsBotHandler | None = None
         # The goals website, rebuilt after stored updates and digests ([site] output).
         self.site = site_keeper(self.ctx, self.stop.is_set)
@@ -142,6 +139,14 @@ class GoalsBot:
         # Chat commands waiting for the command thread (None: stop); see ``_command_loop``.
         self._commands: queue.Queue[IncomingMessage | None] = queue.Queue()
         self._command_thread: threading.Thread | None = None
+
+    @property
+    def bot_user_id(self) -> int:
+        return self.ctx.setting.bot_user_id
+
+    @property
+    def bot_name(self) -> str:
+        return self.ctx.setting.bot_name
 
     @property
     def command_handler(self) -> GoalsBotHandler:

@@ -94,7 +94,6 @@ def handle(
                     "Say `about` to see who the admins are."
                 )
             me = ensure_people(session, [sender], now)[sender.user_id]
-            session.flush()
             call = Call(session, sender, me, admin, in_topic, moment)
             if reader is not None:  # the sender's first command: only their row is written
                 blocks = reader(call, command)
